@@ -1,0 +1,27 @@
+"""diskqueue: embedded, disk-persistent queues on LevelDB."""
+
+from .errors import (
+    Closed,
+    Corrupted,
+    DiskQueueError,
+    Empty,
+    Full,
+    IncompatibleType,
+    JobFailed,
+    JobTimeout,
+    Locked,
+    NotReserved,
+    OutOfBounds,
+)
+from .fifo import Queue, Stack
+from .item import Item
+from .prefix import PrefixQueue
+from .priority import PriorityQueue
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Closed", "Corrupted", "DiskQueueError", "Empty", "Full", "IncompatibleType", "Item",
+    "JobFailed", "JobTimeout", "Locked", "NotReserved", "OutOfBounds", "PrefixQueue", "PriorityQueue", "Queue", "Stack",
+    "__version__",
+]

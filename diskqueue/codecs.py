@@ -1,0 +1,95 @@
+"""How values become bytes: msgpack (default), raw, json, pickle (only by name), or any
+object with ``dumps``/``loads``."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any, Callable, Protocol, Union
+
+import msgpack
+
+
+class Codec(Protocol):
+    def dumps(self, obj: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+CodecSpec = Union[str, Codec]
+
+
+class _Pair:
+    __slots__ = ("dumps", "loads", "name")
+
+    def __init__(self, name: str, dumps: Callable[[Any], bytes], loads: Callable[[bytes], Any]):
+        self.name = name
+        self.dumps = dumps
+        self.loads = loads
+
+
+def _raw_dumps(obj: Any) -> bytes:
+    if isinstance(obj, bytes):
+        return obj
+    if isinstance(obj, (bytearray, memoryview)):
+        return bytes(obj)
+    raise TypeError(f"the raw codec stores bytes-like values only, not {type(obj).__name__}")
+
+
+def _json_dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+_NAMED = {
+    "msgpack": _Pair(
+        "msgpack",
+        msgpack.packb,
+        lambda data: msgpack.unpackb(data, raw=False, strict_map_key=False),
+    ),
+    "raw": _Pair("raw", _raw_dumps, lambda data: data),
+    "json": _Pair("json", _json_dumps, json.loads),
+    "pickle": _Pair(
+        "pickle", lambda obj: pickle.dumps(obj, pickle.HIGHEST_PROTOCOL), pickle.loads
+    ),
+}
+
+
+def resolve(codec: CodecSpec) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+    """Return ``(dumps, loads)`` for a codec name or object, or raise a clear error."""
+    if isinstance(codec, str):
+        try:
+            pair = _NAMED[codec]
+        except KeyError:
+            raise ValueError(
+                f"unknown codec {codec!r}; use one of {sorted(_NAMED)} "
+                "or an object with dumps() and loads()"
+            ) from None
+        return pair.dumps, pair.loads
+    dumps = getattr(codec, "dumps", None)
+    loads = getattr(codec, "loads", None)
+    if not callable(dumps) or not callable(loads):
+        raise TypeError(
+            "codec must be a name or an object with dumps(obj) -> bytes and loads(bytes)"
+        )
+    return dumps, loads
+
+
+def encoder(dumps: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """Wrap ``dumps`` so that any failure to encode is a ``TypeError`` naming the value's type."""
+
+    def encode(value: Any) -> bytes:
+        try:
+            data = dumps(value)
+        except TypeError:
+            raise
+        except Exception as exc:  # msgpack's OverflowError, ValueError for cycles, …
+            raise TypeError(
+                f"cannot encode a value of type {type(value).__name__}: {exc}"
+            ) from exc
+        if not isinstance(data, bytes):
+            if isinstance(data, (bytearray, memoryview)):
+                return bytes(data)
+            raise TypeError(f"codec dumps() returned {type(data).__name__}, not bytes")
+        return data
+
+    return encode

@@ -1,0 +1,723 @@
+"""The owner-side engine: one per directory per process, holding every state change.
+
+Handles (Queue, Stack, PriorityQueue, PrefixQueue, the task layer) call these methods
+with raw bytes; a socket server can expose the same methods unchanged. Every mutation
+is computed first, written as one atomic batch together with the pointers it moves,
+and only then applied in memory, so a failed write leaves the structure unchanged.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, Optional
+
+import msgpack
+
+from . import keys
+from .errors import (
+    Closed,
+    DiskQueueError,
+    Empty,
+    Full,
+    IncompatibleType,
+    NotReserved,
+    OutOfBounds,
+)
+from .lanes import Lane, Space
+from .store import Store
+
+log = logging.getLogger("diskqueue.engine")
+
+FORMAT_VERSION = 1
+COMPACT_EVERY = 50_000  # deletes between compactions of the consumed key ranges
+# (lane, seq, key, data, attempts): what reads hand back to handles
+Entry = tuple[bytes, int, bytes, bytes, int]
+
+_pack = keys.POINTERS.pack
+_registry: dict[str, Engine] = {}
+_registry_lock = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    """In a child after fork(), the parent's engines must never touch LevelDB."""
+    for engine in _registry.values():
+        engine.forked = True
+    _registry.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def acquire(path: str) -> Engine:
+    """Return this process's engine for ``path``, opening it if needed."""
+    with _registry_lock:
+        engine = _registry.get(path)
+        if engine is None or engine.closed:
+            engine = _registry[path] = Engine(path)
+        engine.refs += 1
+        return engine
+
+
+def _deadline(block: bool, timeout: Optional[float]) -> Optional[float]:
+    if not block or timeout is None:
+        return None
+    return time.monotonic() + timeout
+
+
+class Engine:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.pid = os.getpid()
+        self.refs = 0
+        self.closed = False
+        self.forked = False
+        self._store = Store(path)
+        self._lock = threading.Lock()
+        self._readable = threading.Condition(self._lock)
+        self._writable = threading.Condition(self._lock)
+        self._all_done = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self._outside = 0  # calls using the store outside the lock (sync, compaction)
+        self._readers = 0  # threads waiting for an item (so notify only when someone waits)
+        self._writers = 0  # threads waiting for room under maxsize
+        self._spaces: dict[bytes, Space] = {}
+        self._leases: list[tuple[float, int, bytes, bytes, int, int]] = []
+        self._lease_ids = itertools.count()
+        self._deleted = 0
+        self._compactor: threading.Thread | None = None
+        try:
+            self._load()
+        except BaseException:
+            self._store.close()
+            raise
+
+    # -- opening ---------------------------------------------------------------
+    def _load(self) -> None:
+        """Read pointers and aside records: never the items, never consumed keys."""
+        for key, value in self._store.iter_prefix(keys.POINTER):
+            sp, lane = self._split(key, 0)
+            head, tail = keys.POINTERS.unpack(value)
+            sp.lanes[lane] = Lane(head, tail)
+        for key, value in self._store.iter_prefix(keys.ASIDE):
+            sp, lane = self._split(key, 8)
+            seq = int.from_bytes(key[-8:], "big")
+            ln = sp.lane(lane)
+            sp.aside[(lane, seq)] = msgpack.unpackb(value)
+            if seq < ln.head:  # reserved by a process that is gone, or nacked: the front
+                ln.add_front(seq)
+        for sp in self._spaces.values():
+            for lane, ln in sp.lanes.items():
+                sp.ready += ln.ready
+                sp.recount(lane, ln)
+            sp.unfinished = sp.ready
+
+    def _split(self, key: bytes, tail: int) -> tuple[Space, bytes]:
+        n = key[1]
+        ns = key[2 : 2 + n]
+        lane = key[2 + n : len(key) - tail]
+        return self._space(ns), lane
+
+    def _space(self, ns: bytes) -> Space:
+        sp = self._spaces.get(ns)
+        if sp is None:
+            sp = self._spaces[ns] = Space(ns)
+        return sp
+
+    def ensure_kind(self, kind: str, accepts: Iterable[str]) -> None:
+        """Record the structure kind on first use; refuse a directory of another kind."""
+        with self._lock:
+            self._check()
+            stored = self._store.get(keys.META + b"kind")
+            if stored is None:
+                if self._store.scan(limit=1):
+                    raise IncompatibleType(f"{self.path} holds a LevelDB that is not a diskqueue")
+                self._store.write(
+                    [(keys.META + b"kind", kind.encode()),
+                     (keys.META + b"format", str(FORMAT_VERSION).encode())]
+                )
+                return
+            if stored.decode() not in set(accepts) | {kind}:
+                raise IncompatibleType(
+                    f"{self.path} holds a {stored.decode()} structure, not a {kind}; "
+                    "open it with the matching class"
+                )
+
+    def _check(self) -> None:
+        if self.closed or self.forked:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        if self.forked:
+            raise DiskQueueError(
+                f"{self.path} was opened before fork(); open it again in this process"
+            )
+        raise Closed(f"{self.path} is closed")
+
+    # -- enqueue ---------------------------------------------------------------
+    def _wait_room(self, sp: Space, n: int, maxsize: int, block: bool,
+                   timeout: Optional[float]) -> None:
+        if maxsize <= 0 or sp.ready + n <= maxsize:
+            return
+        if n > maxsize or not block:
+            raise Full(f"{self.path} holds {sp.ready} items; maxsize is {maxsize}")
+        end = _deadline(block, timeout)
+        while sp.ready + n > maxsize:
+            remaining = None if end is None else end - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise Full(f"{self.path} stayed full for {timeout} s")
+            self._writers += 1
+            try:
+                self._writable.wait(remaining)
+            finally:
+                self._writers -= 1
+            self._check()
+
+    def push_one(self, ns: bytes, lane: bytes, data: bytes, maxsize: int = 0,
+                 block: bool = False, timeout: Optional[float] = None) -> tuple[int, bytes]:
+        """Append one item to a lane; return its seq and key."""
+        with self._lock:
+            if self.closed or self.forked:
+                self._refuse()
+            sp = self._spaces.get(ns) or self._space(ns)
+            if maxsize:
+                self._wait_room(sp, 1, maxsize, block, timeout)
+            ln = sp.lanes.get(lane) or sp.lane(lane)
+            seq = ln.tail
+            key = sp.item_prefix + lane + seq.to_bytes(8, "big")
+            self._store.write2(key, data, sp.pointer_prefix + lane, _pack(ln.head, seq + 1))
+            ln.tail = seq + 1
+            sp.ready += 1
+            sp.unfinished += 1
+            if seq == ln.head and not ln.front:  # the lane was empty
+                sp.active.add(lane)
+            if self._readers:
+                self._readable.notify()
+            return seq, key
+
+    def push(self, ns: bytes, entries: list[tuple[bytes, bytes]], maxsize: int = 0,
+             block: bool = False, timeout: Optional[float] = None) -> list[tuple[int, bytes]]:
+        """Append ``(lane, data)`` entries atomically: all of them land, or none."""
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            if maxsize:
+                self._wait_room(sp, len(entries), maxsize, block, timeout)
+            tails: dict[bytes, int] = {}
+            out: list[tuple[int, bytes]] = []
+            puts: list[tuple[bytes, bytes]] = []
+            for lane, data in entries:
+                seq = tails.get(lane) or (sp.lanes[lane].tail if lane in sp.lanes else 1)
+                tails[lane] = seq + 1
+                key = sp.item_prefix + lane + seq.to_bytes(8, "big")
+                puts.append((key, data))
+                out.append((seq, key))
+            for lane, tail in tails.items():
+                head = sp.lanes[lane].head if lane in sp.lanes else 1
+                puts.append((sp.pointer_prefix + lane, keys.POINTERS.pack(head, tail)))
+            self._store.write(puts)
+            for lane, tail in tails.items():
+                ln = sp.lane(lane)
+                ln.tail = tail
+                sp.recount(lane, ln)
+            sp.ready += len(entries)
+            sp.unfinished += len(entries)
+            if self._readers:
+                self._readable.notify(len(entries))
+            return out
+
+    # -- dequeue and reserve ---------------------------------------------------
+    def take(self, ns: bytes, n: int = 1, *, lane: Optional[bytes] = None, desc: bool = False,
+             from_tail: bool = False, lease: Optional[float] = None, block: bool = False,
+             timeout: Optional[float] = None) -> list[Entry]:
+        """Remove (or, with ``lease``, reserve) up to ``n`` ready items in dequeue order."""
+        with self._lock:
+            if self.closed or self.forked:
+                self._refuse()
+            sp = self._spaces.get(ns) or self._space(ns)
+            if self._leases or not (sp.ready if lane is None else lane in sp.active):
+                self._await_ready(sp, lane, block, timeout)
+            if n == 1 and lease is None:
+                fast = self._take_one(sp, lane, desc, from_tail)
+                if fast is not None:
+                    return fast
+            picked = self._pick(sp, n, lane, desc, from_tail)
+            entries: list[Entry] = []
+            deletes: list[bytes] = []
+            puts: list[tuple[bytes, bytes]] = []
+            for ln_key, seq in picked:
+                key = sp.item_prefix + ln_key + seq.to_bytes(8, "big")
+                data = self._store.get(key)
+                if data is None:
+                    raise self._missing(key)
+                attempts = sp.aside.get((ln_key, seq), 0)
+                if lease is None:
+                    deletes.append(key)
+                    if attempts:
+                        deletes.append(sp.aside_key(ln_key, seq))
+                    entries.append((ln_key, seq, key, data, 0))
+                else:
+                    attempts += 1
+                    puts.append((sp.aside_key(ln_key, seq), msgpack.packb(attempts)))
+                    entries.append((ln_key, seq, key, data, attempts))
+            moved = self._moved_pointers(sp, picked, from_tail)
+            puts.extend(sp.pointer(lane_key, ln) for lane_key, ln in moved)
+            if len(deletes) == 1 and len(puts) == 1:
+                self._store.delete_put(deletes[0], puts[0][0], puts[0][1])
+            else:
+                self._store.write(puts, deletes)
+            self._apply_take(sp, picked, moved, entries, lease)
+            if lease is None:
+                self._count_deletes(sp, {lane_key for lane_key, _ in picked}, len(picked))
+            if self._writers:
+                self._writable.notify(len(picked))
+            return entries
+
+    def _take_one(self, sp: Space, lane: Optional[bytes], desc: bool,
+                  from_tail: bool) -> Optional[list[Entry]]:
+        """The common dequeue: one item from a lane's run, nothing put aside before."""
+        if lane is None:
+            lane = sp.active[-1] if desc else sp.active[0]
+        ln = sp.lanes[lane]
+        if ln.front or ln.head >= ln.tail:
+            return None
+        if from_tail:
+            seq = ln.tail - 1
+            head, tail = ln.head, seq
+        else:
+            seq = ln.head
+            head, tail = seq + 1, ln.tail
+        if sp.aside and (lane, seq) in sp.aside:
+            return None
+        key = sp.item_prefix + lane + seq.to_bytes(8, "big")
+        data = self._store.get(key)
+        if data is None:
+            raise self._missing(key)
+        self._store.delete_put(key, sp.pointer_prefix + lane, _pack(head, tail))
+        ln.head = head
+        ln.tail = tail
+        sp.ready -= 1
+        if head == tail:
+            sp.active.discard(lane)
+        sp.dirty.add(lane)
+        self._deleted += 1
+        if self._deleted >= COMPACT_EVERY:
+            self._maybe_compact()
+        if self._writers:
+            self._writable.notify()
+        return [(lane, seq, key, data, 0)]
+
+    def _await_ready(self, sp: Space, lane: Optional[bytes], block: bool,
+                     timeout: Optional[float]) -> None:
+        end = _deadline(block, timeout)
+        while True:
+            if self._leases:
+                self._expire_leases()
+            if (sp.ready if lane is None else (lane in sp.active)):
+                return
+            if not block:
+                raise Empty(f"{self.path} is empty")
+            now = time.monotonic()
+            remaining = None if end is None else end - now
+            if remaining is not None and remaining <= 0:
+                raise Empty(f"{self.path} stayed empty for {timeout} s")
+            if self._leases:
+                until_lease = max(self._leases[0][0] - now, 0.0)
+                remaining = until_lease if remaining is None else min(remaining, until_lease)
+            self._readers += 1
+            try:
+                self._readable.wait(remaining)
+            finally:
+                self._readers -= 1
+            self._check()
+
+    def _pick(self, sp: Space, n: int, lane: Optional[bytes], desc: bool,
+              from_tail: bool) -> list[tuple[bytes, int]]:
+        lanes = (lane,) if lane is not None else sp.lane_order(desc)
+        picked: list[tuple[bytes, int]] = []
+        for lane_key in lanes:
+            ln = sp.lanes[lane_key]
+            for seq in itertools.islice(ln.seqs(from_tail), n - len(picked)):
+                picked.append((lane_key, seq))
+            if len(picked) >= n:
+                break
+        return picked
+
+    @staticmethod
+    def _moved_pointers(sp: Space, picked: list[tuple[bytes, int]],
+                        from_tail: bool) -> list[tuple[bytes, Lane]]:
+        """New head/tail of each lane the picked items came from (not yet applied)."""
+        moved: dict[bytes, Lane] = {}
+        for lane_key, seq in picked:
+            ln = sp.lanes[lane_key]
+            if not ln.head <= seq < ln.tail:
+                continue
+            new = moved.get(lane_key)
+            if new is None:
+                new = moved[lane_key] = Lane(ln.head, ln.tail)
+            if from_tail:
+                new.tail = min(new.tail, seq)
+            else:
+                new.head = max(new.head, seq + 1)
+        return list(moved.items())
+
+    def _apply_take(self, sp: Space, picked: list[tuple[bytes, int]],
+                    moved: list[tuple[bytes, Lane]], entries: list[Entry],
+                    lease: Optional[float]) -> None:
+        for lane_key, new in moved:
+            ln = sp.lanes[lane_key]
+            ln.head, ln.tail = new.head, new.tail
+        for (lane_key, seq), entry in zip(picked, entries):
+            ln = sp.lanes[lane_key]
+            if ln.front and seq in ln.front:
+                ln.front.remove(seq)
+            sp.aside.pop((lane_key, seq), None)
+            if lease is not None:
+                sp.reserved[(lane_key, seq)] = entry[4]
+                heapq.heappush(self._leases, (time.monotonic() + lease, next(self._lease_ids),
+                                              sp.ns, lane_key, seq, entry[4]))
+        sp.ready -= len(picked)
+        for lane_key in {lane_key for lane_key, _ in picked}:
+            sp.recount(lane_key, sp.lanes[lane_key])
+
+    def _missing(self, key: bytes) -> DiskQueueError:
+        from .errors import Corrupted
+
+        return Corrupted(self.path, f"item {key!r} is missing")
+
+    # -- reservations ----------------------------------------------------------
+    def _reservation(self, sp: Space, lane: bytes, seq: int, attempts: Optional[int]) -> int:
+        held = sp.reserved.get((lane, seq))
+        if held is None or (attempts is not None and attempts != held):
+            raise NotReserved(
+                f"item {seq} is not reserved (already acked or nacked, or its lease expired)"
+            )
+        return held
+
+    def find_reserved(self, ns: bytes, seq: int) -> list[bytes]:
+        """Lanes holding a reservation with this seq (to resolve a bare id)."""
+        with self._lock:
+            self._check()
+            return [lane for (lane, s) in self._space(ns).reserved if s == seq]
+
+    def ack(self, ns: bytes, lane: bytes, seq: int, attempts: Optional[int] = None) -> None:
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            self._reservation(sp, lane, seq, attempts)
+            self._store.write((), (sp.item_key(lane, seq), sp.aside_key(lane, seq)))
+            del sp.reserved[(lane, seq)]
+            self._count_deletes(sp, (lane,), 1)
+
+    def nack(self, ns: bytes, lane: bytes, seq: int, attempts: Optional[int] = None,
+             front: bool = True) -> int:
+        """Put a reserved item back; return its seq (new when it goes to the back)."""
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            held = self._reservation(sp, lane, seq, attempts)
+            ln = sp.lanes[lane]
+            if front:
+                # The aside record already holds the attempts; on disk an in-flight and a
+                # returned item look the same, so nothing needs writing.
+                del sp.reserved[(lane, seq)]
+                ln.add_front(seq)
+                sp.aside[(lane, seq)] = held
+                new_seq = seq
+            else:
+                old_key = sp.item_key(lane, seq)
+                data = self._store.get(old_key)
+                if data is None:
+                    raise self._missing(old_key)
+                new_seq = ln.tail
+                ln_after = Lane(ln.head, ln.tail + 1)
+                self._store.write(
+                    [(sp.item_key(lane, new_seq), data),
+                     (sp.aside_key(lane, new_seq), msgpack.packb(held)),
+                     sp.pointer(lane, ln_after)],
+                    (old_key, sp.aside_key(lane, seq)),
+                )
+                del sp.reserved[(lane, seq)]
+                ln.tail += 1
+                sp.aside[(lane, new_seq)] = held
+                self._count_deletes(sp, (lane,), 1)
+            sp.ready += 1
+            sp.recount(lane, ln)
+            if self._readers:
+                self._readable.notify()
+            return new_seq
+
+    def in_flight(self, ns: bytes) -> int:
+        with self._lock:
+            self._check()
+            if self._leases:
+                self._expire_leases()
+            return len(self._space(ns).reserved)
+
+    def _expire_leases(self) -> None:
+        now = time.monotonic()
+        while self._leases and self._leases[0][0] <= now:
+            _, _, ns, lane, seq, attempts = heapq.heappop(self._leases)
+            sp = self._spaces[ns]
+            if sp.reserved.get((lane, seq)) != attempts:
+                continue  # acked or nacked meanwhile
+            del sp.reserved[(lane, seq)]
+            ln = sp.lanes[lane]
+            ln.add_front(seq)
+            sp.aside[(lane, seq)] = attempts
+            sp.ready += 1
+            sp.recount(lane, ln)
+            log.info("lease of item %d expired; it is back at the front", seq)
+            if self._readers:
+                self._readable.notify()
+
+    # -- reads -----------------------------------------------------------------
+    def _emptiness(self, sp: Space, lane: Optional[bytes], what: str) -> DiskQueueError:
+        empty = not sp.ready if lane is None else lane not in sp.active
+        if empty:
+            return Empty(f"{self.path} is empty")
+        return OutOfBounds(f"{what} is outside {self.path}")
+
+    def peek(self, ns: bytes, offset: int = 0, *, lane: Optional[bytes] = None,
+             desc: bool = False, from_tail: bool = False) -> Entry:
+        """The ready item ``offset`` places from the front of the dequeue order."""
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            if self._leases:
+                self._expire_leases()
+            lanes = (lane,) if lane is not None else sp.lane_order(desc)
+            left = offset
+            for lane_key in lanes:
+                ln = sp.lanes.get(lane_key)
+                ready = ln.ready if ln else 0
+                if left < ready:
+                    return self._read(sp, lane_key, ln.at_offset(left, from_tail))  # type: ignore[union-attr]
+                left -= ready
+            raise self._emptiness(sp, lane, f"offset {offset}")
+
+    def get(self, ns: bytes, lane: bytes, seq: int) -> Entry:
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            ln = sp.lanes.get(lane)
+            if ln is None or not ln.holds(seq):
+                raise self._emptiness(sp, lane, f"id {seq}")
+            return self._read(sp, lane, seq)
+
+    def _read(self, sp: Space, lane: bytes, seq: int) -> Entry:
+        key = sp.item_key(lane, seq)
+        data = self._store.get(key)
+        if data is None:
+            raise self._missing(key)
+        return lane, seq, key, data, 0
+
+    def update(self, ns: bytes, lane: bytes, seq: int, data: bytes) -> bytes:
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            ln = sp.lanes.get(lane)
+            if ln is None or not ln.holds(seq):
+                raise self._emptiness(sp, lane, f"id {seq}")
+            key = sp.item_key(lane, seq)
+            self._store.put(key, data)
+            return key
+
+    def length(self, ns: bytes, lane: Optional[bytes] = None) -> int:
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            if self._leases:
+                self._expire_leases()
+            if lane is None:
+                return sp.ready
+            ln = sp.lanes.get(lane)
+            return ln.ready if ln else 0
+
+    def lanes(self, ns: bytes, desc: bool = False) -> list[bytes]:
+        """Lanes holding ready items, in key order (or reversed)."""
+        with self._lock:
+            self._check()
+            if self._leases:
+                self._expire_leases()
+            return list(self._space(ns).lane_order(desc))
+
+    def scan(self, ns: bytes, *, lane: Optional[bytes] = None, desc: bool = False,
+             from_tail: bool = False, after: Optional[tuple[bytes, int]] = None,
+             limit: int = 256) -> list[Entry]:
+        """A page of ready items in dequeue order, after a ``(lane, seq)`` cursor."""
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            order = list((lane,) if lane is not None else sp.lane_order(desc))
+            if after is not None:
+                if after[0] in order:
+                    order = order[order.index(after[0]):]
+                else:
+                    order = [k for k in order if (k < after[0]) == desc and k != after[0]]
+            page: list[Entry] = []
+            for lane_key in order:
+                ln = sp.lanes.get(lane_key)
+                if ln is None:
+                    continue
+                cursor = after[1] if after is not None and after[0] == lane_key else None
+                for seq in itertools.islice(ln.seqs(from_tail, cursor), limit - len(page)):
+                    page.append(self._read(sp, lane_key, seq))
+                if len(page) >= limit:
+                    break
+            return page
+
+    # -- clearing --------------------------------------------------------------
+    def clear(self, ns: bytes) -> None:
+        """Remove every item (reserved ones too); ids keep counting."""
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            puts = []
+            for lane_key, ln in sp.lanes.items():
+                if ln.ready or ln.front:
+                    puts.append(sp.pointer(lane_key, Lane(ln.tail, ln.tail)))
+            aside = [sp.aside_key(lane_key, seq) for lane_key, seq in
+                     itertools.chain(sp.aside, sp.reserved)]
+            self._store.write(puts, aside)  # from here the items are consumed keys
+            for key, _ in puts:
+                lane_key = key[len(sp.pointer_prefix):]
+                ln = sp.lanes[lane_key]
+                ln.head, ln.front = ln.tail, None
+            for lane_key, _ in itertools.chain(sp.aside, sp.reserved):
+                sp.lanes[lane_key].front = None
+            sp.aside.clear()
+            sp.reserved.clear()
+            sp.active.clear()
+            sp.ready = 0
+            self._delete_prefix(sp.item_prefix)
+            sp.dirty.update(sp.lanes)
+            self._deleted = COMPACT_EVERY
+            self._maybe_compact()
+            if self._writers:
+                self._writable.notify_all()
+
+    def _delete_prefix(self, prefix: bytes, chunk: int = 10_000) -> None:
+        while True:
+            batch = [k for k, _ in self._store.scan(prefix=prefix, limit=chunk)]
+            if not batch:
+                return
+            self._store.write((), batch)
+
+    # -- queue.Queue's task accounting -----------------------------------------
+    def task_done(self, ns: bytes) -> None:
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            if sp.unfinished <= 0:
+                raise ValueError("task_done() called too many times")
+            sp.unfinished -= 1
+            if sp.unfinished == 0:
+                self._all_done.notify_all()
+
+    def join(self, ns: bytes) -> None:
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            while sp.unfinished:
+                self._all_done.wait()
+                self._check()
+
+    # -- disk space ------------------------------------------------------------
+    def _count_deletes(self, sp: Space, lanes: Iterable[bytes], n: int) -> None:
+        sp.dirty.update(lanes)
+        self._deleted += n
+        if self._deleted >= COMPACT_EVERY:
+            self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        """Compact the consumed ranges in the background (called with the lock held)."""
+        if self._compactor is not None and self._compactor.is_alive():
+            return
+        ranges = []
+        for sp in self._spaces.values():
+            for lane_key in sp.dirty:
+                ln = sp.lanes[lane_key]
+                reserved = (s for (k, s) in sp.reserved if k == lane_key)
+                low = ln.lowest_live(reserved)
+                ranges.append((sp.item_key(lane_key, 0), sp.item_key(lane_key, low)))
+                ranges.append((sp.item_key(lane_key, ln.tail), sp.item_key(lane_key, 2**64 - 1)))
+            sp.dirty.clear()
+        self._deleted = 0
+        self._outside += 1
+        self._compactor = threading.Thread(
+            # Not a daemon: the interpreter must wait for it before the store closes.
+            target=self._compact, args=(ranges,), name="diskqueue-compact"
+        )
+        self._compactor.start()
+
+    def _compact(self, ranges: list[tuple[bytes, bytes]]) -> None:
+        try:
+            for start, stop in ranges:
+                self._store.compact(start, stop)
+        except DiskQueueError:
+            log.exception("compaction of %s failed; it will be tried again", self.path)
+        finally:
+            with self._lock:
+                self._outside -= 1
+                self._idle.notify_all()
+
+    def sync(self) -> None:
+        """Make everything written so far survive power loss (one shared fsync)."""
+        with self._lock:
+            self._check()
+            self._outside += 1
+        try:
+            self._store.sync()
+        finally:
+            with self._lock:
+                self._outside -= 1
+                self._idle.notify_all()
+
+    # -- closing ---------------------------------------------------------------
+    def release(self) -> None:
+        """Drop one handle's reference; the last one closes the database."""
+        with _registry_lock:
+            self.refs -= 1
+            if self.refs > 0:
+                return
+            if _registry.get(self.path) is self:
+                del _registry[self.path]
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self._readable.notify_all()
+            self._writable.notify_all()
+            self._all_done.notify_all()
+            while self._outside:
+                self._idle.wait()
+            if not self.forked:
+                self._store.close()
+
+    def destroy(self) -> None:
+        """Close for every handle and delete the directory."""
+        with _registry_lock:
+            if _registry.get(self.path) is self:
+                del _registry[self.path]
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            self._check()
+            return {
+                ns.decode("utf-8", "replace"): {
+                    "ready": sp.ready, "reserved": len(sp.reserved), "lanes": len(sp.active)
+                }
+                for ns, sp in self._spaces.items()
+            }

@@ -1,0 +1,162 @@
+"""``Queue`` (FIFO) and ``Stack`` (LIFO): one lane, read from either end.
+
+Both use the same on-disk format, so a directory written by one opens as the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
+
+from . import engine as engine_mod
+from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
+from .item import Item, make_item
+from .stdlib import QueueFace
+
+_LANE = b""
+
+
+class _Line(Handle, QueueFace):
+    """A single run of items; ``_from_tail`` picks which end dequeues."""
+
+    _kind = "queue"
+    _accepts = ("queue",)
+    _from_tail = False
+
+    def _item(self, entry: engine_mod.Entry) -> Item:
+        _, seq, key, data, attempts = entry
+        return make_item(seq, key, self._loads(data), None, None, attempts)
+
+    def _add(self, value: Any) -> Item:
+        data = self._encode(value)
+        seq, key = self._engine.push_one(self._ns, _LANE, data, self.maxsize)
+        if self._sync:
+            self._engine.sync()
+        return make_item(seq, key, value)
+
+    def _add_many(self, values: Iterable[Any]) -> list[Item]:
+        values = list(values)
+        if not values:
+            return []
+        datas = [(_LANE, self._encode(v)) for v in values]
+        placed = self._engine.push(self._ns, datas, self.maxsize)
+        self._synced()
+        return [make_item(seq, key, v) for (seq, key), v in zip(placed, values)]
+
+    def _remove(self, block: bool, timeout: Optional[float]) -> Item:
+        if block:
+            check_timeout(block, timeout)
+        lane, seq, key, data, _ = self._engine.take(
+            self._ns, 1, lane=_LANE, from_tail=self._from_tail, block=block, timeout=timeout
+        )[0]
+        if self._sync:
+            self._engine.sync()
+        return make_item(seq, key, self._loads(data))
+
+    def _remove_many(self, n: int, block: bool, timeout: Optional[float]) -> list[Item]:
+        check_count("n", n)
+        check_timeout(block, timeout)
+        if n == 0:
+            return []
+        entries = self._engine.take(self._ns, n, lane=_LANE, from_tail=self._from_tail,
+                                    block=block, timeout=timeout)
+        self._synced()
+        return [self._item(e) for e in entries]
+
+    def peek(self) -> Item:
+        """The item the next dequeue/pop would return, left in place."""
+        return self._item(self._engine.peek(self._ns, 0, from_tail=self._from_tail))
+
+    def peek_by_offset(self, offset: int) -> Item:
+        """The item ``offset`` places from the head (Queue) or top (Stack)."""
+        check_count("offset", offset)
+        return self._item(self._engine.peek(self._ns, offset, from_tail=self._from_tail))
+
+    def peek_by_id(self, id: int) -> Item:
+        return self._item(self._engine.get(self._ns, _LANE, check_id(id)))
+
+    def update(self, id: int, value: Any) -> Item:
+        """Replace the value of a ready item, keeping its place and id."""
+        seq = check_id(id)
+        data = self._encode(value)
+        key = self._engine.update(self._ns, _LANE, seq, data)
+        self._synced()
+        return make_item(seq, key, value)
+
+    def __iter__(self) -> Iterator[Item]:
+        return self._scan(from_tail=self._from_tail)
+
+    def _put_value(self, value: Any, block: bool, timeout: Optional[float]) -> None:
+        data = self._encode(value)
+        self._engine.push_one(self._ns, _LANE, data, self.maxsize or 0, block, timeout)
+        self._synced()
+
+    def _get_value(self, block: bool, timeout: Optional[float]) -> Any:
+        return self._remove(block, timeout).value
+
+
+class Queue(_Line, Reliable):
+    """A FIFO queue in a directory; also a drop-in for :class:`queue.Queue`."""
+
+    def enqueue(self, value: Any) -> Item:
+        """Append a value at the tail."""
+        seq, key = self._engine.push_one(self._ns, _LANE, self._encode(value), self.maxsize)
+        if self._sync:
+            self._engine.sync()
+        return make_item(seq, key, value)
+
+    def enqueue_many(self, values: Iterable[Any]) -> list[Item]:
+        """Append several values atomically: all of them, or none."""
+        return self._add_many(values)
+
+    def dequeue(self, *, block: bool = False, timeout: Optional[float] = None) -> Item:
+        """Remove and return the head; ``Empty`` if there is none (after waiting, if asked)."""
+        if block:
+            check_timeout(block, timeout)
+        lane, seq, key, data, _ = self._engine.take(
+            self._ns, 1, lane=_LANE, block=block, timeout=timeout
+        )[0]
+        if self._sync:
+            self._engine.sync()
+        return make_item(seq, key, self._loads(data))
+
+    def dequeue_many(self, n: int, *, block: bool = False,
+                     timeout: Optional[float] = None) -> list[Item]:
+        """Remove up to ``n`` items from the head in one atomic step."""
+        return self._remove_many(n, block, timeout)
+
+    def reserve(self, *, lease: float = 30.0, block: bool = False,
+                timeout: Optional[float] = None) -> Item:
+        """Take the head into the in-flight set until ``ack``, ``nack`` or the lease ends."""
+        lease = check_lease(lease)
+        check_timeout(block, timeout)
+        entries = self._engine.take(self._ns, 1, lane=_LANE, lease=lease, block=block,
+                                    timeout=timeout)
+        self._synced()
+        return self._item(entries[0])
+
+    def _lane_of(self, item: Item) -> bytes:
+        return _LANE
+
+
+class Stack(_Line):
+    """A LIFO stack in a directory; also a drop-in for :class:`queue.LifoQueue`."""
+
+    _from_tail = True
+
+    def push(self, value: Any) -> Item:
+        """Put a value on top."""
+        return self._add(value)
+
+    def push_many(self, values: Iterable[Any]) -> list[Item]:
+        """Put several values on top atomically; the last one ends on top."""
+        return self._add_many(values)
+
+    def pop(self, *, block: bool = False, timeout: Optional[float] = None) -> Item:
+        """Remove and return the top item."""
+        return self._remove(block, timeout)
+
+    def pop_many(self, n: int, *, block: bool = False,
+                 timeout: Optional[float] = None) -> list[Item]:
+        """Remove up to ``n`` items from the top in one atomic step."""
+        return self._remove_many(n, block, timeout)

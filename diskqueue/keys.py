@@ -1,0 +1,64 @@
+"""The key layout: keys sort the way the structures dequeue.
+
+Every key starts with a tag byte, then the namespace (length-prefixed, so namespaces
+never collide), then the lane (empty for a plain queue, a sign-flipped big-endian
+priority, or a length-prefixed prefix), then for items a big-endian sequence number.
+"""
+
+from __future__ import annotations
+
+import struct
+
+META = b"\x00"  # directory-wide settings: format version, structure kind
+ITEM = b"\x01"  # ns + lane + seq -> encoded value
+POINTER = b"\x02"  # ns + lane -> (head, tail)
+ASIDE = b"\x03"  # ns + lane + seq -> [attempts, in_flight] for reserved/returned items
+
+SEQ_BYTES = 8
+PRIORITY_MIN = -(2**63)
+PRIORITY_MAX = 2**63 - 1
+_PRIO_OFFSET = 2**63
+POINTERS = struct.Struct(">QQ")
+
+
+def ns_bytes(ns: bytes) -> bytes:
+    if len(ns) > 255:
+        raise ValueError("a namespace is at most 255 bytes")
+    return bytes((len(ns),)) + ns
+
+
+def seq_bytes(seq: int) -> bytes:
+    return seq.to_bytes(SEQ_BYTES, "big")
+
+
+def priority_lane(priority: object) -> bytes:
+    """Encode a priority so that byte order is numeric order; validate it on the way."""
+    if type(priority) is not int:
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"priority must be an int, not {type(priority).__name__}")
+        priority = int(priority)
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise ValueError(
+            f"priority {priority} is outside the signed 64-bit range "
+            f"[{PRIORITY_MIN}, {PRIORITY_MAX}]"
+        )
+    return (priority + _PRIO_OFFSET).to_bytes(8, "big")
+
+
+def lane_priority(lane: bytes) -> int:
+    return int.from_bytes(lane, "big") - _PRIO_OFFSET
+
+
+def prefix_lane(prefix: object) -> bytes:
+    """Encode a prefix with its length first, so ``a``, ``a:`` and ``a\\x00b`` never mix."""
+    if isinstance(prefix, str):
+        raw = prefix.encode("utf-8")
+    elif isinstance(prefix, (bytes, bytearray, memoryview)):
+        raw = bytes(prefix)
+    else:
+        raise TypeError(f"prefix must be str or bytes, not {type(prefix).__name__}")
+    return len(raw).to_bytes(4, "big") + raw
+
+
+def lane_prefix(lane: bytes) -> bytes:
+    return lane[4:]

@@ -1,0 +1,118 @@
+"""In-memory pointers of one namespace: lanes of sequence numbers, nothing else.
+
+A *lane* is one FIFO run of items: the single run of a Queue, one priority level, or
+one prefix. Items ``head <= seq < tail`` are ready in order; items put back at the front
+by ``nack`` (or left reserved by a dead process) sit below ``head`` in ``front``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import chain
+
+from sortedcontainers import SortedList, SortedSet
+
+from . import keys
+
+
+class Lane:
+    __slots__ = ("head", "tail", "front")
+
+    def __init__(self, head: int = 1, tail: int = 1) -> None:
+        self.head = head
+        self.tail = tail
+        self.front: SortedList | None = None  # ready seqs below head, oldest first
+
+    @property
+    def ready(self) -> int:
+        return self.tail - self.head + (len(self.front) if self.front else 0)
+
+    def holds(self, seq: int) -> bool:
+        """True when ``seq`` is a ready item of this lane."""
+        return self.head <= seq < self.tail or bool(self.front and seq in self.front)
+
+    def seqs(self, from_tail: bool, after: int | None = None) -> Iterator[int]:
+        """Ready seqs in dequeue order (LIFO when ``from_tail``), after a cursor seq."""
+        front = self.front or ()
+        if not from_tail:
+            lo = 0 if after is None else after + 1
+            if front:
+                front = front.irange(minimum=lo)  # type: ignore[union-attr]
+            return chain(front, range(max(self.head, lo), self.tail))
+        hi = self.tail if after is None else min(self.tail, after)
+        if front:
+            front = front.irange(maximum=hi - 1, reverse=True)  # type: ignore[union-attr]
+        return chain(range(hi - 1, self.head - 1, -1), front)
+
+    def at_offset(self, offset: int, from_tail: bool) -> int:
+        """The seq ``offset`` places into this lane's dequeue order (offset < ready)."""
+        nfront = len(self.front) if self.front else 0
+        if not from_tail:
+            if offset < nfront:
+                return self.front[offset]  # type: ignore[index]
+            return self.head + offset - nfront
+        run = self.tail - self.head
+        if offset < run:
+            return self.tail - 1 - offset
+        return self.front[nfront - 1 - (offset - run)]  # type: ignore[index]
+
+    def add_front(self, seq: int) -> None:
+        if self.front is None:
+            self.front = SortedList()
+        self.front.add(seq)
+
+    def lowest_live(self, reserved: Iterator[int]) -> int:
+        low = self.head
+        if self.front:
+            low = min(low, self.front[0])
+        for seq in reserved:
+            low = min(low, seq)
+        return low
+
+
+class Space:
+    """The pointers of one namespace (one structure) inside a directory."""
+
+    __slots__ = (
+        "ns", "item_prefix", "pointer_prefix", "aside_prefix", "lanes", "active",
+        "aside", "reserved", "ready", "unfinished", "dirty",
+    )
+
+    def __init__(self, ns: bytes) -> None:
+        nsb = keys.ns_bytes(ns)
+        self.ns = ns
+        self.item_prefix = keys.ITEM + nsb
+        self.pointer_prefix = keys.POINTER + nsb
+        self.aside_prefix = keys.ASIDE + nsb
+        self.lanes: dict[bytes, Lane] = {}
+        self.active: SortedSet = SortedSet()  # lanes with ready items, in key order
+        self.aside: dict[tuple[bytes, int], int] = {}  # ready items reserved before: attempts
+        self.reserved: dict[tuple[bytes, int], int] = {}  # in flight: attempts
+        self.ready = 0
+        self.unfinished = 0
+        self.dirty: set[bytes] = set()  # lanes with deletes since the last compaction
+
+    def lane(self, lane: bytes) -> Lane:
+        ln = self.lanes.get(lane)
+        if ln is None:
+            ln = self.lanes[lane] = Lane()
+        return ln
+
+    def item_key(self, lane: bytes, seq: int) -> bytes:
+        return self.item_prefix + lane + seq.to_bytes(8, "big")
+
+    def aside_key(self, lane: bytes, seq: int) -> bytes:
+        return self.aside_prefix + lane + seq.to_bytes(8, "big")
+
+    def pointer(self, lane: bytes, ln: Lane) -> tuple[bytes, bytes]:
+        return self.pointer_prefix + lane, keys.POINTERS.pack(ln.head, ln.tail)
+
+    def recount(self, lane: bytes, ln: Lane) -> None:
+        """Keep ``active`` in step after a lane's ready count changed."""
+        if ln.ready:
+            self.active.add(lane)
+        else:
+            self.active.discard(lane)
+
+    def lane_order(self, desc: bool) -> Iterator[bytes]:
+        return reversed(self.active) if desc else iter(self.active)

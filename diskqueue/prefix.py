@@ -1,0 +1,104 @@
+"""``PrefixQueue``: one FIFO per prefix, all in one directory.
+
+A lane key is the prefix's length (4 bytes) and then its bytes, so ``"a"``, ``"a:"``
+and ``"a\\x00b"`` can never share keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
+
+from . import engine as engine_mod
+from . import keys
+from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
+from .item import Item, make_item
+
+
+class PrefixQueue(Handle, Reliable):
+    """Many FIFO queues, one per ``str`` or ``bytes`` prefix, in one directory."""
+
+    _kind = "prefix"
+    _accepts = ("prefix",)
+
+    def _item(self, entry: engine_mod.Entry) -> Item:
+        lane, seq, key, data, attempts = entry
+        return make_item(seq, key, self._loads(data), None, keys.lane_prefix(lane), attempts)
+
+    def _lane_of(self, item: Item) -> bytes:
+        return keys.prefix_lane(item.prefix)
+
+    def enqueue(self, prefix: str | bytes, value: Any) -> Item:
+        lane = keys.prefix_lane(prefix)
+        data = self._encode(value)
+        seq, key = self._engine.push_one(self._ns, lane, data, self.maxsize)
+        if self._sync:
+            self._engine.sync()
+        return make_item(seq, key, value, None, keys.lane_prefix(lane))
+
+    def enqueue_many(self, prefix: str | bytes, values: Iterable[Any]) -> list[Item]:
+        """Append several values to one prefix atomically."""
+        lane = keys.prefix_lane(prefix)
+        values = list(values)
+        if not values:
+            return []
+        placed = self._engine.push(
+            self._ns, [(lane, self._encode(v)) for v in values], self.maxsize
+        )
+        self._synced()
+        raw = keys.lane_prefix(lane)
+        return [make_item(seq, key, v, None, raw) for (seq, key), v in zip(placed, values)]
+
+    def _take(self, prefix: str | bytes, n: int, block: bool, timeout: Optional[float],
+              lease: Optional[float] = None) -> list[Item]:
+        lane = keys.prefix_lane(prefix)
+        check_timeout(block, timeout)
+        entries = self._engine.take(self._ns, n, lane=lane, lease=lease, block=block,
+                                    timeout=timeout)
+        self._synced()
+        return [self._item(e) for e in entries]
+
+    def dequeue(self, prefix: str | bytes, *, block: bool = False,
+                timeout: Optional[float] = None) -> Item:
+        return self._take(prefix, 1, block, timeout)[0]
+
+    def dequeue_many(self, prefix: str | bytes, n: int, *, block: bool = False,
+                     timeout: Optional[float] = None) -> list[Item]:
+        if check_count("n", n) == 0:
+            return []
+        return self._take(prefix, n, block, timeout)
+
+    def reserve(self, prefix: str | bytes, *, lease: float = 30.0, block: bool = False,
+                timeout: Optional[float] = None) -> Item:
+        return self._take(prefix, 1, block, timeout, check_lease(lease))[0]
+
+    def peek(self, prefix: str | bytes) -> Item:
+        return self._item(self._engine.peek(self._ns, 0, lane=keys.prefix_lane(prefix)))
+
+    def peek_by_offset(self, prefix: str | bytes, offset: int) -> Item:
+        lane = keys.prefix_lane(prefix)
+        check_count("offset", offset)
+        return self._item(self._engine.peek(self._ns, offset, lane=lane))
+
+    def peek_by_id(self, prefix: str | bytes, id: int) -> Item:
+        lane = keys.prefix_lane(prefix)
+        return self._item(self._engine.get(self._ns, lane, check_id(id)))
+
+    def update(self, prefix: str | bytes, id: int, value: Any) -> Item:
+        lane = keys.prefix_lane(prefix)
+        seq = check_id(id)
+        data = self._encode(value)
+        key = self._engine.update(self._ns, lane, seq, data)
+        self._synced()
+        return make_item(seq, key, value, None, keys.lane_prefix(lane))
+
+    def length(self, prefix: str | bytes) -> int:
+        return self._engine.length(self._ns, keys.prefix_lane(prefix))
+
+    def prefixes(self) -> list[bytes]:
+        """Prefixes holding ready items, sorted by their bytes."""
+        return sorted(keys.lane_prefix(lane) for lane in self._engine.lanes(self._ns))
+
+    def __iter__(self) -> Iterator[Item]:
+        for prefix in self.prefixes():
+            yield from self._scan(lane=keys.prefix_lane(prefix))

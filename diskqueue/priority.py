@@ -1,0 +1,141 @@
+"""``PriorityQueue``: one FIFO lane per priority level, levels in numeric order.
+
+A level's lane key is the priority as a sign-flipped big-endian int64, so LevelDB's byte
+order is numeric order; ``order`` ("asc" or "desc") is chosen per handle, not stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
+
+from . import engine as engine_mod
+from . import keys
+from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
+from .item import Item, make_item
+from .stdlib import QueueFace
+
+
+class PriorityQueue(Handle, Reliable, QueueFace):
+    """Items ordered by an int priority, FIFO within one level; a drop-in for
+    :class:`queue.PriorityQueue` whose items are ``(priority, value)`` tuples."""
+
+    _kind = "priority"
+    _accepts = ("priority",)
+
+    def __init__(self, path: Any, *, order: str = "asc", codec: Any = "msgpack",
+                 sync: bool = False, maxsize: int = 0) -> None:
+        if order not in ("asc", "desc"):
+            raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
+        self.order = order
+        self._desc = order == "desc"
+        super().__init__(path, codec=codec, sync=sync, maxsize=maxsize)
+
+    def _item(self, entry: engine_mod.Entry) -> Item:
+        lane, seq, key, data, attempts = entry
+        return make_item(seq, key, self._loads(data), keys.lane_priority(lane), None, attempts)
+
+    def _lane_of(self, item: Item) -> bytes:
+        return keys.priority_lane(item.priority)
+
+    def enqueue(self, priority: int, value: Any) -> Item:
+        lane = keys.priority_lane(priority)
+        data = self._encode(value)
+        seq, key = self._engine.push_one(self._ns, lane, data, self.maxsize)
+        if self._sync:
+            self._engine.sync()
+        return make_item(seq, key, value, priority)
+
+    def enqueue_many(self, pairs: Iterable[tuple[int, Any]]) -> list[Item]:
+        """Add ``(priority, value)`` pairs atomically: all of them, or none."""
+        pairs = list(pairs)
+        entries = []
+        for pair in pairs:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError("enqueue_many takes (priority, value) pairs")
+            entries.append((keys.priority_lane(pair[0]), self._encode(pair[1])))
+        if not entries:
+            return []
+        placed = self._engine.push(self._ns, entries, self.maxsize)
+        self._synced()
+        return [make_item(seq, key, v, p) for (seq, key), (p, v) in zip(placed, pairs)]
+
+    def _take(self, n: int, lane: Optional[bytes], block: bool, timeout: Optional[float],
+              lease: Optional[float] = None) -> list[Item]:
+        check_timeout(block, timeout)
+        entries = self._engine.take(self._ns, n, lane=lane, desc=self._desc, lease=lease,
+                                    block=block, timeout=timeout)
+        self._synced()
+        return [self._item(e) for e in entries]
+
+    def dequeue(self, *, block: bool = False, timeout: Optional[float] = None) -> Item:
+        """Remove the first item of the first level (lowest with "asc")."""
+        return self._take(1, None, block, timeout)[0]
+
+    def dequeue_many(self, n: int, *, block: bool = False,
+                     timeout: Optional[float] = None) -> list[Item]:
+        """Remove up to ``n`` items across levels, in dequeue order, atomically."""
+        if check_count("n", n) == 0:
+            return []
+        return self._take(n, None, block, timeout)
+
+    def dequeue_by_priority(self, priority: int, *, block: bool = False,
+                            timeout: Optional[float] = None) -> Item:
+        """Remove the first item of one level."""
+        return self._take(1, keys.priority_lane(priority), block, timeout)[0]
+
+    def reserve(self, *, lease: float = 30.0, block: bool = False,
+                timeout: Optional[float] = None) -> Item:
+        """Take the next item into the in-flight set until ``ack``/``nack``/lease end."""
+        return self._take(1, None, block, timeout, check_lease(lease))[0]
+
+    def peek(self) -> Item:
+        return self._item(self._engine.peek(self._ns, 0, desc=self._desc))
+
+    def peek_by_offset(self, offset: int) -> Item:
+        """The item ``offset`` places into the dequeue order, across levels."""
+        check_count("offset", offset)
+        return self._item(self._engine.peek(self._ns, offset, desc=self._desc))
+
+    def peek_by_priority_id(self, priority: int, id: int) -> Item:
+        lane = keys.priority_lane(priority)
+        return self._item(self._engine.get(self._ns, lane, check_id(id)))
+
+    def update(self, priority: int, id: int, value: Any) -> Item:
+        lane = keys.priority_lane(priority)
+        seq = check_id(id)
+        data = self._encode(value)
+        key = self._engine.update(self._ns, lane, seq, data)
+        self._synced()
+        return make_item(seq, key, value, priority)
+
+    def length(self, priority: int) -> int:
+        """Ready items at one level."""
+        return self._engine.length(self._ns, keys.priority_lane(priority))
+
+    def priorities(self) -> list[int]:
+        """Non-empty levels in dequeue order."""
+        return [keys.lane_priority(lane) for lane in self._engine.lanes(self._ns, self._desc)]
+
+    def __iter__(self) -> Iterator[Item]:
+        return self._scan(desc=self._desc)
+
+    # -- queue.PriorityQueue face ----------------------------------------------
+    def _put_value(self, value: Any, block: bool, timeout: Optional[float]) -> None:
+        if (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int)
+                and not isinstance(value[0], bool)):
+            priority, payload = value
+        elif isinstance(value, int) and not isinstance(value, bool):
+            priority, payload = value, value  # a bare int is its own priority
+        else:
+            priority, payload = 0, value
+        lane = keys.priority_lane(priority)
+        data = self._encode(payload)
+        self._engine.push_one(self._ns, lane, data, self.maxsize or 0, block, timeout)
+        self._synced()
+
+    def _get_value(self, block: bool, timeout: Optional[float]) -> Any:
+        item = self._take(1, None, block, timeout)[0]
+        if type(item.value) is int and item.value == item.priority:
+            return item.value  # it was put as a bare int
+        return (item.priority, item.value)

@@ -1,0 +1,212 @@
+"""The one module that talks to LevelDB.
+
+It opens and locks a directory, writes atomic batches, reads and iterates, compacts,
+repairs, and translates every plyvel error into a diskqueue error. Nothing else in the
+package imports plyvel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+try:
+    import plyvel
+except ImportError:  # Python 3.13+: the maintained fork takes plyvel's place.
+    import plyvel_next as plyvel  # type: ignore[no-redef]
+
+from .errors import Corrupted, DiskQueueError, Locked
+
+log = logging.getLogger("diskqueue.store")
+
+PID_FILE = "diskqueue.pid"
+_WRITE_BUFFER = 4 * 1024 * 1024
+
+
+def _check_directory(path: str) -> None:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise DiskQueueError(f"{path} exists and is not a directory; pick another path")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise DiskQueueError(f"cannot create directory {path}: {exc.strerror}") from exc
+
+
+def read_pid(path: str) -> int | None:
+    try:
+        with open(os.path.join(path, PID_FILE)) as fh:
+            return int(fh.read().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+class Store:
+    """A LevelDB database in one directory, owned by this process."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        _check_directory(path)
+        try:
+            self._db = plyvel.DB(
+                path,
+                create_if_missing=True,
+                paranoid_checks=True,
+                write_buffer_size=_WRITE_BUFFER,
+            )
+        except plyvel.Error as exc:
+            raise self._translate(exc) from exc
+        self.pid = os.getpid()
+        # Reused by write2/delete_put: callers serialize writes (the engine's lock).
+        self._wb = self._db.write_batch()
+        self._write_pid()
+
+    def _write_pid(self) -> None:
+        tmp = os.path.join(self.path, PID_FILE + ".tmp")
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(str(self.pid))
+            os.replace(tmp, os.path.join(self.path, PID_FILE))
+        except OSError:
+            log.warning("could not record the owner pid in %s", self.path)
+
+    # -- translation -----------------------------------------------------------
+    def _translate(self, exc: BaseException) -> DiskQueueError:
+        text = exc.args[0] if exc.args else str(exc)
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        text = str(text)
+        if isinstance(exc, plyvel.CorruptionError) or "orrupt" in text:
+            return Corrupted(self.path, text)
+        if "lock" in text and ("already held" in text or "unavailable" in text):
+            return Locked(self.path, read_pid(self.path))
+        if "No space left" in text or "File too large" in text or "Disk quota" in text:
+            return DiskQueueError(
+                f"{self.path}: the disk is full ({text}); nothing was written. "
+                "Free some space, then close and reopen the queue"
+            )
+        return DiskQueueError(f"{self.path}: LevelDB error: {text}")
+
+    # -- reads -----------------------------------------------------------------
+    def get(self, key: bytes) -> bytes | None:
+        try:
+            return self._db.get(key)
+        except plyvel.Error as exc:
+            raise self._translate(exc) from exc
+
+    def scan(
+        self,
+        *,
+        prefix: bytes | None = None,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> list[tuple[bytes, bytes]]:
+        """Return up to ``limit`` ``(key, value)`` pairs of a range, read at once."""
+        try:
+            it = self._db.iterator(prefix=prefix, start=start, stop=stop, reverse=reverse)
+            try:
+                if limit is None:
+                    return list(it)
+                out = []
+                for pair in it:
+                    out.append(pair)
+                    if len(out) >= limit:
+                        break
+                return out
+            finally:
+                it.close()
+        except plyvel.Error as exc:
+            raise self._translate(exc) from exc
+
+    def iter_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Yield ``(key, value)`` pairs under a prefix; only for start-up and repair."""
+        try:
+            with self._db.iterator(prefix=prefix) as it:
+                yield from it
+        except plyvel.Error as exc:
+            raise self._translate(exc) from exc
+
+    # -- writes ----------------------------------------------------------------
+    def put(self, key: bytes, value: bytes) -> None:
+        try:
+            self._db.put(key, value)
+        except plyvel.Error as exc:
+            raise self._translate(exc) from exc
+
+    def write(self, puts: Any = (), deletes: Any = ()) -> None:
+        """Write puts and deletes as one atomic batch: all of it lands, or none."""
+        try:
+            wb = self._db.write_batch()
+            for key in deletes:
+                wb.delete(key)
+            for key, value in puts:
+                wb.put(key, value)
+            wb.write()
+        except plyvel.Error as exc:
+            raise self._translate(exc) from exc
+
+    def write2(self, k1: bytes, v1: bytes, k2: bytes, v2: bytes) -> None:
+        """Two puts as one batch: the hot path of a single enqueue (item and pointer)."""
+        try:
+            wb = self._wb
+            wb.clear()
+            wb.put(k1, v1)
+            wb.put(k2, v2)
+            wb.write()
+        except plyvel.Error as exc:
+            raise self._translate(exc) from exc
+
+    def delete_put(self, dk: bytes, k: bytes, v: bytes) -> None:
+        """A delete and a put as one batch: the hot path of a single dequeue."""
+        try:
+            wb = self._wb
+            wb.clear()
+            wb.delete(dk)
+            wb.put(k, v)
+            wb.write()
+        except plyvel.Error as exc:
+            raise self._translate(exc) from exc
+
+    def sync(self) -> None:
+        """Fsync the log up to here. Concurrent callers share one fsync in LevelDB."""
+        try:
+            self._db.write_batch(sync=True).write()
+        except plyvel.Error as exc:
+            raise self._translate(exc) from exc
+
+    def compact(self, start: bytes | None, stop: bytes | None) -> None:
+        try:
+            self._db.compact_range(start=start, stop=stop)
+        except plyvel.Error as exc:
+            raise self._translate(exc) from exc
+
+    def close(self) -> None:
+        self._db.close()
+        try:
+            if read_pid(self.path) == self.pid:
+                os.unlink(os.path.join(self.path, PID_FILE))
+        except OSError:
+            pass
+
+
+def repair(path: str) -> None:
+    """Run LevelDB's repair on a directory; it salvages what the files still hold."""
+    if not os.path.isdir(path):
+        raise DiskQueueError(f"{path} is not a directory")
+    if not os.path.exists(os.path.join(path, "CURRENT")) and not any(
+        name.endswith((".ldb", ".sst", ".log")) for name in os.listdir(path)
+    ):
+        raise DiskQueueError(f"{path} holds no LevelDB database to repair")
+    try:
+        plyvel.repair_db(path, paranoid_checks=True)
+    except plyvel.Error as exc:
+        text = exc.args[0] if exc.args else exc
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        if "lock" in str(text):
+            raise Locked(path, read_pid(path)) from exc
+        raise DiskQueueError(f"repair of {path} failed: {text}") from exc
+
