@@ -22,6 +22,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Closed", "Corrupted", "DiskQueueError", "Empty", "Full", "IncompatibleType", "Item",
-    "JobFailed", "JobTimeout", "Locked", "NotReserved", "OutOfBounds", "PrefixQueue", "PriorityQueue", "Queue", "Stack",
-    "__version__",
+    "JobFailed", "JobTimeout", "Locked", "NotReserved", "OutOfBounds", "PrefixQueue",
+    "PriorityQueue", "Queue", "Stack", "__version__",
 ]

@@ -9,7 +9,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 from . import engine as engine_mod
 from .errors import DiskQueueError
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stats(path: str) -> dict[str, object]:
+def _stats(path: str) -> dict[str, Any]:
     engine = engine_mod.acquire(path)
     try:
         return engine.info()
@@ -54,15 +54,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         path = check_path(args.path)
+        result: dict[str, Any]
         if args.command == "repair":
-            result = repair(path)
+            result = dict(repair(path))
             text = f"repaired {path}: {result['items']} items kept, " \
                    f"{result['lanes_rebuilt']} lanes rebuilt"
         else:
             result = _stats(path)
             text = "\n".join(
                 f"{ns or '(default)'}: {c['ready']} ready, {c['reserved']} reserved"
-                for ns, c in result.items()  # type: ignore[union-attr]
+                for ns, c in result.items()
             ) or f"{path}: empty"
     except DiskQueueError as exc:
         print(f"diskq: {exc}", file=sys.stderr)

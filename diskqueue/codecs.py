@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import pickle
-from typing import Any, Callable, Protocol, Union
+from collections.abc import Callable
+from typing import Any, Protocol, Union
 
 import msgpack
 

@@ -45,10 +45,17 @@ _registry: dict[str, Engine] = {}
 _registry_lock = threading.Lock()
 
 
+# Stores inherited across fork(): kept alive forever, because freeing one in the child
+# would run LevelDB's destructor, which waits for a background thread that only the
+# parent has.
+_orphans: list[Store] = []
+
+
 def _forget_after_fork() -> None:
     """In a child after fork(), the parent's engines must never touch LevelDB."""
     for engine in _registry.values():
         engine.forked = True
+        _orphans.append(engine._store)
     _registry.clear()
 
 
@@ -243,49 +250,65 @@ class Engine:
             sp = self._spaces.get(ns) or self._space(ns)
             if self._leases or not (sp.ready if lane is None else lane in sp.active):
                 self._await_ready(sp, lane, block, timeout)
-            if n == 1 and lease is None:
-                fast = self._take_one(sp, lane, desc, from_tail)
-                if fast is not None:
-                    return fast
-            picked = self._pick(sp, n, lane, desc, from_tail)
-            entries: list[Entry] = []
-            deletes: list[bytes] = []
-            puts: list[tuple[bytes, bytes]] = []
-            for ln_key, seq in picked:
-                key = sp.item_prefix + ln_key + seq.to_bytes(8, "big")
-                data = self._store.get(key)
-                if data is None:
-                    raise self._missing(key)
-                attempts = sp.aside.get((ln_key, seq), 0)
-                if lease is None:
-                    deletes.append(key)
-                    if attempts:
-                        deletes.append(sp.aside_key(ln_key, seq))
-                    entries.append((ln_key, seq, key, data, 0))
-                else:
-                    attempts += 1
-                    puts.append((sp.aside_key(ln_key, seq), msgpack.packb(attempts)))
-                    entries.append((ln_key, seq, key, data, attempts))
-            moved = self._moved_pointers(sp, picked, from_tail)
-            puts.extend(sp.pointer(lane_key, ln) for lane_key, ln in moved)
-            if len(deletes) == 1 and len(puts) == 1:
-                self._store.delete_put(deletes[0], puts[0][0], puts[0][1])
-            else:
-                self._store.write(puts, deletes)
-            self._apply_take(sp, picked, moved, entries, lease)
+            return self._take(sp, n, lane, desc, from_tail, lease)
+
+    def pop_one(self, ns: bytes, lane: Optional[bytes], desc: bool = False,
+                from_tail: bool = False, block: bool = False,
+                timeout: Optional[float] = None) -> Entry:
+        """``take`` of one item without a lease: the hot path of dequeue and pop."""
+        with self._lock:
+            if self.closed or self.forked:
+                self._refuse()
+            sp = self._spaces.get(ns) or self._space(ns)
+            if lane is not None and not self._leases:
+                entry = self._take_one(sp, lane, desc, from_tail)
+                if entry is not None:
+                    return entry
+            if self._leases or not (sp.ready if lane is None else lane in sp.active):
+                self._await_ready(sp, lane, block, timeout)
+            return self._take_one(sp, lane, desc, from_tail) or self._take(
+                sp, 1, lane, desc, from_tail, None
+            )[0]
+
+    def _take(self, sp: Space, n: int, lane: Optional[bytes], desc: bool, from_tail: bool,
+              lease: Optional[float]) -> list[Entry]:
+        """The general take, with the lock held and at least one item ready."""
+        picked = self._pick(sp, n, lane, desc, from_tail)
+        entries: list[Entry] = []
+        deletes: list[bytes] = []
+        puts: list[tuple[bytes, bytes]] = []
+        for ln_key, seq in picked:
+            key = sp.item_prefix + ln_key + seq.to_bytes(8, "big")
+            data = self._store.get(key)
+            if data is None:
+                raise self._missing(key)
+            attempts = sp.aside.get((ln_key, seq), 0)
             if lease is None:
-                self._count_deletes(sp, {lane_key for lane_key, _ in picked}, len(picked))
-            if self._writers:
-                self._writable.notify(len(picked))
-            return entries
+                deletes.append(key)
+                if attempts:
+                    deletes.append(sp.aside_key(ln_key, seq))
+                entries.append((ln_key, seq, key, data, 0))
+            else:
+                attempts += 1
+                puts.append((sp.aside_key(ln_key, seq), msgpack.packb(attempts)))
+                entries.append((ln_key, seq, key, data, attempts))
+        moved = self._moved_pointers(sp, picked, from_tail)
+        puts.extend(sp.pointer(lane_key, ln) for lane_key, ln in moved)
+        self._store.write(puts, deletes)
+        self._apply_take(sp, picked, moved, entries, lease)
+        if lease is None:
+            self._count_deletes(sp, {lane_key for lane_key, _ in picked}, len(picked))
+        if self._writers:
+            self._writable.notify(len(picked))
+        return entries
 
     def _take_one(self, sp: Space, lane: Optional[bytes], desc: bool,
-                  from_tail: bool) -> Optional[list[Entry]]:
+                  from_tail: bool) -> Optional[Entry]:
         """The common dequeue: one item from a lane's run, nothing put aside before."""
         if lane is None:
             lane = sp.active[-1] if desc else sp.active[0]
-        ln = sp.lanes[lane]
-        if ln.front or ln.head >= ln.tail:
+        ln = sp.lanes.get(lane)
+        if ln is None or ln.front or ln.head >= ln.tail:
             return None
         if from_tail:
             seq = ln.tail - 1
@@ -296,10 +319,9 @@ class Engine:
         if sp.aside and (lane, seq) in sp.aside:
             return None
         key = sp.item_prefix + lane + seq.to_bytes(8, "big")
-        data = self._store.get(key)
+        data = self._store.pop(key, sp.pointer_prefix + lane, _pack(head, tail))
         if data is None:
             raise self._missing(key)
-        self._store.delete_put(key, sp.pointer_prefix + lane, _pack(head, tail))
         ln.head = head
         ln.tail = tail
         sp.ready -= 1
@@ -311,7 +333,7 @@ class Engine:
             self._maybe_compact()
         if self._writers:
             self._writable.notify()
-        return [(lane, seq, key, data, 0)]
+        return lane, seq, key, data, 0
 
     def _await_ready(self, sp: Space, lane: Optional[bytes], block: bool,
                      timeout: Optional[float]) -> None:
@@ -373,7 +395,7 @@ class Engine:
         for lane_key, new in moved:
             ln = sp.lanes[lane_key]
             ln.head, ln.tail = new.head, new.tail
-        for (lane_key, seq), entry in zip(picked, entries):
+        for (lane_key, seq), entry in zip(picked, entries, strict=True):
             ln = sp.lanes[lane_key]
             if ln.front and seq in ln.front:
                 ln.front.remove(seq)

@@ -41,14 +41,14 @@ class _Line(Handle, QueueFace):
         datas = [(_LANE, self._encode(v)) for v in values]
         placed = self._engine.push(self._ns, datas, self.maxsize)
         self._synced()
-        return [make_item(seq, key, v) for (seq, key), v in zip(placed, values)]
+        return [make_item(seq, key, v) for (seq, key), v in zip(placed, values, strict=True)]
 
     def _remove(self, block: bool, timeout: Optional[float]) -> Item:
         if block:
             check_timeout(block, timeout)
-        lane, seq, key, data, _ = self._engine.take(
-            self._ns, 1, lane=_LANE, from_tail=self._from_tail, block=block, timeout=timeout
-        )[0]
+        lane, seq, key, data, _ = self._engine.pop_one(
+            self._ns, _LANE, False, self._from_tail, block, timeout
+        )
         if self._sync:
             self._engine.sync()
         return make_item(seq, key, self._loads(data))
@@ -100,7 +100,11 @@ class Queue(_Line, Reliable):
 
     def enqueue(self, value: Any) -> Item:
         """Append a value at the tail."""
-        seq, key = self._engine.push_one(self._ns, _LANE, self._encode(value), self.maxsize)
+        try:
+            data = self._dumps(value)
+        except Exception:
+            data = self._encode(value)  # raises the TypeError that says why
+        seq, key = self._engine.push_one(self._ns, _LANE, data, self.maxsize)
         if self._sync:
             self._engine.sync()
         return make_item(seq, key, value)
@@ -113,9 +117,8 @@ class Queue(_Line, Reliable):
         """Remove and return the head; ``Empty`` if there is none (after waiting, if asked)."""
         if block:
             check_timeout(block, timeout)
-        lane, seq, key, data, _ = self._engine.take(
-            self._ns, 1, lane=_LANE, block=block, timeout=timeout
-        )[0]
+        lane, seq, key, data, _ = self._engine.pop_one(self._ns, _LANE, False, False, block,
+                                                        timeout)
         if self._sync:
             self._engine.sync()
         return make_item(seq, key, self._loads(data))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Optional
 
 from . import codecs
 from . import engine as engine_mod
 from .errors import Closed, NotReserved
 from .item import Item
+
 
 class _ClosedEngine:
     """Stands in for the engine after ``close()``: any use raises ``Closed``."""
@@ -68,6 +69,8 @@ class Handle(abc.ABC):
         self.maxsize = check_count("maxsize", maxsize)
         dumps, self._loads = codecs.resolve(codec)
         self._encode = codecs.encoder(dumps)
+        # Hot paths call the bare dumps of a named codec and fall back to _encode on failure.
+        self._dumps = dumps if isinstance(codec, str) else self._encode
         self._sync = sync
         engine = engine_mod.acquire(self.path)
         try:
@@ -151,7 +154,7 @@ class Reliable(abc.ABC):
     _engine: Any
     _ns: bytes
 
-    def _synced(self) -> None: ...
+    _synced: Callable[[], None]
 
     @abc.abstractmethod
     def _lane_of(self, item: Item) -> bytes:

@@ -47,7 +47,9 @@ class PrefixQueue(Handle, Reliable):
         )
         self._synced()
         raw = keys.lane_prefix(lane)
-        return [make_item(seq, key, v, None, raw) for (seq, key), v in zip(placed, values)]
+        return [
+            make_item(seq, key, v, None, raw) for (seq, key), v in zip(placed, values, strict=True)
+        ]
 
     def _take(self, prefix: str | bytes, n: int, block: bool, timeout: Optional[float],
               lease: Optional[float] = None) -> list[Item]:
@@ -60,7 +62,11 @@ class PrefixQueue(Handle, Reliable):
 
     def dequeue(self, prefix: str | bytes, *, block: bool = False,
                 timeout: Optional[float] = None) -> Item:
-        return self._take(prefix, 1, block, timeout)[0]
+        lane = keys.prefix_lane(prefix)
+        check_timeout(block, timeout)
+        entry = self._engine.pop_one(self._ns, lane, False, False, block, timeout)
+        self._synced()
+        return self._item(entry)
 
     def dequeue_many(self, prefix: str | bytes, n: int, *, block: bool = False,
                      timeout: Optional[float] = None) -> list[Item]:

@@ -58,7 +58,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
             return []
         placed = self._engine.push(self._ns, entries, self.maxsize)
         self._synced()
-        return [make_item(seq, key, v, p) for (seq, key), (p, v) in zip(placed, pairs)]
+        return [make_item(seq, key, v, p) for (seq, key), (p, v) in zip(placed, pairs, strict=True)]
 
     def _take(self, n: int, lane: Optional[bytes], block: bool, timeout: Optional[float],
               lease: Optional[float] = None) -> list[Item]:
@@ -70,7 +70,10 @@ class PriorityQueue(Handle, Reliable, QueueFace):
 
     def dequeue(self, *, block: bool = False, timeout: Optional[float] = None) -> Item:
         """Remove the first item of the first level (lowest with "asc")."""
-        return self._take(1, None, block, timeout)[0]
+        check_timeout(block, timeout)
+        entry = self._engine.pop_one(self._ns, None, self._desc, False, block, timeout)
+        self._synced()
+        return self._item(entry)
 
     def dequeue_many(self, n: int, *, block: bool = False,
                      timeout: Optional[float] = None) -> list[Item]:
@@ -82,7 +85,11 @@ class PriorityQueue(Handle, Reliable, QueueFace):
     def dequeue_by_priority(self, priority: int, *, block: bool = False,
                             timeout: Optional[float] = None) -> Item:
         """Remove the first item of one level."""
-        return self._take(1, keys.priority_lane(priority), block, timeout)[0]
+        lane = keys.priority_lane(priority)
+        check_timeout(block, timeout)
+        entry = self._engine.pop_one(self._ns, lane, False, False, block, timeout)
+        self._synced()
+        return self._item(entry)
 
     def reserve(self, *, lease: float = 30.0, block: bool = False,
                 timeout: Optional[float] = None) -> Item:
@@ -135,7 +142,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         self._synced()
 
     def _get_value(self, block: bool, timeout: Optional[float]) -> Any:
-        item = self._take(1, None, block, timeout)[0]
+        item = self.dequeue(block=block, timeout=timeout)
         if type(item.value) is int and item.value == item.priority:
             return item.value  # it was put as a bare int
         return (item.priority, item.value)

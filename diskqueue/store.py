@@ -159,14 +159,17 @@ class Store:
         except plyvel.Error as exc:
             raise self._translate(exc) from exc
 
-    def delete_put(self, dk: bytes, k: bytes, v: bytes) -> None:
-        """A delete and a put as one batch: the hot path of a single dequeue."""
+    def pop(self, key: bytes, pointer_key: bytes, pointer: bytes) -> bytes | None:
+        """Read a key, then delete it and write a pointer in one batch: a single dequeue."""
         try:
-            wb = self._wb
-            wb.clear()
-            wb.delete(dk)
-            wb.put(k, v)
-            wb.write()
+            data = self._db.get(key)
+            if data is not None:
+                wb = self._wb
+                wb.clear()
+                wb.delete(key)
+                wb.put(pointer_key, pointer)
+                wb.write()
+            return data
         except plyvel.Error as exc:
             raise self._translate(exc) from exc
 
