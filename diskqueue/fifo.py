@@ -28,19 +28,14 @@ class _Line(Handle, QueueFace):
         return make_item(seq, key, self._loads(data), None, None, attempts)
 
     def _add(self, value: Any) -> Item:
-        data = self._encode(value)
-        seq, key = self._engine.push_one(self._ns, _LANE, data, self.maxsize)
-        if self._sync:
-            self._engine.sync()
+        seq, key = self._append(_LANE, self._encode(value))
         return make_item(seq, key, value)
 
     def _add_many(self, values: Iterable[Any]) -> list[Item]:
         values = list(values)
         if not values:
             return []
-        datas = [(_LANE, self._encode(v)) for v in values]
-        placed = self._engine.push(self._ns, datas, self.maxsize)
-        self._synced()
+        placed = self._append_many([(_LANE, self._encode(v)) for v in values])
         return [make_item(seq, key, v) for (seq, key), v in zip(placed, values, strict=True)]
 
     def _remove(self, block: bool, timeout: Optional[float]) -> Item:
@@ -87,9 +82,7 @@ class _Line(Handle, QueueFace):
         return self._scan(from_tail=self._from_tail)
 
     def _put_value(self, value: Any, block: bool, timeout: Optional[float]) -> None:
-        data = self._encode(value)
-        self._engine.push_one(self._ns, _LANE, data, self.maxsize or 0, block, timeout)
-        self._synced()
+        self._append(_LANE, self._encode(value), block, timeout)
 
     def _get_value(self, block: bool, timeout: Optional[float]) -> Any:
         return self._remove(block, timeout).value
@@ -104,9 +97,10 @@ class Queue(_Line, Reliable):
             data = self._dumps(value)
         except Exception:
             data = self._encode(value)  # raises the TypeError that says why
-        seq, key = self._engine.push_one(self._ns, _LANE, data, self.maxsize)
         if self._sync:
-            self._engine.sync()
+            seq, key = self._append(_LANE, data)
+        else:
+            seq, key = self._engine.push_one(self._ns, _LANE, data, self.maxsize)
         return make_item(seq, key, value)
 
     def enqueue_many(self, values: Iterable[Any]) -> list[Item]:

@@ -128,6 +128,23 @@ class Handle(abc.ABC):
         if self._sync:
             self._engine.sync()
 
+    def _append(self, lane: bytes, data: bytes, block: bool = False,
+                timeout: Optional[float] = None) -> tuple[int, bytes]:
+        """Store one encoded item; with ``sync``, durable before it returns."""
+        if self._sync and not self.maxsize:
+            return self._engine.push_durable(self._ns, [(lane, data)])[0]  # type: ignore[no-any-return]
+        placed = self._engine.push_one(self._ns, lane, data, self.maxsize, block, timeout)
+        self._synced()
+        return placed  # type: ignore[no-any-return]
+
+    def _append_many(self, entries: list[tuple[bytes, bytes]]) -> list[tuple[int, bytes]]:
+        """Store encoded items atomically; with ``sync``, durable before it returns."""
+        if self._sync and not self.maxsize:
+            return self._engine.push_durable(self._ns, entries)  # type: ignore[no-any-return]
+        placed = self._engine.push(self._ns, entries, self.maxsize)
+        self._synced()
+        return placed  # type: ignore[no-any-return]
+
     @abc.abstractmethod
     def _item(self, entry: engine_mod.Entry) -> Item:
         """Turn an engine entry into an Item: each structure says how its lanes read."""

@@ -30,10 +30,7 @@ class PrefixQueue(Handle, Reliable):
 
     def enqueue(self, prefix: str | bytes, value: Any) -> Item:
         lane = keys.prefix_lane(prefix)
-        data = self._encode(value)
-        seq, key = self._engine.push_one(self._ns, lane, data, self.maxsize)
-        if self._sync:
-            self._engine.sync()
+        seq, key = self._append(lane, self._encode(value))
         return make_item(seq, key, value, None, keys.lane_prefix(lane))
 
     def enqueue_many(self, prefix: str | bytes, values: Iterable[Any]) -> list[Item]:
@@ -42,10 +39,7 @@ class PrefixQueue(Handle, Reliable):
         values = list(values)
         if not values:
             return []
-        placed = self._engine.push(
-            self._ns, [(lane, self._encode(v)) for v in values], self.maxsize
-        )
-        self._synced()
+        placed = self._append_many([(lane, self._encode(v)) for v in values])
         raw = keys.lane_prefix(lane)
         return [
             make_item(seq, key, v, None, raw) for (seq, key), v in zip(placed, values, strict=True)

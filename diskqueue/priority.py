@@ -40,10 +40,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
 
     def enqueue(self, priority: int, value: Any) -> Item:
         lane = keys.priority_lane(priority)
-        data = self._encode(value)
-        seq, key = self._engine.push_one(self._ns, lane, data, self.maxsize)
-        if self._sync:
-            self._engine.sync()
+        seq, key = self._append(lane, self._encode(value))
         return make_item(seq, key, value, priority)
 
     def enqueue_many(self, pairs: Iterable[tuple[int, Any]]) -> list[Item]:
@@ -56,8 +53,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
             entries.append((keys.priority_lane(pair[0]), self._encode(pair[1])))
         if not entries:
             return []
-        placed = self._engine.push(self._ns, entries, self.maxsize)
-        self._synced()
+        placed = self._append_many(entries)
         return [make_item(seq, key, v, p) for (seq, key), (p, v) in zip(placed, pairs, strict=True)]
 
     def _take(self, n: int, lane: Optional[bytes], block: bool, timeout: Optional[float],
@@ -136,10 +132,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
             priority, payload = value, value  # a bare int is its own priority
         else:
             priority, payload = 0, value
-        lane = keys.priority_lane(priority)
-        data = self._encode(payload)
-        self._engine.push_one(self._ns, lane, data, self.maxsize or 0, block, timeout)
-        self._synced()
+        self._append(keys.priority_lane(priority), self._encode(payload), block, timeout)
 
     def _get_value(self, block: bool, timeout: Optional[float]) -> Any:
         item = self.dequeue(block=block, timeout=timeout)

@@ -136,10 +136,10 @@ class Store:
         except plyvel.Error as exc:
             raise self._translate(exc) from exc
 
-    def write(self, puts: Any = (), deletes: Any = ()) -> None:
+    def write(self, puts: Any = (), deletes: Any = (), sync: bool = False) -> None:
         """Write puts and deletes as one atomic batch: all of it lands, or none."""
         try:
-            wb = self._db.write_batch()
+            wb = self._db.write_batch(sync=sync)
             for key in deletes:
                 wb.delete(key)
             for key, value in puts:
