@@ -40,6 +40,8 @@ FORMAT_VERSION = 1
 COMPACT_EVERY = 50_000  # deletes between compactions of the consumed key ranges
 # (lane, seq, key, data, attempts): what reads hand back to handles
 Entry = tuple[bytes, int, bytes, bytes, int]
+# (ns, key, value or None to delete): record writes that ride along with a mutation
+RecordOps = Iterable[tuple[bytes, bytes, Optional[bytes]]]
 
 _pack = keys.POINTERS.pack
 _registry: dict[str, Engine] = {}
@@ -214,8 +216,12 @@ class Engine:
             return seq, key
 
     def push(self, ns: bytes, entries: list[tuple[bytes, bytes]], maxsize: int = 0,
-             block: bool = False, timeout: Optional[float] = None) -> list[tuple[int, bytes]]:
-        """Append ``(lane, data)`` entries atomically: all of them land, or none."""
+             block: bool = False, timeout: Optional[float] = None,
+             records: RecordOps = ()) -> list[tuple[int, bytes]]:
+        """Append ``(lane, data)`` entries atomically: all of them land, or none.
+
+        ``records`` are record writes (see :meth:`write_records`) made in the same batch.
+        """
         with self._lock:
             self._check()
             sp = self._space(ns)
@@ -224,9 +230,31 @@ class Engine:
             tails: dict[bytes, int] = {}
             puts: list[tuple[bytes, bytes]] = []
             out = self._plan_push(sp, entries, tails, puts)
-            self._store.write(puts + self._tail_pointers(sp, tails))
+            deletes = self._plan_records(records, puts)
+            self._store.write(puts + self._tail_pointers(sp, tails), deletes)
             self._apply_push(sp, tails, len(entries))
             return out
+
+    def push_unless(self, ns: bytes, entries: list[tuple[bytes, bytes]], guard: tuple[bytes, bytes],
+                    records: RecordOps = ()) -> Optional[bytes]:
+        """``push`` unless the record ``guard`` (ns, key) exists: then return its value.
+
+        The check and the push happen under one lock, so two callers racing with the
+        same guard never both push (the task layer's ``unique_key``).
+        """
+        with self._lock:
+            self._check()
+            existing = self._store.get(keys.RECORD + keys.ns_bytes(guard[0]) + guard[1])
+            if existing is not None:
+                return existing
+            sp = self._space(ns)
+            tails: dict[bytes, int] = {}
+            puts: list[tuple[bytes, bytes]] = []
+            self._plan_push(sp, entries, tails, puts)
+            deletes = self._plan_records(records, puts)
+            self._store.write(puts + self._tail_pointers(sp, tails), deletes)
+            self._apply_push(sp, tails, len(entries))
+            return None
 
     def push_durable(self, ns: bytes, entries: list[tuple[bytes, bytes]]
                      ) -> list[tuple[int, bytes]]:
@@ -294,6 +322,32 @@ class Engine:
             if self._leases or not (sp.ready if lane is None else lane in sp.active):
                 self._await_ready(sp, lane, block, timeout)
             return self._take(sp, n, lane, desc, from_tail, lease)
+
+    def take_first(self, nss: list[bytes], lease: Optional[float] = None, block: bool = False,
+                   timeout: Optional[float] = None) -> tuple[bytes, Entry]:
+        """Take one item from the first namespace in ``nss`` that has one (strict order)."""
+        end = _deadline(block, timeout)
+        with self._lock:
+            self._check()
+            while True:
+                if self._leases:
+                    self._expire_leases()
+                for ns in nss:
+                    sp = self._space(ns)
+                    if sp.ready:
+                        return ns, self._take(sp, 1, None, False, False, lease)[0]
+                remaining = None if end is None else end - time.monotonic()
+                if not block or (remaining is not None and remaining <= 0):
+                    raise Empty(f"{self.path}: nothing ready in {len(nss)} queues")
+                if self._leases:
+                    until = max(self._leases[0][0] - time.monotonic(), 0.0)
+                    remaining = until if remaining is None else min(remaining, until)
+                self._readers += 1
+                try:
+                    self._readable.wait(remaining)
+                finally:
+                    self._readers -= 1
+                self._check()
 
     def pop_one(self, ns: bytes, lane: Optional[bytes], desc: bool = False,
                 from_tail: bool = False, block: bool = False,
@@ -471,12 +525,17 @@ class Engine:
             self._check()
             return [lane for (lane, s) in self._space(ns).reserved if s == seq]
 
-    def ack(self, ns: bytes, lane: bytes, seq: int, attempts: Optional[int] = None) -> None:
+    def ack(self, ns: bytes, lane: bytes, seq: int, attempts: Optional[int] = None,
+            records: RecordOps = ()) -> None:
+        """Delete a reserved item, with ``records`` written in the same batch."""
         with self._lock:
             self._check()
             sp = self._space(ns)
             self._reservation(sp, lane, seq, attempts)
-            self._store.write((), (sp.item_key(lane, seq), sp.aside_key(lane, seq)))
+            puts: list[tuple[bytes, bytes]] = []
+            deletes = [sp.item_key(lane, seq), sp.aside_key(lane, seq)]
+            deletes += self._plan_records(records, puts)
+            self._store.write(puts, deletes)
             del sp.reserved[(lane, seq)]
             self._count_deletes(sp, (lane,), 1)
 
@@ -637,6 +696,42 @@ class Engine:
                 if len(page) >= limit:
                     break
             return page
+
+    # -- records: small keyed values beside the queues ---------------------------
+    @staticmethod
+    def _plan_records(records: RecordOps, puts: list[tuple[bytes, bytes]]) -> list[bytes]:
+        """Add record puts to ``puts``; return the record keys to delete."""
+        deletes = []
+        for ns, key, value in records:
+            full = keys.RECORD + keys.ns_bytes(ns) + key
+            if value is None:
+                deletes.append(full)
+            else:
+                puts.append((full, value))
+        return deletes
+
+    def write_records(self, records: RecordOps) -> None:
+        """Put (or, with value None, delete) ``(ns, key, value)`` records atomically."""
+        with self._lock:
+            self._check()
+            puts: list[tuple[bytes, bytes]] = []
+            deletes = self._plan_records(records, puts)
+            self._store.write(puts, deletes)
+
+    def get_record(self, ns: bytes, key: bytes) -> Optional[bytes]:
+        with self._lock:
+            self._check()
+            return self._store.get(keys.RECORD + keys.ns_bytes(ns) + key)
+
+    def scan_records(self, ns: bytes, start: bytes = b"", stop: Optional[bytes] = None,
+                     limit: int = 1000) -> list[tuple[bytes, bytes]]:
+        """Records of a namespace with ``start <= key < stop``, in key order."""
+        base = keys.RECORD + keys.ns_bytes(ns)
+        upper = base + stop if stop is not None else keys.prefix_end(base)
+        with self._lock:
+            self._check()
+            found = self._store.scan(start=base + start, stop=upper, limit=limit)
+        return [(k[len(base):], v) for k, v in found]
 
     # -- clearing --------------------------------------------------------------
     def clear(self, ns: bytes) -> None:

@@ -12,7 +12,8 @@ import struct
 META = b"\x00"  # directory-wide settings: format version, structure kind
 ITEM = b"\x01"  # ns + lane + seq -> encoded value
 POINTER = b"\x02"  # ns + lane -> (head, tail)
-ASIDE = b"\x03"  # ns + lane + seq -> [attempts, in_flight] for reserved/returned items
+ASIDE = b"\x03"  # ns + lane + seq -> attempts, for items reserved at least once
+RECORD = b"\x04"  # ns + key -> value: the task layer's job records, schedules, results
 
 SEQ_BYTES = 8
 PRIORITY_MIN = -(2**63)
@@ -62,3 +63,11 @@ def prefix_lane(prefix: object) -> bytes:
 
 def lane_prefix(lane: bytes) -> bytes:
     return lane[4:]
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key above every key starting with ``prefix`` (None: no bound)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes((stripped[-1] + 1,))
