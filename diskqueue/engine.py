@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import os
 import shutil
 import threading
@@ -23,15 +24,17 @@ import msgpack
 from . import keys
 from .errors import (
     Closed,
+    Corrupted,
     DiskQueueError,
     Empty,
     Full,
     IncompatibleType,
-    NotReserved,
+    Locked,
     OutOfBounds,
 )
 from .groupcommit import GroupCommit
 from .lanes import Lane, Space
+from .reservations import RecordOps, Reservations
 from .store import Store
 
 log = logging.getLogger("diskqueue.engine")
@@ -40,11 +43,10 @@ FORMAT_VERSION = 1
 COMPACT_EVERY = 50_000  # deletes between compactions of the consumed key ranges
 # (lane, seq, key, data, attempts): what reads hand back to handles
 Entry = tuple[bytes, int, bytes, bytes, int]
-# (ns, key, value or None to delete): record writes that ride along with a mutation
-RecordOps = Iterable[tuple[bytes, bytes, Optional[bytes]]]
+
 
 _pack = keys.POINTERS.pack
-_registry: dict[str, Engine] = {}
+_registry: dict[str, Any] = {}
 _registry_lock = threading.Lock()
 
 
@@ -54,23 +56,54 @@ _registry_lock = threading.Lock()
 _orphans: list[Store] = []
 
 
-def _forget_after_fork() -> None:
-    """In a child after fork(), the parent's engines must never touch LevelDB."""
-    for engine in _registry.values():
-        engine.forked = True
-        _orphans.append(engine._store)
-    _registry.clear()
+def orphan(engine: Engine) -> None:
+    """Forget an engine inherited across fork() without ever touching its LevelDB."""
+    engine.forked = True
+    _orphans.append(engine._store)
 
 
-os.register_at_fork(after_in_child=_forget_after_fork)
+def _before_fork() -> None:
+    _registry_lock.acquire()
 
 
-def acquire(path: str) -> Engine:
-    """Return this process's engine for ``path``, opening it if needed."""
+def _after_fork_in_parent() -> None:
+    _registry_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    """Handles inherited across fork() become clients of the parent (or its successor)."""
+    from .remote import RemoteEngine
+
+    try:
+        for engine in _registry.values():
+            if isinstance(engine, Engine):
+                orphan(engine)
+                engine.__class__ = RemoteEngine  # type: ignore[assignment]
+                engine.forked = False
+                engine.closed = False
+                RemoteEngine._reset(engine)  # type: ignore[arg-type]
+            else:
+                engine._reset_after_fork()
+    finally:
+        _registry_lock.release()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
+
+
+def acquire(path: str) -> Any:
+    """Return this process's engine for ``path``: the owner's, or a client of it."""
+    from .remote import RemoteEngine
+
     with _registry_lock:
         engine = _registry.get(path)
         if engine is None or engine.closed:
-            engine = _registry[path] = Engine(path)
+            try:
+                engine = Engine(path)
+            except Locked:
+                engine = RemoteEngine(path)
+            _registry[path] = engine
         engine.refs += 1
         return engine
 
@@ -81,7 +114,7 @@ def _deadline(block: bool, timeout: Optional[float]) -> Optional[float]:
     return time.monotonic() + timeout
 
 
-class Engine:
+class Engine(Reservations):
     def __init__(self, path: str) -> None:
         self.path = path
         self.pid = os.getpid()
@@ -105,16 +138,40 @@ class Engine:
         self._leases: list[tuple[float, int, bytes, bytes, int, int]] = []
         self._lease_ids = itertools.count()
         self._deleted = 0
+        self._owned: dict[Any, list[tuple[bytes, bytes, int, int]]] = {}
         self._compactor: threading.Thread | None = None
+        self._server: Any = None
         try:
             self._load()
         except BaseException:
             self._store.close()
             raise
+        self._serve()
+
+    role = "owner"
+
+    def _serve(self) -> None:
+        """Let other processes in through a socket in the directory."""
+        from .server import Server
+
+        try:
+            self._server = Server(self)
+        except (OSError, DiskQueueError) as exc:
+            log.warning("not serving %s to other processes: %s", self.path, exc)
 
     # -- opening ---------------------------------------------------------------
     def _load(self) -> None:
         """Read pointers and aside records: never the items, never consumed keys."""
+        self.foreign = (self._store.get(keys.META + b"kind") is None
+                        and bool(self._store.scan(limit=1)))
+        if self.foreign:
+            return  # someone else's LevelDB: ensure_kind refuses it, nothing is parsed
+        try:
+            self._parse_pointers()
+        except (ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
+            raise Corrupted(self.path, f"unreadable pointer record: {exc}") from exc
+
+    def _parse_pointers(self) -> None:
         for key, value in self._store.iter_prefix(keys.POINTER):
             sp, lane = self._split(key, 0)
             head, tail = keys.POINTERS.unpack(value)
@@ -150,7 +207,7 @@ class Engine:
             self._check()
             stored = self._store.get(keys.META + b"kind")
             if stored is None:
-                if self._store.scan(limit=1):
+                if self.foreign:
                     raise IncompatibleType(f"{self.path} holds a LevelDB that is not a diskqueue")
                 self._store.write(
                     [(keys.META + b"kind", kind.encode()),
@@ -235,6 +292,24 @@ class Engine:
             self._apply_push(sp, tails, len(entries))
             return out
 
+    def push_run(self, ns: bytes, lane: bytes, datas: list[bytes], maxsize: int = 0,
+                 block: bool = False, timeout: Optional[float] = None) -> int:
+        """Append items to one lane atomically; return the first seq (the rest follow)."""
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            if maxsize:
+                self._wait_room(sp, len(datas), maxsize, block, timeout)
+            ln = sp.lane(lane)
+            first = ln.tail
+            prefix = sp.item_prefix + lane
+            puts = [(prefix + seq.to_bytes(8, "big"), data)
+                    for seq, data in zip(range(first, first + len(datas)), datas, strict=True)]
+            puts.append((sp.pointer_prefix + lane, _pack(ln.head, first + len(datas))))
+            self._store.write(puts)
+            self._apply_push(sp, {lane: first + len(datas)}, len(datas))
+            return first
+
     def push_unless(self, ns: bytes, entries: list[tuple[bytes, bytes]], guard: tuple[bytes, bytes],
                     records: RecordOps = ()) -> Optional[bytes]:
         """``push`` unless the record ``guard`` (ns, key) exists: then return its value.
@@ -313,18 +388,22 @@ class Engine:
     # -- dequeue and reserve ---------------------------------------------------
     def take(self, ns: bytes, n: int = 1, *, lane: Optional[bytes] = None, desc: bool = False,
              from_tail: bool = False, lease: Optional[float] = None, block: bool = False,
-             timeout: Optional[float] = None) -> list[Entry]:
-        """Remove (or, with ``lease``, reserve) up to ``n`` ready items in dequeue order."""
+             timeout: Optional[float] = None, owner: Any = None) -> list[Entry]:
+        """Remove (or, with ``lease``, reserve) up to ``n`` ready items in dequeue order.
+
+        ``owner`` tags reservations so that :meth:`release_owner` can return them all
+        (a socket connection that went away); ``lease=math.inf`` never expires.
+        """
         with self._lock:
             if self.closed or self.forked:
                 self._refuse()
             sp = self._spaces.get(ns) or self._space(ns)
             if self._leases or not (sp.ready if lane is None else lane in sp.active):
                 self._await_ready(sp, lane, block, timeout)
-            return self._take(sp, n, lane, desc, from_tail, lease)
+            return self._take(sp, n, lane, desc, from_tail, lease, owner)
 
     def take_first(self, nss: list[bytes], lease: Optional[float] = None, block: bool = False,
-                   timeout: Optional[float] = None) -> tuple[bytes, Entry]:
+                   timeout: Optional[float] = None, owner: Any = None) -> tuple[bytes, Entry]:
         """Take one item from the first namespace in ``nss`` that has one (strict order)."""
         end = _deadline(block, timeout)
         with self._lock:
@@ -335,7 +414,7 @@ class Engine:
                 for ns in nss:
                     sp = self._space(ns)
                     if sp.ready:
-                        return ns, self._take(sp, 1, None, False, False, lease)[0]
+                        return ns, self._take(sp, 1, None, False, False, lease, owner)[0]
                 remaining = None if end is None else end - time.monotonic()
                 if not block or (remaining is not None and remaining <= 0):
                     raise Empty(f"{self.path}: nothing ready in {len(nss)} queues")
@@ -368,7 +447,7 @@ class Engine:
             )[0]
 
     def _take(self, sp: Space, n: int, lane: Optional[bytes], desc: bool, from_tail: bool,
-              lease: Optional[float]) -> list[Entry]:
+              lease: Optional[float], owner: Any = None) -> list[Entry]:
         """The general take, with the lock held and at least one item ready."""
         picked = self._pick(sp, n, lane, desc, from_tail)
         entries: list[Entry] = []
@@ -382,7 +461,7 @@ class Engine:
             attempts = sp.aside.get((ln_key, seq), 0)
             if lease is None:
                 deletes.append(key)
-                if attempts:
+                if (ln_key, seq) in sp.aside:
                     deletes.append(sp.aside_key(ln_key, seq))
                 entries.append((ln_key, seq, key, data, 0))
             else:
@@ -392,7 +471,7 @@ class Engine:
         moved = self._moved_pointers(sp, picked, from_tail)
         puts.extend(sp.pointer(lane_key, ln) for lane_key, ln in moved)
         self._store.write(puts, deletes)
-        self._apply_take(sp, picked, moved, entries, lease)
+        self._apply_take(sp, picked, moved, entries, lease, owner)
         if lease is None:
             self._count_deletes(sp, {lane_key for lane_key, _ in picked}, len(picked))
         if self._writers:
@@ -488,7 +567,7 @@ class Engine:
 
     def _apply_take(self, sp: Space, picked: list[tuple[bytes, int]],
                     moved: list[tuple[bytes, Lane]], entries: list[Entry],
-                    lease: Optional[float]) -> None:
+                    lease: Optional[float], owner: Any = None) -> None:
         for lane_key, new in moved:
             ln = sp.lanes[lane_key]
             ln.head, ln.tail = new.head, new.tail
@@ -499,107 +578,18 @@ class Engine:
             sp.aside.pop((lane_key, seq), None)
             if lease is not None:
                 sp.reserved[(lane_key, seq)] = entry[4]
-                heapq.heappush(self._leases, (time.monotonic() + lease, next(self._lease_ids),
-                                              sp.ns, lane_key, seq, entry[4]))
+                if lease != math.inf:
+                    heapq.heappush(self._leases, (time.monotonic() + lease,
+                                                  next(self._lease_ids), sp.ns, lane_key, seq,
+                                                  entry[4]))
+                if owner is not None:
+                    self._owned.setdefault(owner, []).append((sp.ns, lane_key, seq, entry[4]))
         sp.ready -= len(picked)
         for lane_key in {lane_key for lane_key, _ in picked}:
             sp.recount(lane_key, sp.lanes[lane_key])
 
     def _missing(self, key: bytes) -> DiskQueueError:
-        from .errors import Corrupted
-
         return Corrupted(self.path, f"item {key!r} is missing")
-
-    # -- reservations ----------------------------------------------------------
-    def _reservation(self, sp: Space, lane: bytes, seq: int, attempts: Optional[int]) -> int:
-        held = sp.reserved.get((lane, seq))
-        if held is None or (attempts is not None and attempts != held):
-            raise NotReserved(
-                f"item {seq} is not reserved (already acked or nacked, or its lease expired)"
-            )
-        return held
-
-    def find_reserved(self, ns: bytes, seq: int) -> list[bytes]:
-        """Lanes holding a reservation with this seq (to resolve a bare id)."""
-        with self._lock:
-            self._check()
-            return [lane for (lane, s) in self._space(ns).reserved if s == seq]
-
-    def ack(self, ns: bytes, lane: bytes, seq: int, attempts: Optional[int] = None,
-            records: RecordOps = ()) -> None:
-        """Delete a reserved item, with ``records`` written in the same batch."""
-        with self._lock:
-            self._check()
-            sp = self._space(ns)
-            self._reservation(sp, lane, seq, attempts)
-            puts: list[tuple[bytes, bytes]] = []
-            deletes = [sp.item_key(lane, seq), sp.aside_key(lane, seq)]
-            deletes += self._plan_records(records, puts)
-            self._store.write(puts, deletes)
-            del sp.reserved[(lane, seq)]
-            self._count_deletes(sp, (lane,), 1)
-
-    def nack(self, ns: bytes, lane: bytes, seq: int, attempts: Optional[int] = None,
-             front: bool = True) -> int:
-        """Put a reserved item back; return its seq (new when it goes to the back)."""
-        with self._lock:
-            self._check()
-            sp = self._space(ns)
-            held = self._reservation(sp, lane, seq, attempts)
-            ln = sp.lanes[lane]
-            if front:
-                # The aside record already holds the attempts; on disk an in-flight and a
-                # returned item look the same, so nothing needs writing.
-                del sp.reserved[(lane, seq)]
-                ln.add_front(seq)
-                sp.aside[(lane, seq)] = held
-                new_seq = seq
-            else:
-                old_key = sp.item_key(lane, seq)
-                data = self._store.get(old_key)
-                if data is None:
-                    raise self._missing(old_key)
-                new_seq = ln.tail
-                ln_after = Lane(ln.head, ln.tail + 1)
-                self._store.write(
-                    [(sp.item_key(lane, new_seq), data),
-                     (sp.aside_key(lane, new_seq), msgpack.packb(held)),
-                     sp.pointer(lane, ln_after)],
-                    (old_key, sp.aside_key(lane, seq)),
-                )
-                del sp.reserved[(lane, seq)]
-                ln.tail += 1
-                sp.aside[(lane, new_seq)] = held
-                self._count_deletes(sp, (lane,), 1)
-            sp.ready += 1
-            sp.recount(lane, ln)
-            if self._readers:
-                self._readable.notify()
-            return new_seq
-
-    def in_flight(self, ns: bytes) -> int:
-        with self._lock:
-            self._check()
-            if self._leases:
-                self._expire_leases()
-            return len(self._space(ns).reserved)
-
-    def _expire_leases(self) -> None:
-        now = time.monotonic()
-        while self._leases and self._leases[0][0] <= now:
-            _, _, ns, lane, seq, attempts = heapq.heappop(self._leases)
-            sp = self._spaces[ns]
-            if sp.reserved.get((lane, seq)) != attempts:
-                continue  # acked or nacked meanwhile
-            del sp.reserved[(lane, seq)]
-            ln = sp.lanes[lane]
-            ln.add_front(seq)
-            sp.aside[(lane, seq)] = attempts
-            sp.ready += 1
-            sp.recount(lane, ln)
-            log.info("lease of item %d expired; it is back at the front", seq)
-            if self._readers:
-                self._readable.notify()
 
     # -- reads -----------------------------------------------------------------
     def _emptiness(self, sp: Space, lane: Optional[bytes], what: str) -> DiskQueueError:
@@ -630,9 +620,11 @@ class Engine:
         with self._lock:
             self._check()
             sp = self._space(ns)
+            if self._leases:
+                self._expire_leases()
             ln = sp.lanes.get(lane)
             if ln is None or not ln.holds(seq):
-                raise self._emptiness(sp, lane, f"id {seq}")
+                raise self._emptiness(sp, None, f"id {seq}")
             return self._read(sp, lane, seq)
 
     def _read(self, sp: Space, lane: bytes, seq: int) -> Entry:
@@ -646,9 +638,11 @@ class Engine:
         with self._lock:
             self._check()
             sp = self._space(ns)
+            if self._leases:
+                self._expire_leases()
             ln = sp.lanes.get(lane)
             if ln is None or not ln.holds(seq):
-                raise self._emptiness(sp, lane, f"id {seq}")
+                raise self._emptiness(sp, None, f"id {seq}")
             key = sp.item_key(lane, seq)
             self._store.put(key, data)
             return key
@@ -679,6 +673,8 @@ class Engine:
         with self._lock:
             self._check()
             sp = self._space(ns)
+            if self._leases:
+                self._expire_leases()
             order = list((lane,) if lane is not None else sp.lane_order(desc))
             if after is not None:
                 if after[0] in order:
@@ -870,6 +866,8 @@ class Engine:
         self.close()
 
     def close(self) -> None:
+        if self._server is not None and not self.forked:
+            self._server.close()
         with self._lock:
             if self.closed:
                 return

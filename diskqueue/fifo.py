@@ -35,7 +35,7 @@ class _Line(Handle, QueueFace):
         values = list(values)
         if not values:
             return []
-        placed = self._append_many([(_LANE, self._encode(v)) for v in values])
+        placed = self._append_run(_LANE, values)
         return [make_item(seq, key, v) for (seq, key), v in zip(placed, values, strict=True)]
 
     def _remove(self, block: bool, timeout: Optional[float]) -> Item:

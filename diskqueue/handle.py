@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Optional
 
-from . import codecs
+from . import codecs, keys
 from . import engine as engine_mod
 from .errors import Closed, NotReserved
 from .item import Item
@@ -82,6 +82,12 @@ class Handle(abc.ABC):
 
     # -- lifecycle -------------------------------------------------------------
     @property
+    def role(self) -> str:
+        """``"owner"`` when this process holds the directory, ``"client"`` when another
+        process does and serves this one over the directory's socket."""
+        return self._engine.role  # type: ignore[no-any-return]
+
+    @property
     def closed(self) -> bool:
         return isinstance(self._engine, _ClosedEngine)
 
@@ -136,6 +142,25 @@ class Handle(abc.ABC):
         placed = self._engine.push_one(self._ns, lane, data, self.maxsize, block, timeout)
         self._synced()
         return placed  # type: ignore[no-any-return]
+
+    def _encode_all(self, values: list[Any]) -> list[bytes]:
+        """Encode every value before anything is written (a TypeError names the bad one)."""
+        try:
+            return [self._dumps(v) for v in values]
+        except Exception:
+            return [self._encode(v) for v in values]
+
+    def _append_run(self, lane: bytes, values: list[Any]) -> list[tuple[int, bytes]]:
+        """Store values at the end of one lane atomically; their seqs and keys."""
+        datas = self._encode_all(values)
+        if self._sync and not self.maxsize:
+            return self._engine.push_durable(  # type: ignore[no-any-return]
+                self._ns, [(lane, d) for d in datas])
+        first = self._engine.push_run(self._ns, lane, datas, self.maxsize)
+        self._synced()
+        prefix = keys.item_prefix(self._ns, lane)
+        return [(seq, prefix + seq.to_bytes(8, "big"))
+                for seq in range(first, first + len(datas))]
 
     def _append_many(self, entries: list[tuple[bytes, bytes]]) -> list[tuple[int, bytes]]:
         """Store encoded items atomically; with ``sync``, durable before it returns."""

@@ -28,6 +28,11 @@ def ns_bytes(ns: bytes) -> bytes:
     return bytes((len(ns),)) + ns
 
 
+def item_prefix(ns: bytes, lane: bytes) -> bytes:
+    """Every item key of one lane starts with this; the big-endian seq follows."""
+    return ITEM + ns_bytes(ns) + lane
+
+
 def seq_bytes(seq: int) -> bytes:
     return seq.to_bytes(SEQ_BYTES, "big")
 

@@ -39,7 +39,7 @@ class PrefixQueue(Handle, Reliable):
         values = list(values)
         if not values:
             return []
-        placed = self._append_many([(lane, self._encode(v)) for v in values])
+        placed = self._append_run(lane, values)
         raw = keys.lane_prefix(lane)
         return [
             make_item(seq, key, v, None, raw) for (seq, key), v in zip(placed, values, strict=True)

@@ -124,18 +124,40 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         return self._scan(desc=self._desc)
 
     # -- queue.PriorityQueue face ----------------------------------------------
+    # A (priority, value) pair is stored as enqueue(priority, value), so both faces see
+    # the same items. Anything else queue.PriorityQueue accepts (a bare int, a 3-tuple
+    # with a tie-breaker, a string) is stored whole in an envelope, at its leading int
+    # (or 0), and get() hands it back exactly as it was put.
     def _put_value(self, value: Any, block: bool, timeout: Optional[float]) -> None:
-        if (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int)
-                and not isinstance(value[0], bool)):
+        if _is_pair(value):
             priority, payload = value
-        elif isinstance(value, int) and not isinstance(value, bool):
-            priority, payload = value, value  # a bare int is its own priority
         else:
-            priority, payload = 0, value
+            priority, payload = _leading_int(value), {_ENVELOPE: value}
         self._append(keys.priority_lane(priority), self._encode(payload), block, timeout)
 
     def _get_value(self, block: bool, timeout: Optional[float]) -> Any:
         item = self.dequeue(block=block, timeout=timeout)
-        if type(item.value) is int and item.value == item.priority:
-            return item.value  # it was put as a bare int
-        return (item.priority, item.value)
+        value = item.value
+        if isinstance(value, dict) and len(value) == 1 and _ENVELOPE in value:
+            whole = value[_ENVELOPE]
+            return tuple(whole) if isinstance(whole, list) else whole
+        return (item.priority, value)
+
+
+_ENVELOPE = "__diskqueue_item__"
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_pair(value: Any) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and _is_int(value[0])
+
+
+def _leading_int(value: Any) -> int:
+    if _is_int(value):
+        return int(value)
+    if isinstance(value, (tuple, list)) and value and _is_int(value[0]):
+        return int(value[0])
+    return 0

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+import msgpack
+
 from . import keys, store
 
 log = logging.getLogger("diskqueue.repair")
@@ -44,43 +46,45 @@ def _rebuild(db: store.Store) -> dict[str, int]:
 
     kept = rebuilt = 0
     for where in set(pointers) | set(items) | set(aside):
-        ns, lane = where
         old_head, old_tail = pointers.get(where, (1, 1))
-        seqs = items.get(where, [])
-        front = {s for s in seqs if s < old_head and s in aside[where]}
-        run = sorted(s for s in seqs if s >= old_head or s not in front)
-        stale_aside = [s for s in aside[where] if s not in seqs]
-        kept += len(front) + len(run)
-        head = run[0] if run else old_tail
-        contiguous = run == list(range(head, head + len(run)))
-        if contiguous and where in pointers and head == old_head and not stale_aside:
+        seqs = sorted(items.get(where, []))
+        kept += len(seqs)
+        stale = [s for s in aside[where] if s not in set(seqs)]
+        run_start = _run_start(seqs, old_head, old_tail)
+        # below the old head without an aside record: consumed, left by an unfinished clear
+        consumed = [s for s in seqs if s < old_head and s not in aside[where]]
+        loose = [s for s in seqs if old_head <= s < run_start and s not in aside[where]]
+        kept -= len(consumed)
+        if run_start == old_head and where in pointers and not (stale or loose or consumed):
             continue
         rebuilt += 1
-        _rewrite_lane(db, ns, lane, run, aside[where], stale_aside, max(old_tail, 1))
+        _rewrite_lane(db, where, run_start, max(old_tail, 1), loose, stale + consumed)
     log.info("repair of %s: %d items kept, %d lanes rebuilt", db.path, kept, rebuilt)
     return {"items": kept, "lanes_rebuilt": rebuilt}
 
 
-def _rewrite_lane(db: store.Store, ns: bytes, lane: bytes, run: list[int],
-                  aside: dict[int, bytes], stale_aside: list[int], old_tail: int) -> None:
-    """Make the lane's run contiguous, keeping the first survivor's id."""
+def _run_start(seqs: list[int], old_head: int, old_tail: int) -> int:
+    """Where the contiguous run ending at the tail starts (the tail if none is left).
+
+    Survivors below it keep their ids and wait at the front, in order, as items put
+    back by ``nack`` do, so no id changes and nothing missing is ever in the run.
+    """
+    start = old_tail
+    for seq in reversed(seqs):
+        if seq != start - 1 or seq < old_head:
+            break
+        start = seq
+    return start
+
+
+def _rewrite_lane(db: store.Store, where: tuple[bytes, bytes], head: int, tail: int,
+                  loose: list[int], gone: list[int]) -> None:
+    """Point the lane at its run; survivors before it wait at the front; drop the rest."""
+    ns, lane = where
     nsb = keys.ns_bytes(ns)
-    item = keys.ITEM + nsb + lane
     side = keys.ASIDE + nsb + lane
-    head = run[0] if run else old_tail
-    puts: list[tuple[bytes, bytes]] = []
-    deletes: list[bytes] = [side + keys.seq_bytes(s) for s in stale_aside]
-    for new, old in enumerate(run, start=head):
-        if new == old:
-            continue
-        value = db.get(item + keys.seq_bytes(old))
-        if value is None:
-            continue
-        deletes.append(item + keys.seq_bytes(old))
-        puts.append((item + keys.seq_bytes(new), value))
-        if old in aside:
-            deletes.append(side + keys.seq_bytes(old))
-            puts.append((side + keys.seq_bytes(new), aside[old]))
-    tail = head + len(run)
+    item = keys.ITEM + nsb + lane
+    puts = [(side + keys.seq_bytes(s), msgpack.packb(0)) for s in loose]
     puts.append((keys.POINTER + nsb + lane, keys.POINTERS.pack(head, tail)))
+    deletes = [side + keys.seq_bytes(s) for s in gone] + [item + keys.seq_bytes(s) for s in gone]
     db.write(puts, deletes)

@@ -77,8 +77,6 @@ class Store:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         text = str(text)
-        if isinstance(exc, plyvel.CorruptionError) or "orrupt" in text:
-            return Corrupted(self.path, text)
         if "lock" in text and ("already held" in text or "unavailable" in text):
             return Locked(self.path, read_pid(self.path))
         if "No space left" in text or "File too large" in text or "Disk quota" in text:
@@ -86,6 +84,8 @@ class Store:
                 f"{self.path}: the disk is full ({text}); nothing was written. "
                 "Free some space, then close and reopen the queue"
             )
+        if isinstance(exc, plyvel.CorruptionError) or "orrupt" in text or _damaged_file(text):
+            return Corrupted(self.path, text)
         return DiskQueueError(f"{self.path}: LevelDB error: {text}")
 
     # -- reads -----------------------------------------------------------------
@@ -193,6 +193,14 @@ class Store:
                 os.unlink(os.path.join(self.path, PID_FILE))
         except OSError:
             pass
+
+
+def _damaged_file(text: str) -> bool:
+    """An IO error reading one of LevelDB's own files means the file is damaged
+    (truncated, say): repair can salvage the rest."""
+    return text.startswith("IO error") and any(
+        part in text for part in (".ldb", ".sst", ".log", "MANIFEST", "CURRENT")
+    )
 
 
 def repair(path: str) -> None:

@@ -1,0 +1,305 @@
+"""Many processes, one directory: the holder serves the others over a Unix socket.
+
+Real processes, real SIGKILL, a real socket: nothing here is simulated.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import stat
+import struct
+import time
+
+import faults
+
+import diskqueue as dq
+from diskqueue import protocol
+
+HOLDER = r"""
+import sys, time, diskqueue as dq
+q = dq.Queue(sys.argv[1])
+print("role", q.role, flush=True)
+time.sleep(600)
+"""
+
+PRODUCER = r"""
+import os, sys, diskqueue as dq
+path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+q = dq.Queue(path)
+for i in range(n):
+    q.enqueue(f"{tag}-{i}")
+    os.write(1, f"E {tag}-{i}\n".encode())
+os.write(1, b"done\n")
+"""
+
+CONSUMER = r"""
+import os, sys, diskqueue as dq
+path = sys.argv[1]
+q = dq.Queue(path)
+os.write(1, b"ready\n")
+while True:
+    try:
+        item = q.reserve(lease=60, block=True, timeout=0.5)
+    except dq.Empty:
+        continue
+    os.write(1, f"R {item.value}\n".encode())
+    q.ack(item)
+    os.write(1, f"A {item.value}\n".encode())
+"""
+
+
+def values(lines: list[str], tag: str) -> list[str]:
+    return [line.split(" ", 1)[1] for line in lines if line.startswith(tag + " ")]
+
+
+def start_holder(path: str) -> faults.Child:
+    holder = faults.Child(HOLDER, path)
+    assert holder.wait_lines(1, timeout=30) == ["role owner"]
+    return holder
+
+
+def test_a_second_process_is_served_by_the_holder(tmp_path):
+    path = str(tmp_path / "q")
+    holder = start_holder(path)
+    try:
+        with dq.Queue(path) as q:
+            assert q.role == "client"
+            q.enqueue("from the client")
+            assert q.enqueue_many([1, 2, 3])[-1].id == 4
+            assert [i.value for i in q] == ["from the client", 1, 2, 3]
+            item = q.reserve()
+            assert q.in_flight() == 1
+            q.nack(item)
+            assert q.dequeue().value == "from the client"
+            assert len(q) == 3
+    finally:
+        holder.kill()
+
+
+def test_four_producers_and_a_consumer_get_every_item_exactly_once(tmp_path):
+    path = str(tmp_path / "q")
+    consumer = faults.Child(CONSUMER, path)
+    consumer.wait_lines(1, timeout=30)
+    producers = [faults.Child(PRODUCER, path, f"p{i}", "400") for i in range(4)]
+    for p in producers:
+        code, lines = p.finish(timeout=120)
+        assert code == 0 and lines[-1] == "done", p.stderr[-2000:]
+    expected = {f"p{i}-{k}" for i in range(4) for k in range(400)}
+    deadline = time.monotonic() + 60
+    while len(values(consumer.lines, "A")) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    consumer.kill()
+    acked = values(consumer.lines, "A")
+    assert len(acked) == len(set(acked)), "an item was consumed twice"
+    assert set(acked) == expected
+
+
+def test_killing_the_holder_again_and_again_loses_nothing_acknowledged(tmp_path):
+    """SIGKILL whoever holds the directory, 50 times, while others enqueue and reserve."""
+    path = str(tmp_path / "q")
+    rnd = random.Random(7)
+    roles = {"holder": HOLDER, "producer": PRODUCER, "consumer": CONSUMER}
+    procs: dict[str, faults.Child] = {}
+    finished: list[faults.Child] = []
+    incarnation = 0
+
+    def start(role: str) -> None:
+        nonlocal incarnation
+        incarnation += 1
+        args = (path, f"g{incarnation}", "100000") if role == "producer" else (path,)
+        procs[role] = faults.Child(roles[role], *args)
+
+    start("holder")
+    procs["holder"].wait_lines(1, timeout=30)
+    start("producer")
+    start("consumer")
+    kills = 0
+    try:
+        while kills < 50:
+            time.sleep(rnd.uniform(0.05, 0.15))
+            pid = _holder_pid(path)
+            victim = next((r for r, c in procs.items() if c.proc.pid == pid), None)
+            if victim is None:
+                continue  # between holders: the file names a process that is gone
+            procs[victim].kill()
+            finished.append(procs.pop(victim))
+            kills += 1
+            start(victim)
+    finally:
+        for child in procs.values():
+            child.kill()
+            finished.append(child)
+    lines = [line for child in finished for line in child.lines]
+    enqueued = set(values(lines, "E"))
+    consumed = values(lines, "A")
+    with dq.Queue(path) as q:
+        left = [item.value for item in q]
+    assert enqueued, "no producer got an enqueue acknowledged"
+    lost = enqueued - set(left) - set(consumed)
+    assert not lost, f"{len(lost)} acknowledged items lost, e.g. {sorted(lost)[:5]}"
+
+
+def _holder_pid(path: str) -> int | None:
+    try:
+        with open(os.path.join(path, "diskqueue.pid")) as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        return None
+
+
+def test_a_client_killed_while_holding_a_reservation_gives_it_back(tmp_path):
+    path = str(tmp_path / "q")
+    with dq.Queue(path) as q:
+        q.enqueue_many(["a", "b"])
+        child = faults.Child(r"""
+import os, sys, time, diskqueue as dq
+q = dq.Queue(sys.argv[1])
+item = q.reserve(lease=600)
+os.write(1, f"R {item.value} {q.role}\n".encode())
+time.sleep(600)
+""", path)
+        assert child.wait_lines(1, timeout=30) == ["R a client"]
+        assert q.in_flight() == 1 and len(q) == 1
+        child.kill()
+        deadline = time.monotonic() + 10
+        while q.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert q.in_flight() == 0
+        item = q.reserve()
+        assert (item.value, item.attempts) == ("a", 2)
+
+
+def test_a_client_killed_in_a_blocking_dequeue_takes_nothing(tmp_path):
+    path = str(tmp_path / "q")
+    with dq.Queue(path) as q:
+        child = faults.Child(r"""
+import os, sys, diskqueue as dq
+q = dq.Queue(sys.argv[1])
+os.write(1, b"waiting\n")
+q.dequeue(block=True)
+os.write(1, b"got one\n")
+""", path)
+        child.wait_lines(1, timeout=30)
+        time.sleep(0.3)  # the child is blocked in dequeue, served by this process
+        child.kill()
+        time.sleep(0.5)  # longer than the server's check for a client that left
+        q.enqueue("x")
+        time.sleep(0.3)
+        assert [i.value for i in q] == ["x"]
+        assert "got one" not in child.lines
+
+
+def test_prefork_children_share_the_parents_handle(tmp_path):
+    """The gunicorn case: open in the parent, fork workers that keep using the handle."""
+    path = str(tmp_path / "q")
+    q = dq.Queue(path)
+    q.enqueue("before fork")
+    pids = []
+    for worker in range(3):
+        pid = os.fork()
+        if pid == 0:  # child: must become a client, never touch the parent's LevelDB
+            code = 0
+            try:
+                if q.role != "client":
+                    code = 3
+                for i in range(100):
+                    q.enqueue(f"w{worker}-{i}")
+            except BaseException:
+                code = 4
+            os._exit(code)
+        pids.append(pid)
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    assert q.role == "owner"
+    got = [item.value for item in q.dequeue_many(1000)]
+    assert got[0] == "before fork"
+    assert sorted(got[1:]) == sorted(f"w{w}-{i}" for w in range(3) for i in range(100))
+    q.close()
+
+
+def test_garbage_from_a_client_closes_only_that_connection(tmp_path):
+    path = str(tmp_path / "q")
+    holder = start_holder(path)
+    try:
+        with dq.Queue(path) as q:
+            q.enqueue("keep me")
+            sock_path = os.path.join(path, protocol.SOCKET_NAME)
+            rnd = random.Random(3)
+            frames = [
+                rnd.randbytes(200),                                 # noise
+                struct.pack(">I", 2**31) + b"x" * 100,              # oversized
+                struct.pack(">I", 5) + b"\xc1\xc1\xc1\xc1\xc1",     # not msgpack
+                protocol.pack(["drop_everything", [], {}]),         # no such call
+                protocol.pack(["push_one", [b"", b""], {"bogus": 1}]),  # bad arguments
+                protocol.pack(12345),                               # not a request
+            ]
+            for frame in frames:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(10)
+                    s.connect(sock_path)
+                    s.sendall(frame)
+                    try:
+                        s.shutdown(socket.SHUT_WR)
+                        while s.recv(65536):
+                            pass
+                    except OSError:
+                        pass
+            assert q.dequeue().value == "keep me"
+            q.enqueue("still served")
+            assert q.role == "client" and len(q) == 1
+        assert holder.proc.poll() is None, "the holder died"
+    finally:
+        holder.kill()
+
+
+def test_socket_is_private_to_the_user(tmp_path):
+    path = str(tmp_path / "q")
+    with dq.Queue(path):
+        mode = os.stat(os.path.join(path, protocol.SOCKET_NAME)).st_mode
+        assert stat.S_ISSOCK(mode)
+        assert stat.S_IMODE(mode) == 0o600
+        assert not os.stat(path).st_mode & stat.S_IWOTH
+
+
+def test_a_directory_path_longer_than_a_socket_path_works(tmp_path):
+    deep = tmp_path
+    while len(str(deep)) < 200:
+        deep = deep / ("d" * 40)
+    path = str(deep / "q")
+    holder = start_holder(path)
+    try:
+        with dq.Queue(path) as q:
+            assert q.role == "client"
+            q.enqueue("far away")
+            assert q.peek().value == "far away"
+    finally:
+        holder.kill()
+
+
+def test_diskq_stats_works_while_another_process_holds(tmp_path):
+    path = str(tmp_path / "q")
+    holder = start_holder(path)
+    try:
+        with dq.Queue(path) as q:
+            q.enqueue_many(range(5))
+        done = faults.run_module("diskqueue", "stats", path, "--json")
+        assert done.returncode == 0, done.stderr
+        assert '"ready": 5' in done.stdout
+    finally:
+        holder.kill()
+
+
+def test_takeover_after_the_holder_is_killed_is_quick(tmp_path):
+    path = str(tmp_path / "q")
+    holder = start_holder(path)
+    with dq.Queue(path) as q:
+        q.enqueue("acknowledged")
+        holder.kill()
+        started = time.monotonic()
+        q.enqueue("after")
+        assert time.monotonic() - started < 5
+        assert q.role == "owner"
+        assert [i.value for i in q][:1] == ["acknowledged"]
