@@ -449,6 +449,10 @@ class Engine(Reservations):
     def _take(self, sp: Space, n: int, lane: Optional[bytes], desc: bool, from_tail: bool,
               lease: Optional[float], owner: Any = None) -> list[Entry]:
         """The general take, with the lock held and at least one item ready."""
+        if lease is None and n > 1:
+            runs = self._plan_runs(sp, n, lane, desc, from_tail)
+            if runs is not None:
+                return self._take_runs(sp, runs, from_tail)
         picked = self._pick(sp, n, lane, desc, from_tail)
         entries: list[Entry] = []
         deletes: list[bytes] = []
@@ -476,6 +480,64 @@ class Engine(Reservations):
             self._count_deletes(sp, {lane_key for lane_key, _ in picked}, len(picked))
         if self._writers:
             self._writable.notify(len(picked))
+        return entries
+
+    def _plan_runs(self, sp: Space, n: int, lane: Optional[bytes], desc: bool,
+                   from_tail: bool) -> Optional[list[tuple[bytes, int, int]]]:
+        """``(lane, lo, hi)`` runs holding the next ``n`` items, or None when an item
+        put aside (nacked, returned) is among them and the general path must go."""
+        runs = []
+        for lane_key in (lane,) if lane is not None else sp.lane_order(desc):
+            ln = sp.lanes[lane_key]
+            if ln.front:
+                return None
+            k = min(n, ln.tail - ln.head)
+            lo, hi = (ln.tail - k, ln.tail) if from_tail else (ln.head, ln.head + k)
+            if sp.aside and any((lane_key, s) in sp.aside for s in range(lo, hi)):
+                return None
+            runs.append((lane_key, lo, hi))
+            n -= k
+            if n <= 0:
+                break
+        return runs
+
+    def _take_runs(self, sp: Space, runs: list[tuple[bytes, int, int]],
+                   from_tail: bool) -> list[Entry]:
+        """Dequeue whole runs: one range read and one batch, however many items."""
+        entries: list[Entry] = []
+        deletes: list[bytes] = []
+        puts = []
+        for lane, lo, hi in runs:
+            prefix = sp.item_prefix + lane
+            pairs = self._store.scan(start=prefix + lo.to_bytes(8, "big"),
+                                     stop=prefix + hi.to_bytes(8, "big"))
+            if len(pairs) != hi - lo:
+                found = {k for k, _ in pairs}
+                raise self._missing(next(prefix + s.to_bytes(8, "big") for s in range(lo, hi)
+                                         if prefix + s.to_bytes(8, "big") not in found))
+            if from_tail:
+                pairs.reverse()
+                seqs = range(hi - 1, lo - 1, -1)
+            else:
+                seqs = range(lo, hi)
+            entries += [(lane, seq, key, data, 0)
+                        for seq, (key, data) in zip(seqs, pairs, strict=True)]
+            deletes += [key for key, _ in pairs]
+            ln = sp.lanes[lane]
+            head, tail = (ln.head, lo) if from_tail else (hi, ln.tail)
+            puts.append((sp.pointer_prefix + lane, _pack(head, tail)))
+        self._store.write(puts, deletes)
+        for lane, lo, hi in runs:
+            ln = sp.lanes[lane]
+            if from_tail:
+                ln.tail = lo
+            else:
+                ln.head = hi
+            sp.recount(lane, ln)
+        sp.ready -= len(entries)
+        self._count_deletes(sp, [lane for lane, _, _ in runs], len(entries))
+        if self._writers:
+            self._writable.notify(len(entries))
         return entries
 
     def _take_one(self, sp: Space, lane: Optional[bytes], desc: bool,

@@ -34,3 +34,23 @@ def make_item(id: int, key: bytes, value: Any, priority: int | None = None,
     _set(item, "__dict__", {"id": id, "key": key, "value": value, "priority": priority,
                             "prefix": prefix, "attempts": attempts})
     return item
+
+
+def make_items(rows: Any, loads: Any = None, priority: Any = None,
+               prefix: bytes | None = None) -> list[Item]:
+    """Items of ``(id, key, value, attempts)`` rows in one loop (batches are hot too).
+
+    ``loads`` decodes each value when given; ``priority`` may be a function of the row
+    index (for batches that span levels) or a plain value.
+    """
+    new, put = _new, _set
+    out = []
+    for i, (id_, key, value, attempts) in enumerate(rows):
+        item = new(Item)
+        put(item, "__dict__", {
+            "id": id_, "key": key, "value": loads(value) if loads else value,
+            "priority": priority(i) if callable(priority) else priority,
+            "prefix": prefix, "attempts": attempts,
+        })
+        out.append(item)
+    return out
