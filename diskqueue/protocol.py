@@ -48,28 +48,43 @@ def unpack(body: bytes) -> Any:
 
 
 class FrameReader:
-    """Reads frames from a socket, usually a whole frame per ``recv`` call."""
+    """Reads frames from a socket into one reused buffer (no allocation per ``recv``)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._buf = bytearray()
+        self._buf = bytearray(1 << 16)
+        self._start = self._end = 0  # unread bytes are _buf[_start:_end]
 
     def read(self) -> Any:
-        buf = self._buf
         while True:
-            if len(buf) >= 4:
-                (size,) = _HEADER.unpack_from(buf)
+            avail = self._end - self._start
+            if avail >= 4:
+                (size,) = _HEADER.unpack_from(self._buf, self._start)
                 if size > MAX_FRAME:
                     raise ProtocolError(f"frame of {size} bytes is over the limit")
-                end = 4 + size
-                if len(buf) >= end:
-                    body = bytes(buf[4:end])
-                    del buf[:end]
+                if avail >= 4 + size:
+                    body = bytes(self._buf[self._start + 4 : self._start + 4 + size])
+                    self._start += 4 + size
+                    if self._start == self._end:
+                        self._start = self._end = 0
                     return unpack(body)
-            chunk = self._sock.recv(1 << 18)
-            if not chunk:
+                self._make_room(4 + size)
+            else:
+                self._make_room(4)
+            n = self._sock.recv_into(memoryview(self._buf)[self._end :])
+            if not n:
                 raise ConnectionError("peer closed the connection")
-            buf += chunk
+            self._end += n
+
+    def _make_room(self, frame: int) -> None:
+        """Keep room after the unread bytes for a whole frame of ``frame`` bytes."""
+        if len(self._buf) - self._start >= frame and self._end < len(self._buf):
+            return
+        unread = self._buf[self._start : self._end]
+        if len(self._buf) < frame:
+            self._buf = bytearray(max(frame, 2 * len(self._buf)))
+        self._buf[: len(unread)] = unread
+        self._start, self._end = 0, len(unread)
 
 
 def error_reply(exc: BaseException) -> list[Any]:
@@ -107,13 +122,14 @@ def socket_address(directory: str) -> tuple[str, Any]:
     digest = hashlib.sha1(directory.encode()).hexdigest()[:16]
     link = os.path.join(tempfile.gettempdir(), f"dq-{os.getuid()}-{digest}")
     try:
+        if os.lstat(link).st_uid != os.getuid():
+            raise errors.DiskQueueError(
+                f"{link} belongs to another user; remove it to reach {directory}"
+            )
         if os.readlink(link) != directory:
             os.unlink(link)
             os.symlink(directory, link)
     except FileNotFoundError:
-        os.symlink(directory, link)
-    except OSError:
-        os.unlink(link)
         os.symlink(directory, link)
     return os.path.join(link, SOCKET_NAME), None
 
