@@ -1,0 +1,295 @@
+# mypy: disable-error-code="misc"
+# (methods say ``self: Engine``: they are the engine's, kept in a module of their own)
+"""Taking: dequeue, pop and reserve. The items are read, then one batch deletes them (or,
+for a reservation, records their attempts) with the pointers they move."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+import msgpack
+
+from . import keys
+from .compaction import COMPACT_EVERY
+from .enqueue import _deadline
+from .errors import Empty
+from .lanes import Lane, Space
+
+if TYPE_CHECKING:
+    from .engine import Engine, Entry
+
+_pack = keys.POINTERS.pack
+
+
+class Takes:
+    """Mixin of :class:`diskqueue.engine.Engine`: take, take_first, pop_one."""
+
+    def take(self: Engine, ns: bytes, n: int = 1, *, lane: Optional[bytes] = None,
+             desc: bool = False, from_tail: bool = False, lease: Optional[float] = None,
+             block: bool = False, timeout: Optional[float] = None,
+             owner: Any = None) -> list[Entry]:
+        """Remove (or, with ``lease``, reserve) up to ``n`` ready items in dequeue order.
+
+        ``owner`` tags reservations so that :meth:`release_owner` can return them all
+        (a socket connection that went away); ``lease=math.inf`` never expires.
+        """
+        with self._lock:
+            if self.closed or self.forked:
+                self._refuse()
+            sp = self._spaces.get(ns) or self._space(ns)
+            if self._leases or not (sp.ready if lane is None else lane in sp.active):
+                self._await_ready(sp, lane, block, timeout)
+            return self._take(sp, n, lane, desc, from_tail, lease, owner)
+
+    def take_first(self: Engine, nss: list[bytes], lease: Optional[float] = None,
+                   block: bool = False, timeout: Optional[float] = None,
+                   owner: Any = None) -> tuple[bytes, Entry]:
+        """Take one item from the first namespace in ``nss`` that has one (strict order)."""
+        end = _deadline(block, timeout)
+        with self._lock:
+            self._check()
+            while True:
+                if self._leases:
+                    self._expire_leases()
+                for ns in nss:
+                    sp = self._space(ns)
+                    if sp.ready:
+                        return ns, self._take(sp, 1, None, False, False, lease, owner)[0]
+                remaining = None if end is None else end - time.monotonic()
+                if not block or (remaining is not None and remaining <= 0):
+                    raise Empty(f"{self.path}: nothing ready in {len(nss)} queues")
+                if self._leases:
+                    until = max(self._leases[0][0] - time.monotonic(), 0.0)
+                    remaining = until if remaining is None else min(remaining, until)
+                self._readers += 1
+                try:
+                    self._readable.wait(remaining)
+                finally:
+                    self._readers -= 1
+                self._check()
+
+    def pop_one(self: Engine, ns: bytes, lane: Optional[bytes], desc: bool = False,
+                from_tail: bool = False, block: bool = False,
+                timeout: Optional[float] = None) -> Entry:
+        """``take`` of one item without a lease: the hot path of dequeue and pop."""
+        with self._lock:
+            if self.closed or self.forked:
+                self._refuse()
+            sp = self._spaces.get(ns) or self._space(ns)
+            if lane is not None and not self._leases:
+                entry = self._take_one(sp, lane, desc, from_tail)
+                if entry is not None:
+                    return entry
+            if self._leases or not (sp.ready if lane is None else lane in sp.active):
+                self._await_ready(sp, lane, block, timeout)
+            return self._take_one(sp, lane, desc, from_tail) or self._take(
+                sp, 1, lane, desc, from_tail, None
+            )[0]
+
+    def _take(self: Engine, sp: Space, n: int, lane: Optional[bytes], desc: bool, from_tail: bool,
+              lease: Optional[float], owner: Any = None) -> list[Entry]:
+        """The general take, with the lock held and at least one item ready."""
+        if lease is None and n > 1:
+            runs = self._plan_runs(sp, n, lane, desc, from_tail)
+            if runs is not None:
+                return self._take_runs(sp, runs, from_tail)
+        picked = self._pick(sp, n, lane, desc, from_tail)
+        entries: list[Entry] = []
+        deletes: list[bytes] = []
+        puts: list[tuple[bytes, bytes]] = []
+        for ln_key, seq in picked:
+            key = sp.item_prefix + ln_key + seq.to_bytes(8, "big")
+            data = self._store.get(key)
+            if data is None:
+                raise self._missing(key)
+            attempts = sp.aside.get((ln_key, seq), 0)
+            if lease is None:
+                deletes.append(key)
+                if (ln_key, seq) in sp.aside:
+                    deletes.append(sp.aside_key(ln_key, seq))
+                entries.append((ln_key, seq, key, data, 0))
+            else:
+                attempts += 1
+                puts.append((sp.aside_key(ln_key, seq), msgpack.packb(attempts)))
+                entries.append((ln_key, seq, key, data, attempts))
+        moved = self._moved_pointers(sp, picked, from_tail)
+        puts.extend(sp.pointer(lane_key, ln) for lane_key, ln in moved)
+        self._store.write(puts, deletes)
+        self._apply_take(sp, picked, moved, entries, lease, owner)
+        if lease is None:
+            self._count_deletes(sp, {lane_key for lane_key, _ in picked}, len(picked))
+        if self._writers:
+            self._writable.notify(len(picked))
+        return entries
+
+    def _plan_runs(self: Engine, sp: Space, n: int, lane: Optional[bytes], desc: bool,
+                   from_tail: bool) -> Optional[list[tuple[bytes, int, int]]]:
+        """``(lane, lo, hi)`` runs holding the next ``n`` items, or None when an item
+        put aside (nacked, returned) is among them and the general path must go."""
+        runs = []
+        for lane_key in (lane,) if lane is not None else sp.lane_order(desc):
+            ln = sp.lanes[lane_key]
+            if ln.front:
+                return None
+            k = min(n, ln.tail - ln.head)
+            lo, hi = (ln.tail - k, ln.tail) if from_tail else (ln.head, ln.head + k)
+            if sp.aside and any((lane_key, s) in sp.aside for s in range(lo, hi)):
+                return None
+            runs.append((lane_key, lo, hi))
+            n -= k
+            if n <= 0:
+                break
+        return runs
+
+    def _take_runs(self: Engine, sp: Space, runs: list[tuple[bytes, int, int]],
+                   from_tail: bool) -> list[Entry]:
+        """Dequeue whole runs: one range read and one batch, however many items."""
+        entries: list[Entry] = []
+        deletes: list[bytes] = []
+        puts = []
+        for lane, lo, hi in runs:
+            prefix = sp.item_prefix + lane
+            pairs = self._store.scan(start=prefix + lo.to_bytes(8, "big"),
+                                     stop=prefix + hi.to_bytes(8, "big"))
+            if len(pairs) != hi - lo:
+                found = {k for k, _ in pairs}
+                raise self._missing(next(prefix + s.to_bytes(8, "big") for s in range(lo, hi)
+                                         if prefix + s.to_bytes(8, "big") not in found))
+            if from_tail:
+                pairs.reverse()
+                seqs = range(hi - 1, lo - 1, -1)
+            else:
+                seqs = range(lo, hi)
+            entries += [(lane, seq, key, data, 0)
+                        for seq, (key, data) in zip(seqs, pairs, strict=True)]
+            deletes += [key for key, _ in pairs]
+            ln = sp.lanes[lane]
+            head, tail = (ln.head, lo) if from_tail else (hi, ln.tail)
+            puts.append((sp.pointer_prefix + lane, _pack(head, tail)))
+        self._store.write(puts, deletes)
+        for lane, lo, hi in runs:
+            ln = sp.lanes[lane]
+            if from_tail:
+                ln.tail = lo
+            else:
+                ln.head = hi
+            sp.recount(lane, ln)
+        sp.ready -= len(entries)
+        self._count_deletes(sp, [lane for lane, _, _ in runs], len(entries))
+        if self._writers:
+            self._writable.notify(len(entries))
+        return entries
+
+    def _take_one(self: Engine, sp: Space, lane: Optional[bytes], desc: bool,
+                  from_tail: bool) -> Optional[Entry]:
+        """The common dequeue: one item from a lane's run, nothing put aside before."""
+        if lane is None:
+            lane = sp.active[-1] if desc else sp.active[0]
+        ln = sp.lanes.get(lane)
+        if ln is None or ln.front or ln.head >= ln.tail:
+            return None
+        if from_tail:
+            seq = ln.tail - 1
+            head, tail = ln.head, seq
+        else:
+            seq = ln.head
+            head, tail = seq + 1, ln.tail
+        if sp.aside and (lane, seq) in sp.aside:
+            return None
+        key = sp.item_prefix + lane + seq.to_bytes(8, "big")
+        data = self._store.pop(key, sp.pointer_prefix + lane, _pack(head, tail))
+        if data is None:
+            raise self._missing(key)
+        ln.head = head
+        ln.tail = tail
+        sp.ready -= 1
+        if head == tail:
+            sp.active.discard(lane)
+        sp.dirty.add(lane)
+        self._deleted += 1
+        if self._deleted >= COMPACT_EVERY:
+            self._maybe_compact()
+        if self._writers:
+            self._writable.notify()
+        return lane, seq, key, data, 0
+
+    def _await_ready(self: Engine, sp: Space, lane: Optional[bytes], block: bool,
+                     timeout: Optional[float]) -> None:
+        end = _deadline(block, timeout)
+        while True:
+            if self._leases:
+                self._expire_leases()
+            if (sp.ready if lane is None else (lane in sp.active)):
+                return
+            if not block:
+                raise Empty(f"{self.path} is empty")
+            now = time.monotonic()
+            remaining = None if end is None else end - now
+            if remaining is not None and remaining <= 0:
+                raise Empty(f"{self.path} stayed empty for {timeout} s")
+            if self._leases:
+                until_lease = max(self._leases[0][0] - now, 0.0)
+                remaining = until_lease if remaining is None else min(remaining, until_lease)
+            self._readers += 1
+            try:
+                self._readable.wait(remaining)
+            finally:
+                self._readers -= 1
+            self._check()
+
+    def _pick(self: Engine, sp: Space, n: int, lane: Optional[bytes], desc: bool,
+              from_tail: bool) -> list[tuple[bytes, int]]:
+        lanes = (lane,) if lane is not None else sp.lane_order(desc)
+        picked: list[tuple[bytes, int]] = []
+        for lane_key in lanes:
+            ln = sp.lanes[lane_key]
+            for seq in itertools.islice(ln.seqs(from_tail), n - len(picked)):
+                picked.append((lane_key, seq))
+            if len(picked) >= n:
+                break
+        return picked
+
+    @staticmethod
+    def _moved_pointers(sp: Space, picked: list[tuple[bytes, int]],
+                        from_tail: bool) -> list[tuple[bytes, Lane]]:
+        """New head/tail of each lane the picked items came from (not yet applied)."""
+        moved: dict[bytes, Lane] = {}
+        for lane_key, seq in picked:
+            ln = sp.lanes[lane_key]
+            if not ln.head <= seq < ln.tail:
+                continue
+            new = moved.get(lane_key)
+            if new is None:
+                new = moved[lane_key] = Lane(ln.head, ln.tail)
+            if from_tail:
+                new.tail = min(new.tail, seq)
+            else:
+                new.head = max(new.head, seq + 1)
+        return list(moved.items())
+
+    def _apply_take(self: Engine, sp: Space, picked: list[tuple[bytes, int]],
+                    moved: list[tuple[bytes, Lane]], entries: list[Entry],
+                    lease: Optional[float], owner: Any = None) -> None:
+        for lane_key, new in moved:
+            ln = sp.lanes[lane_key]
+            ln.head, ln.tail = new.head, new.tail
+        for (lane_key, seq), entry in zip(picked, entries, strict=True):
+            ln = sp.lanes[lane_key]
+            if ln.front and seq in ln.front:
+                ln.front.remove(seq)
+            sp.aside.pop((lane_key, seq), None)
+            if lease is not None:
+                sp.reserved[(lane_key, seq)] = entry[4]
+                if lease != math.inf:
+                    heapq.heappush(self._leases, (time.monotonic() + lease,
+                                                  next(self._lease_ids), sp.ns, lane_key, seq,
+                                                  entry[4]))
+                if owner is not None:
+                    self._owned.setdefault(owner, []).append((sp.ns, lane_key, seq, entry[4]))
+        sp.ready -= len(picked)
+        for lane_key in {lane_key for lane_key, _ in picked}:
+            sp.recount(lane_key, sp.lanes[lane_key])
