@@ -129,9 +129,9 @@ def main() -> None:
         for row in body:
             print("| " + " | ".join(row) + " |")
     else:
-        widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
         for row in (head, *body):
-            print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+            print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
 
 
 if __name__ == "__main__":
