@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from . import engine as engine_mod
 from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
-from .item import Item, make_item, make_items
+from .item import Item, items_placed, items_taken, make_item
 from .stdlib import QueueFace
 
 _LANE = b""
@@ -36,7 +36,7 @@ class _Line(Handle, QueueFace):
         if not values:
             return []
         placed = self._append_run(_LANE, values)
-        return make_items((seq, key, v, 0) for (seq, key), v in zip(placed, values, strict=True))
+        return items_placed(placed, values)
 
     def _remove(self, block: bool, timeout: Optional[float]) -> Item:
         if block:
@@ -56,7 +56,7 @@ class _Line(Handle, QueueFace):
         entries = self._engine.take(self._ns, n, lane=_LANE, from_tail=self._from_tail,
                                     block=block, timeout=timeout)
         self._synced()
-        return make_items(((seq, key, data, 0) for _, seq, key, data, _ in entries), self._loads)
+        return items_taken(entries, self._loads)
 
     def peek(self) -> Item:
         """The item the next dequeue/pop would return, left in place."""

@@ -36,21 +36,38 @@ def make_item(id: int, key: bytes, value: Any, priority: int | None = None,
     return item
 
 
-def make_items(rows: Any, loads: Any = None, priority: Any = None,
-               prefix: bytes | None = None) -> list[Item]:
-    """Items of ``(id, key, value, attempts)`` rows in one loop (batches are hot too).
-
-    ``loads`` decodes each value when given; ``priority`` may be a function of the row
-    index (for batches that span levels) or a plain value.
-    """
+def items_taken(entries: Any, loads: Any, priority_of: Any = None,
+                prefix: bytes | None = None) -> list[Item]:
+    """Items of engine entries ``(lane, seq, key, data, attempts)`` in one loop."""
     new, put = _new, _set
-    out = []
-    for i, (id_, key, value, attempts) in enumerate(rows):
+    out: list[Item] = []
+    append = out.append
+    if priority_of is None:
+        for _, seq, key, data, attempts in entries:
+            item = new(Item)
+            put(item, "__dict__", {"id": seq, "key": key, "value": loads(data),
+                                   "priority": None, "prefix": prefix, "attempts": attempts})
+            append(item)
+    else:
+        for lane, seq, key, data, attempts in entries:
+            item = new(Item)
+            put(item, "__dict__", {"id": seq, "key": key, "value": loads(data),
+                                   "priority": priority_of(lane), "prefix": prefix,
+                                   "attempts": attempts})
+            append(item)
+    return out
+
+
+def items_placed(placed: Any, values: Any, priorities: Any = None,
+                 prefix: bytes | None = None) -> list[Item]:
+    """Items of freshly stored values: ``placed`` holds their ``(seq, key)``."""
+    new, put = _new, _set
+    out: list[Item] = []
+    append = out.append
+    prios = priorities if priorities is not None else [None] * len(values)
+    for (seq, key), value, priority in zip(placed, values, prios, strict=True):
         item = new(Item)
-        put(item, "__dict__", {
-            "id": id_, "key": key, "value": loads(value) if loads else value,
-            "priority": priority(i) if callable(priority) else priority,
-            "prefix": prefix, "attempts": attempts,
-        })
-        out.append(item)
+        put(item, "__dict__", {"id": seq, "key": key, "value": value, "priority": priority,
+                               "prefix": prefix, "attempts": 0})
+        append(item)
     return out

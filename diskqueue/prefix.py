@@ -12,7 +12,7 @@ from typing import Any, Optional
 from . import engine as engine_mod
 from . import keys
 from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
-from .item import Item, make_item, make_items
+from .item import Item, items_placed, items_taken, make_item
 
 
 class PrefixQueue(Handle, Reliable):
@@ -41,8 +41,7 @@ class PrefixQueue(Handle, Reliable):
             return []
         placed = self._append_run(lane, values)
         raw = keys.lane_prefix(lane)
-        return make_items(((seq, key, v, 0) for (seq, key), v in zip(placed, values, strict=True)),
-                          prefix=raw)
+        return items_placed(placed, values, prefix=raw)
 
     def _take(self, prefix: str | bytes, n: int, block: bool, timeout: Optional[float],
               lease: Optional[float] = None) -> list[Item]:
@@ -51,8 +50,8 @@ class PrefixQueue(Handle, Reliable):
         entries = self._engine.take(self._ns, n, lane=lane, lease=lease, block=block,
                                     timeout=timeout)
         self._synced()
-        return make_items(((seq, key, data, att) for _, seq, key, data, att in entries),
-                          self._loads, prefix=keys.lane_prefix(entries[0][0]) if entries else None)
+        return items_taken(entries, self._loads,
+                           prefix=keys.lane_prefix(entries[0][0]) if entries else None)
 
     def dequeue(self, prefix: str | bytes, *, block: bool = False,
                 timeout: Optional[float] = None) -> Item:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from . import engine as engine_mod
 from . import keys
 from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
-from .item import Item, make_item, make_items
+from .item import Item, items_placed, items_taken, make_item
 from .stdlib import QueueFace
 
 
@@ -54,9 +54,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         if not entries:
             return []
         placed = self._append_many(entries)
-        return make_items(((seq, key, v, 0) for (seq, key), (_, v) in zip(placed, pairs,
-                                                                      strict=True)),
-                          priority=lambda i: pairs[i][0])
+        return items_placed(placed, [v for _, v in pairs], [p for p, _ in pairs])
 
     def _take(self, n: int, lane: Optional[bytes], block: bool, timeout: Optional[float],
               lease: Optional[float] = None) -> list[Item]:
@@ -64,8 +62,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         entries = self._engine.take(self._ns, n, lane=lane, desc=self._desc, lease=lease,
                                     block=block, timeout=timeout)
         self._synced()
-        return make_items(((seq, key, data, att) for _, seq, key, data, att in entries),
-                          self._loads, priority=lambda i: keys.lane_priority(entries[i][0]))
+        return items_taken(entries, self._loads, keys.lane_priority)
 
     def dequeue(self, *, block: bool = False, timeout: Optional[float] = None) -> Item:
         """Remove the first item of the first level (lowest with "asc")."""
