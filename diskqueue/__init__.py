@@ -17,6 +17,7 @@ from .fifo import Queue, Stack
 from .item import Item
 from .prefix import PrefixQueue
 from .priority import PriorityQueue
+from .tasks import Job, Retry, TaskQueue
 
 __version__ = "0.1.0"
 
@@ -24,4 +25,5 @@ __all__ = [
     "Closed", "Corrupted", "DiskQueueError", "Empty", "Full", "IncompatibleType", "Item",
     "JobFailed", "JobTimeout", "Locked", "NotReserved", "OutOfBounds", "PrefixQueue",
     "PriorityQueue", "Queue", "Stack", "__version__",
+    "TaskQueue", "Job", "Retry",
 ]

@@ -4,7 +4,8 @@ Each file's blocks run in order in one namespace, inside a fresh temporary worki
 directory, so relative paths such as ``data/q`` land there. A failing block is reported
 by file, block number and line. The CLI reference is checked against the real parser:
 every ``diskq`` subcommand, argument and option must have help text and appear in
-docs/cli.md, in the section of its subcommand.
+docs/cli.md, in the section of its subcommand; so must every ``diskq-worker`` option and
+exit code, in its section.
 """
 
 from __future__ import annotations
@@ -135,3 +136,29 @@ def test_exit_codes_documented() -> None:
     text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     for code in (cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_USAGE):
         assert re.search(rf"^\| {code} \|", text, re.M), f"exit code {code} is not documented"
+
+
+def test_worker_cli_reference_covers_every_option_and_exit_code() -> None:
+    from diskqueue import worker_cli
+
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    match = re.search(r"^## `diskq-worker`\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, "docs/cli.md has no section headed `diskq-worker`"
+    section = match.group(1)
+    parser = worker_cli._parser()
+    assert "examples:" in (parser.epilog or "")
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        shown = action.option_strings or [(action.metavar or action.dest).upper()]
+        assert action.help and action.help.strip() and action.help != argparse.SUPPRESS, (
+            f"`diskq-worker {shown[0]}` has no help"
+        )
+        assert any(f"`{s}`" in section for s in shown), (
+            f"`diskq-worker {shown[0]}` is not documented in docs/cli.md"
+        )
+    for name in ("EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_APP", "EXIT_UNFINISHED"):
+        code = getattr(worker_cli, name)
+        assert re.search(rf"^\| {code} \| `{name}` \|", section, re.M), (
+            f"diskq-worker exit code {code} ({name}) is not documented"
+        )

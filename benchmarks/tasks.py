@@ -1,0 +1,342 @@
+#!/usr/bin/env python
+"""The task layer's benchmark: no-op jobs, 4 worker threads, beside huey (SqliteHuey)
+doing the same work in the same run.
+
+    python benchmarks/tasks.py [--quick] [--rounds R] [--rss-jobs N] [--no-huey]
+
+Cases (each in a fresh temporary directory, rounds interleaved, median and p90 shown):
+
+- enqueue: one producer calling ``fn.delay(i)`` (huey: ``fn(i)``), jobs per second;
+- enqueue_many: the same in batches of 100 (huey has no bulk enqueue: not run);
+- drain: a worker with 4 threads started on N queued no-op jobs, until the last one ran
+  (end to end: fetch, run, store the outcome), jobs per second;
+- latency: an idle worker (4 threads), one job enqueued every 2 ms; time from the
+  enqueue call to the task's first line, p50 and p99 in ms;
+- rss: a worker process started on a directory holding 10k jobs, and on one holding
+  ``--rss-jobs`` (1M by default); its RSS after running 5k of them (diskqueue only).
+
+huey runs with the settings that favour it: SqliteHuey with results off where not needed,
+a thread consumer with 4 workers, polling from 1 ms up to 10 ms when idle (its defaults
+poll from 100 ms up to 10 s). Progress goes to stderr, the table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import diskqueue as dq  # noqa: E402
+
+try:
+    import huey as huey_mod
+except ImportError:  # pip install -e '.[bench]'
+    huey_mod = None
+
+THREADS = 4
+FULL = dict(n=100_000, rounds=5, lat_jobs=1000, rss_jobs=1_000_000)
+QUICK = dict(n=20_000, rounds=3, lat_jobs=300, rss_jobs=100_000)
+TARGETS = {
+    ("diskqueue", "enqueue"): (">=", 50_000, "jobs/s"),
+    ("diskqueue", "drain"): (">=", 10_000, "jobs/s"),
+    ("diskqueue", "latency p50"): ("<=", 2.0, "ms"),
+    ("diskqueue", "latency p99"): ("<=", 10.0, "ms"),
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fresh() -> str:
+    return tempfile.mkdtemp(prefix="dqtasks-")
+
+
+# -- diskqueue ------------------------------------------------------------------------------
+def dq_queue(d: str) -> tuple[Any, Any, list[float]]:
+    tasks = dq.TaskQueue(os.path.join(d, "jobs"), middleware=())
+    marks: list[float] = []
+
+    @tasks.task(result_ttl=0)
+    def noop(i: int) -> None:
+        return None
+
+    @tasks.task(result_ttl=0)
+    def stamp(t0: float) -> None:
+        marks.append(time.perf_counter() - t0)
+
+    return tasks, (noop, stamp), marks
+
+
+def dq_enqueue(d: str, n: int) -> dict[str, float]:
+    tasks, (noop, _), _ = dq_queue(d)
+    noop.delay(0)  # opens the directory
+    gc.collect()
+    t0 = time.perf_counter()
+    for i in range(n):
+        noop.delay(i)
+    one = n / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for k in range(0, n, 100):
+        tasks.enqueue_many("noop", [((i,), {}) for i in range(k, k + 100)])
+    many = n / (time.perf_counter() - t0)
+    tasks.close()
+    return {"enqueue": one, "enqueue_many": many}
+
+
+def dq_drain(d: str, n: int) -> dict[str, float]:
+    tasks, (noop, _), _ = dq_queue(d)
+    for k in range(0, n, 1000):
+        tasks.enqueue_many("noop", [((i,), {}) for i in range(k, min(k + 1000, n))])
+    gc.collect()
+    t0 = time.perf_counter()
+    worker = tasks.start(concurrency=THREADS)
+    while worker.finished < n:  # the worker's own count of finished jobs
+        time.sleep(0.01)  # (waking more often would take the GIL from the workers)
+    rate = n / (time.perf_counter() - t0)
+    worker.stop()
+    tasks.close()
+    return {"drain": rate}
+
+
+def dq_latency(d: str, jobs: int) -> dict[str, float]:
+    tasks, (_, stamp), marks = dq_queue(d)
+    worker = tasks.start(concurrency=THREADS)
+    time.sleep(0.3)  # idle
+    for _ in range(jobs):
+        stamp.delay(time.perf_counter())
+        time.sleep(0.002)
+    deadline = time.monotonic() + 10
+    while len(marks) < jobs and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.stop()
+    tasks.close()
+    return percentiles(marks)
+
+
+RSS_CHILD = """
+import os, sys, time
+sys.path.insert(0, sys.argv[2])
+import diskqueue as dq
+tasks = dq.TaskQueue(sys.argv[1])
+
+@tasks.task(result_ttl=0)
+def noop(i):
+    return None
+
+worker = tasks.start(concurrency=4)
+while worker.finished < 5_000:
+    time.sleep(0.01)
+with open("/proc/self/statm") as fh:
+    rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+worker.stop()
+tasks.close()
+print(rss)
+"""
+
+
+def dq_rss(d: str, queued: int) -> float:
+    """A worker process's RSS (MB) after running 5k of ``queued`` jobs."""
+    path = os.path.join(d, "jobs")
+    with dq.TaskQueue(path) as tasks:
+        for k in range(0, queued, 5000):
+            tasks.enqueue_many("noop", [((i,), {}) for i in range(k, min(k + 5000, queued))])
+    out = subprocess.run([sys.executable, "-c", RSS_CHILD, path, ROOT], capture_output=True,
+                         text=True, check=True)
+    return int(out.stdout.split()[-1]) / 2**20
+
+
+# -- huey -----------------------------------------------------------------------------------
+class HueyRig:
+    """A SqliteHuey with the same two tasks, and an in-process thread consumer."""
+
+    def __init__(self, d: str) -> None:
+        from huey import SqliteHuey
+
+        self.huey = SqliteHuey("bench", filename=os.path.join(d, "huey.db"), results=False)
+        self.marks: list[float] = []
+        self.done = 0
+        self._lock = threading.Lock()
+        marks = self.marks
+
+        @self.huey.task()
+        def noop(i: int) -> None:
+            with self._lock:
+                self.done += 1
+
+        @self.huey.task()
+        def stamp(t0: float) -> None:
+            marks.append(time.perf_counter() - t0)
+
+        self.noop, self.stamp = noop, stamp
+        self.consumer: Any = None
+
+    def start(self) -> None:
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM,
+                                                     signal.SIGHUP)}
+        self.consumer = self.huey.create_consumer(
+            workers=THREADS, worker_type="thread", periodic=False, initial_delay=0.001,
+            backoff=1.15, max_delay=0.01, check_worker_health=False)
+        self.consumer.start()
+        self._previous = previous
+
+    def stop(self) -> None:
+        self.consumer.stop(graceful=True)
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self.huey.storage.close()
+
+
+def huey_enqueue(d: str, n: int) -> dict[str, float]:
+    rig = HueyRig(d)
+    rig.noop(0)
+    gc.collect()
+    t0 = time.perf_counter()
+    for i in range(n):
+        rig.noop(i)
+    rate = n / (time.perf_counter() - t0)
+    rig.huey.storage.close()
+    return {"enqueue": rate}
+
+
+def huey_drain(d: str, n: int) -> dict[str, float]:
+    rig = HueyRig(d)
+    for i in range(n):
+        rig.noop(i)
+    gc.collect()
+    t0 = time.perf_counter()
+    rig.start()
+    while rig.done < n:
+        time.sleep(0.01)
+    rate = n / (time.perf_counter() - t0)
+    rig.stop()
+    return {"drain": rate}
+
+
+def huey_latency(d: str, jobs: int) -> dict[str, float]:
+    rig = HueyRig(d)
+    rig.start()
+    time.sleep(0.3)
+    for _ in range(jobs):
+        rig.stamp(time.perf_counter())
+        time.sleep(0.002)
+    deadline = time.monotonic() + 10
+    while len(rig.marks) < jobs and time.monotonic() < deadline:
+        time.sleep(0.01)
+    rig.stop()
+    return percentiles(rig.marks)
+
+
+# -- harness --------------------------------------------------------------------------------
+def percentiles(samples: list[float]) -> dict[str, float]:
+    xs = sorted(samples)
+    if not xs:
+        return {"latency p50": float("nan"), "latency p99": float("nan")}
+    return {"latency p50": xs[len(xs) // 2] * 1000,
+            "latency p99": xs[min(len(xs) - 1, int(len(xs) * 0.99))] * 1000}
+
+
+def run_case(fn: Callable[[str, int], dict[str, float]], size: int) -> dict[str, float]:
+    d = fresh()
+    try:
+        return fn(d, size)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def measure(subjects: dict[str, list[tuple[Callable[..., dict[str, float]], int]]],
+            rounds: int) -> dict[tuple[str, str], list[float]]:
+    out: dict[tuple[str, str], list[float]] = {}
+    for cases in subjects.values():  # warm-up at a tenth of the size
+        for fn, size in cases:
+            run_case(fn, max(size // 10, 100))
+    for r in range(rounds):
+        order = list(subjects) if r % 2 == 0 else list(reversed(subjects))
+        for name in order:
+            for fn, size in subjects[name]:
+                log(f"round {r + 1}/{rounds}: {name} {fn.__name__}")
+                for metric, value in run_case(fn, size).items():
+                    out.setdefault((name, metric), []).append(value)
+    return out
+
+
+def p90(vals: list[float], higher_is_better: bool) -> float:
+    xs = sorted(vals, reverse=higher_is_better)
+    return xs[min(len(xs) - 1, int(round(0.9 * (len(xs) - 1))))]
+
+
+def table(results: dict[tuple[str, str], list[float]], rss: dict[str, float]) -> str:
+    lines = ["| subject | case | median | p90 | unit | target | ok |",
+             "|---|---|---|---|---|---|---|"]
+    for (name, metric), vals in results.items():
+        unit = "ms" if metric.startswith("latency") else "jobs/s"
+        med = statistics.median(vals)
+        slow = p90(vals, unit == "jobs/s")
+        target = TARGETS.get((name, metric))
+        ok = ""
+        text = ""
+        if target:
+            op, bound, _ = target
+            good = med >= bound if op == ">=" else med <= bound
+            ok, text = ("yes" if good else "NO"), f"{op} {bound:g} {unit}"
+        fmt = "{:,.0f}" if unit == "jobs/s" else "{:.2f}"
+        lines.append(f"| {name} | {metric} | {fmt.format(med)} | {fmt.format(slow)} | {unit} "
+                     f"| {text} | {ok} |")
+    if rss:
+        small, big = rss["small"], rss["big"]
+        lines.append(f"| diskqueue | worker RSS, {rss['small_n']:,} queued | {small:.1f} | | MB "
+                     f"| | |")
+        grew = big / small
+        lines.append(f"| diskqueue | worker RSS, {rss['big_n']:,} queued | {big:.1f} | | MB "
+                     f"| <= 1.25x the small one | {'yes' if grew <= 1.25 else 'NO'} "
+                     f"({grew:.2f}x) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer rounds")
+    parser.add_argument("--rounds", type=int, help="rounds per case (default: 5, quick: 3)")
+    parser.add_argument("--rss-jobs", type=int, help="jobs queued for the big RSS run")
+    parser.add_argument("--no-huey", action="store_true", help="skip huey")
+    args = parser.parse_args(argv)
+    cfg = dict(QUICK if args.quick else FULL)
+    rounds = args.rounds or cfg["rounds"]
+    n, lat_jobs = cfg["n"], cfg["lat_jobs"]
+    subjects = {"diskqueue": [(dq_enqueue, n), (dq_drain, n), (dq_latency, lat_jobs)]}
+    if not args.no_huey:
+        if huey_mod is None:
+            log("huey is not installed (pip install -e '.[bench]'): skipping it")
+        else:
+            subjects["huey"] = [(huey_enqueue, n), (huey_drain, n), (huey_latency, lat_jobs)]
+    results = measure(subjects, rounds)
+    big_n = args.rss_jobs or cfg["rss_jobs"]
+    log(f"rss: a worker on 10,000 and on {big_n:,} queued jobs")
+    rss = {"small_n": 10_000, "big_n": big_n,
+           "small": run_case(lambda d, k: {"v": dq_rss(d, k)}, 10_000)["v"],
+           "big": run_case(lambda d, k: {"v": dq_rss(d, k)}, big_n)["v"]}
+    print(textwrap.dedent(f"""\
+        python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {rounds} rounds, N={n:,},
+        {THREADS} worker threads, huey {getattr(huey_mod, '__version__', '-')}
+        """))
+    print(table(results, rss))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

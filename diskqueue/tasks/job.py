@@ -1,0 +1,151 @@
+"""``Job``: a handle on one enqueued call, and the states it goes through.
+
+``pending`` (in a queue, waiting) -> ``started`` (a worker runs it) -> ``success``, or
+``retrying`` (it failed and will run again after a backoff) -> ... -> ``dead`` (the
+last attempt failed; it sits in the dead-letter set). A job enqueued with ``delay=`` or
+``eta=`` is ``scheduled`` until its time comes, then ``pending``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+from ..errors import DiskQueueError, JobFailed, JobTimeout
+
+if TYPE_CHECKING:
+    from .taskqueue import TaskQueue
+
+PENDING = "pending"
+SCHEDULED = "scheduled"
+STARTED = "started"
+RETRYING = "retrying"
+SUCCESS = "success"
+DEAD = "dead"
+STATES = (PENDING, SCHEDULED, STARTED, RETRYING, SUCCESS, DEAD)
+FINISHED = (SUCCESS, DEAD)
+
+
+class UnknownJob(DiskQueueError, KeyError):
+    """Raised when a job id names no job: never enqueued here, purged, or expired."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def _when(stamp: Optional[float]) -> Optional[dt.datetime]:
+    if stamp is None:
+        return None
+    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc)
+
+
+def failure(record: dict[str, Any]) -> JobFailed:
+    """The exception ``result()`` raises for a dead job."""
+    err = record.get("error") or {}
+    kind = err.get("type", "")
+    message = f"job {record['id']} ({record['task']}) failed: {kind}: {err.get('message', '')}"
+    cls = JobTimeout if kind == "JobTimeout" else JobFailed
+    return cls(message, error_type=kind, error=err.get("message", ""),
+               traceback=err.get("traceback", ""))
+
+
+class Job:
+    """One enqueued call. ``id`` is fixed; every other attribute is read from disk when
+    asked, so it shows the job as it is now (``task``, ``args``, ``kwargs``, ``queue``,
+    ``priority`` never change and are read once)."""
+
+    __slots__ = ("id", "_tasks", "_snap")
+
+    def __init__(self, tasks: TaskQueue, id: str, snapshot: Optional[dict[str, Any]] = None):
+        self.id = id
+        self._tasks = tasks
+        self._snap = snapshot
+
+    # -- reading ---------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """The whole job record as stored now (a fresh dict)."""
+        record = self._tasks._read_job(self.id)
+        if record is None:
+            raise UnknownJob(f"no job {self.id} in {self._tasks.path} "
+                             "(never enqueued here, purged, or its result expired)")
+        self._snap = record
+        return record
+
+    def _fixed(self, field: str) -> Any:
+        snap = self._snap if self._snap is not None else self.info()
+        return snap.get(field)
+
+    task = property(lambda self: self._fixed("task"), doc="the task name")
+    args = property(lambda self: list(self._fixed("args") or ()), doc="positional arguments")
+    kwargs = property(lambda self: dict(self._fixed("kwargs") or {}), doc="keyword arguments")
+    queue = property(lambda self: self._fixed("queue"), doc="the queue it was put in")
+    priority = property(lambda self: self._fixed("priority"), doc="higher runs first")
+    unique_key = property(lambda self: self._fixed("unique"), doc="its unique_key or None")
+
+    @property
+    def state(self) -> str:
+        """One of ``pending scheduled started retrying success dead``."""
+        return str(self.info()["state"])
+
+    @property
+    def attempts(self) -> int:
+        """How many times a worker started it (a run cut short by a crash counts)."""
+        return int(self.info().get("attempts", 0))
+
+    @property
+    def failures(self) -> int:
+        """How many of those runs failed (raised, timed out, or asked for a Retry)."""
+        return int(self.info().get("failures", 0))
+
+    @property
+    def progress(self) -> Any:
+        """The last value the running task reported with ``set_progress``, or None."""
+        return self.info().get("progress")
+
+    @property
+    def error(self) -> Optional[dict[str, str]]:
+        """The last failure: ``{"type", "message", "traceback"}``, or None."""
+        return self.info().get("error")
+
+    enqueued_at = property(lambda self: _when(self.info().get("enqueued")),
+                           doc="when it was enqueued (aware UTC datetime)")
+    started_at = property(lambda self: _when(self.info().get("started")),
+                          doc="when its latest run started, or None")
+    finished_at = property(lambda self: _when(self.info().get("finished")),
+                           doc="when it finished (success or dead), or None")
+    eta = property(lambda self: _when(self.info().get("eta")),
+                   doc="when a scheduled or retrying job is due, or None")
+
+    # -- waiting ---------------------------------------------------------------
+    def result(self, timeout: Optional[float] = None) -> Any:
+        """Wait until the job finished; return its value or raise what it failed with.
+
+        Raises ``JobFailed`` (type name, message, traceback of the task's error) for a
+        dead job, ``JobTimeout`` when it ran past its ``timeout`` or when ``timeout``
+        seconds pass here first (``None``: wait for ever; ``0``: do not wait).
+        """
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, (int, float))):
+            raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
+        end = None if timeout is None else time.monotonic() + timeout
+        record = self._tasks._wait_finished(self.id, end)
+        if record is None:
+            raise UnknownJob(f"no job {self.id} in {self._tasks.path} "
+                             "(never enqueued here, purged, or its result expired)")
+        if record["state"] == SUCCESS:
+            return record.get("result")
+        if record["state"] == DEAD:
+            raise failure(record)
+        raise JobTimeout(f"job {self.id} is still {record['state']} after {timeout} s",
+                         error_type="JobTimeout", error="result() timed out")
+
+    # -- identity --------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self._fixed('task')}>"

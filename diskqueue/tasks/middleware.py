@@ -1,0 +1,74 @@
+"""Hooks around enqueue and run, so metrics and logging plug in without patching.
+
+Subclass :class:`Middleware`, override the hooks you need, and pass an instance to
+``TaskQueue(..., middleware=[...])`` or ``tasks.add_middleware(...)``. Hooks run in the
+process and thread that does the work (the enqueuer, or the worker thread that runs the
+job). An exception from ``before_enqueue`` cancels the enqueue (nothing is written);
+exceptions from the other hooks are logged and ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from .job import Job
+
+log = logging.getLogger("diskqueue.tasks")
+
+HOOKS = ("before_enqueue", "after_enqueue", "before_run", "after_run", "on_retry", "on_dead")
+
+
+class Middleware:
+    """No-op hooks; override any of them."""
+
+    def before_enqueue(self, job: Job) -> None:
+        """Before the job is written. Raising cancels the enqueue."""
+
+    def after_enqueue(self, job: Job) -> None:
+        """After the job is written (not called when ``unique_key`` found an existing job)."""
+
+    def before_run(self, job: Job) -> None:
+        """In the worker, just before the task function is called."""
+
+    def after_run(self, job: Job, result: Any = None, error: Optional[BaseException] = None
+                  ) -> None:
+        """In the worker, after the call returned (``error`` None) or raised."""
+
+    def on_retry(self, job: Job, error: BaseException, delay: float) -> None:
+        """A failed attempt will be retried in ``delay`` seconds."""
+
+    def on_dead(self, job: Job, error: BaseException) -> None:
+        """The last attempt failed: the job went to the dead-letter set."""
+
+
+class Hooks:
+    """The middleware list, and a cheap ``emit`` when no middleware defines a hook."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self._by_hook: dict[str, list[Any]] = {name: [] for name in HOOKS}
+
+    def add(self, middleware: Any) -> None:
+        if not any(callable(getattr(middleware, name, None)) for name in HOOKS):
+            raise TypeError(f"{middleware!r} defines none of the hooks {', '.join(HOOKS)}")
+        self.items.append(middleware)
+        for name in HOOKS:
+            method = getattr(middleware, name, None)
+            base = getattr(Middleware, name)
+            if callable(method) and getattr(method, "__func__", None) is not base:
+                self._by_hook[name].append(method)
+
+    def wants(self, name: str) -> bool:
+        return bool(self._by_hook[name])
+
+    def emit(self, name: str, *args: Any, **kwargs: Any) -> None:
+        for method in self._by_hook[name]:
+            if name == "before_enqueue":
+                method(*args, **kwargs)
+                continue
+            try:
+                method(*args, **kwargs)
+            except Exception:
+                log.exception("middleware hook %s of %r failed", name, method.__self__)

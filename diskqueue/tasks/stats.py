@@ -1,0 +1,215 @@
+"""``tasks.stats()``: per-queue counts, and enqueue-to-start latency from a histogram.
+
+Counts are stored with each job's outcome (see :class:`Counters`), so they stay exact
+across crashes. Latency is kept as a histogram of ~10 % wide buckets, so p50 and p99
+cost little per job and survive restarts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Optional
+
+from . import records as R
+
+if TYPE_CHECKING:
+    from .taskqueue import TaskQueue
+
+_BASE = math.log(1.1)
+COUNTS = ("done", "failed", "retried", "dead_total")
+
+
+def bucket(seconds: float) -> int:
+    return int(math.log(max(seconds, 1e-6) * 1e6) / _BASE)
+
+
+def bucket_ms(index: int) -> float:
+    return 1.1 ** (index + 0.5) / 1000.0
+
+
+def percentile(hist: dict[int, int], q: float) -> Optional[float]:
+    total = sum(hist.values())
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    for index in sorted(hist):
+        seen += hist[index]
+        if seen >= rank:
+            return round(bucket_ms(index), 3)
+    return round(bucket_ms(max(hist)), 3)  # pragma: no cover
+
+
+def _blank() -> dict[str, Any]:
+    return {"done": 0, "failed": 0, "retried": 0, "dead_total": 0, "lat": {}}
+
+
+def merge(into: dict[str, Any], delta: dict[str, Any]) -> None:
+    for name in COUNTS:
+        if name in delta:
+            into[name] = into.get(name, 0) + delta[name]
+    if "lat" in delta:
+        lat = into.setdefault("lat", {})
+        for index, n in delta["lat"].items():
+            lat[index] = lat.get(index, 0) + n
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+    return True
+
+
+def _split(key: bytes) -> tuple[str, str]:
+    queue, _, worker = key.partition(b"\x00")
+    return queue.decode("utf-8", "replace"), worker.decode("ascii", "replace")
+
+
+class Counters:
+    """One worker's counts and latencies, per queue.
+
+    Each finished job writes its queue's counts in the batch that stores the job's
+    outcome, under a key of its own (``queue NUL worker-id.thread``), so the counts are
+    exact even after a SIGKILL; stats() adds up every worker's keys. The latency histogram is
+    written beside them by the scheduler thread about twice a second and when the worker
+    stops (a SIGKILL loses the samples of that last half second). A clean stop, and the
+    start of any later worker once this process is gone, fold a worker's keys into the
+    queue's base keys."""
+
+    def __init__(self) -> None:
+        self.worker_id = f"{os.getpid()}.{os.urandom(4).hex()}"
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[int, str], dict[str, int]] = {}
+        self._lat: dict[tuple[int, str], dict[int, int]] = {}
+        self._lat_dirty = False
+
+    def key(self, queue: str) -> bytes:
+        return queue.encode("utf-8") + b"\x00" + self.worker_id.encode()
+
+    def started(self, queue: str, latency: float) -> None:
+        """Count a start; each thread has its own histogram, so no lock is taken."""
+        index = bucket(latency)
+        key = (threading.get_ident(), queue)
+        lat = self._lat.get(key)
+        if lat is None:
+            lat = self._lat[key] = {}
+        lat[index] = lat.get(index, 0) + 1
+        self._lat_dirty = True
+
+    def counted(self, queue: str, names: tuple[str, ...],
+                write: Callable[[list[tuple[bytes, bytes, Optional[bytes]]]], None]) -> None:
+        """Count, then ``write`` the queue's counts (with the outcome, in one batch).
+
+        Each thread counts under a key of its own (``worker-id.thread``), so its writes
+        land in the order it made them and no lock is held across the write."""
+        thread = threading.get_ident()
+        d = self._counts.get((thread, queue))
+        if d is None:
+            d = self._counts[(thread, queue)] = dict.fromkeys(COUNTS, 0)
+        for name in names:
+            d[name] += 1
+        key = self.key(queue) + b".%x" % thread
+        write([(R.NS_STATS, key, R.pack(d))])
+
+    def latency(self) -> dict[str, dict[int, int]]:
+        """This worker's latency histograms, per queue (the threads' added up)."""
+        out: dict[str, dict[int, int]] = {}
+        for (_, queue), hist in list(self._lat.items()):
+            into = out.setdefault(queue, {})
+            for index, n in hist.copy().items():
+                into[index] = into.get(index, 0) + n
+        return out
+
+    def flush_latency(self, eng: Any) -> None:
+        with self._lock:  # one flush at a time
+            if not self._lat_dirty:
+                return
+            self._lat_dirty = False
+            ops = [(R.NS_LAT, self.key(q), R.pack({"lat": h}))
+                   for q, h in self.latency().items()]
+            if ops:
+                eng.write_records(ops)
+
+    def fold(self, eng: Any, lock: threading.Lock, own: bool = False) -> None:
+        """Fold into each queue's base keys the keys of workers whose process is gone
+        (and, with ``own``, this worker's, once it stopped cleanly)."""
+        with lock:
+            ops: list[tuple[bytes, bytes, Optional[bytes]]] = []
+            for ns in (R.NS_STATS, R.NS_LAT):
+                merged: dict[str, dict[str, Any]] = {}
+                for key, value in _scan_all(eng, ns):
+                    queue, worker = _split(key)
+                    if not worker:
+                        continue
+                    wid = self.worker_id
+                    mine = worker == wid or worker.startswith(wid + ".")
+                    if (mine and own) or (not mine
+                                          and not _pid_alive(int(worker.split(".")[0]))):
+                        merge(merged.setdefault(queue, {}), R.unpack(value))
+                        ops.append((ns, key, None))
+                for queue, delta in merged.items():
+                    base = queue.encode("utf-8") + b"\x00"
+                    raw = eng.get_record(ns, base)
+                    stored = R.unpack(raw) if raw is not None else {}
+                    merge(stored, delta)
+                    ops.append((ns, base, R.pack(stored)))
+            if ops:
+                eng.write_records(ops)
+
+
+def _scan_all(eng: Any, ns: bytes) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    start = b""
+    while True:
+        rows = eng.scan_records(ns, start=start, limit=5000)
+        out.extend((bytes(k), bytes(v)) for k, v in rows)
+        if len(rows) < 5000:
+            return out
+        start = bytes(rows[-1][0]) + b"\x00"
+
+
+def collect(tasks: TaskQueue) -> dict[str, dict[str, Any]]:
+    eng = tasks._engine()
+    scheduled: dict[str, int] = {}
+    for _, value in _scan_all(eng, R.NS_SCHED):
+        queue = R.unpack(value)[0]
+        scheduled[queue] = scheduled.get(queue, 0) + 1
+    dead: dict[str, int] = {}
+    for key, _ in _scan_all(eng, R.NS_DEAD):
+        queue = key.split(b"\x00", 1)[0].decode("utf-8", "replace")
+        dead[queue] = dead.get(queue, 0) + 1
+    counts: dict[str, dict[str, Any]] = {}
+    live = {worker.counters.worker_id: worker for worker in tasks._workers}
+    for ns in (R.NS_STATS, R.NS_LAT):
+        for key, value in _scan_all(eng, ns):
+            queue, wid = _split(key)
+            if ns == R.NS_LAT and wid in live:
+                continue  # a worker of this TaskQueue: its samples in memory are newer
+            merge(counts.setdefault(queue, _blank()), R.unpack(value))
+    for worker in live.values():
+        for queue, hist in worker.counters.latency().items():
+            merge(counts.setdefault(queue, _blank()), {"lat": hist})
+    names = tasks.queue_names()
+    names += sorted((set(scheduled) | set(dead) | set(counts)) - set(names))
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        ns = R.queue_ns(name)
+        c = counts.get(name) or _blank()
+        out[name] = {
+            "depth": eng.length(ns), "scheduled": scheduled.get(name, 0),
+            "in_flight": eng.in_flight(ns), "dead": dead.get(name, 0),
+            "done": c.get("done", 0), "failed": c.get("failed", 0),
+            "retried": c.get("retried", 0),
+            "latency_p50_ms": percentile(c.get("lat", {}), 0.50),
+            "latency_p99_ms": percentile(c.get("lat", {}), 0.99),
+        }
+    return out
