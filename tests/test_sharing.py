@@ -87,16 +87,18 @@ def test_a_second_process_is_served_by_the_holder(tmp_path):
 def test_four_producers_and_a_consumer_get_every_item_exactly_once(tmp_path):
     path = str(tmp_path / "q")
     consumer = faults.Child(CONSUMER, path)
-    consumer.wait_lines(1, timeout=30)
-    producers = [faults.Child(PRODUCER, path, f"p{i}", "400") for i in range(4)]
-    for p in producers:
-        code, lines = p.finish(timeout=120)
-        assert code == 0 and lines[-1] == "done", p.stderr[-2000:]
-    expected = {f"p{i}-{k}" for i in range(4) for k in range(400)}
-    deadline = time.monotonic() + 60
-    while len(values(consumer.lines, "A")) < len(expected) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    consumer.kill()
+    try:
+        consumer.wait_lines(1, timeout=30)
+        producers = [faults.Child(PRODUCER, path, f"p{i}", "400") for i in range(4)]
+        for p in producers:
+            code, lines = p.finish(timeout=120)
+            assert code == 0 and lines[-1] == "done", p.stderr[-2000:]
+        expected = {f"p{i}-{k}" for i in range(4) for k in range(400)}
+        deadline = time.monotonic() + 60
+        while len(values(consumer.lines, "A")) < len(expected) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        consumer.kill()
     acked = values(consumer.lines, "A")
     assert len(acked) == len(set(acked)), "an item was consumed twice"
     assert set(acked) == expected
@@ -171,9 +173,11 @@ item = q.reserve(lease=600)
 os.write(1, f"R {item.value} {q.role}\n".encode())
 time.sleep(600)
 """, path)
-        assert child.wait_lines(1, timeout=30) == ["R a client"]
-        assert q.in_flight() == 1 and len(q) == 1
-        child.kill()
+        try:
+            assert child.wait_lines(1, timeout=30) == ["R a client"]
+            assert q.in_flight() == 1 and len(q) == 1
+        finally:
+            child.kill()
         deadline = time.monotonic() + 10
         while q.in_flight() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -192,9 +196,11 @@ os.write(1, b"waiting\n")
 q.dequeue(block=True)
 os.write(1, b"got one\n")
 """, path)
-        child.wait_lines(1, timeout=30)
-        time.sleep(0.3)  # the child is blocked in dequeue, served by this process
-        child.kill()
+        try:
+            child.wait_lines(1, timeout=30)
+            time.sleep(0.3)  # the child is blocked in dequeue, served by this process
+        finally:
+            child.kill()
         time.sleep(0.5)  # longer than the server's check for a client that left
         q.enqueue("x")
         time.sleep(0.3)
