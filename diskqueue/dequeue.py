@@ -59,18 +59,7 @@ class Takes:
                     sp = self._space(ns)
                     if sp.ready:
                         return ns, self._take(sp, 1, None, False, False, lease, owner)[0]
-                remaining = None if end is None else end - time.monotonic()
-                if not block or (remaining is not None and remaining <= 0):
-                    raise Empty(f"{self.path}: nothing ready in {len(nss)} queues")
-                if self._leases:
-                    until = max(self._leases[0][0] - time.monotonic(), 0.0)
-                    remaining = until if remaining is None else min(remaining, until)
-                self._readers += 1
-                try:
-                    self._readable.wait(remaining)
-                finally:
-                    self._readers -= 1
-                self._check()
+                self._wait_readable(block, end, f"nothing ready in {len(nss)} queues")
 
     def pop_one(self: Engine, ns: bytes, lane: Optional[bytes], desc: bool = False,
                 from_tail: bool = False, block: bool = False,
@@ -225,21 +214,25 @@ class Takes:
                 self._expire_leases()
             if (sp.ready if lane is None else (lane in sp.active)):
                 return
-            if not block:
-                raise Empty(f"{self.path} is empty")
-            now = time.monotonic()
-            remaining = None if end is None else end - now
-            if remaining is not None and remaining <= 0:
-                raise Empty(f"{self.path} stayed empty for {timeout} s")
-            if self._leases:
-                until_lease = max(self._leases[0][0] - now, 0.0)
-                remaining = until_lease if remaining is None else min(remaining, until_lease)
-            self._readers += 1
-            try:
-                self._readable.wait(remaining)
-            finally:
-                self._readers -= 1
-            self._check()
+            self._wait_readable(block, end, "empty")
+
+    def _wait_readable(self: Engine, block: bool, end: Optional[float], what: str) -> None:
+        """Wait (lock held) for a push or the next lease expiry; Empty when out of time."""
+        if not block:
+            raise Empty(f"{self.path}: {what}")
+        now = time.monotonic()
+        remaining = None if end is None else end - now
+        if remaining is not None and remaining <= 0:
+            raise Empty(f"{self.path}: {what}, after waiting")
+        if self._leases:
+            until_lease = max(self._leases[0][0] - now, 0.0)
+            remaining = until_lease if remaining is None else min(remaining, until_lease)
+        self._readers += 1
+        try:
+            self._readable.wait(remaining)
+        finally:
+            self._readers -= 1
+        self._check()
 
     def _pick(self: Engine, sp: Space, n: int, lane: Optional[bytes], desc: bool,
               from_tail: bool) -> list[tuple[bytes, int]]:

@@ -90,6 +90,18 @@ os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
                     after_in_child=_after_fork_in_child)
 
 
+def forget(engine: Any) -> bool:
+    """Drop one reference to an engine (owner or client); True when it was the last."""
+    path: str = engine.path
+    with _registry_lock:
+        engine.refs -= 1
+        if engine.refs > 0:
+            return False
+        if _registry.get(path) is engine:
+            del _registry[path]
+        return True
+
+
 def acquire(path: str) -> Any:
     """Return this process's engine for ``path``: the owner's, or a client of it."""
     from .remote import RemoteEngine
@@ -417,13 +429,8 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
     # -- closing ---------------------------------------------------------------
     def release(self) -> None:
         """Drop one handle's reference; the last one closes the database."""
-        with _registry_lock:
-            self.refs -= 1
-            if self.refs > 0:
-                return
-            if _registry.get(self.path) is self:
-                del _registry[self.path]
-        self.close()
+        if forget(self):
+            self.close()
 
     def close(self) -> None:
         if self._server is not None and not self.forked:

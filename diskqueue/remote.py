@@ -134,15 +134,10 @@ class RemoteEngine:
 
     # -- lifecycle -------------------------------------------------------------
     def release(self) -> None:
-        from .engine import _registry, _registry_lock
+        from .engine import forget
 
-        with _registry_lock:
-            self.refs -= 1
-            if self.refs > 0:
-                return
-            if _registry.get(self.path) is self:
-                del _registry[self.path]
-        self.close()
+        if forget(self):
+            self.close()
 
     def close(self) -> None:
         with self._lock:
