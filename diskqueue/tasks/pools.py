@@ -49,6 +49,7 @@ class ThreadPool:
         self.runner = runner
         self.concurrency = concurrency
         self.batch = batch
+        runner.disk = threading.Lock()  # see Runner.disk
         self.threads: set[threading.Thread] = set()
         self.pending: dict[threading.Thread, deque[Lease]] = {}  # each thread's batch
         self._lock = threading.Lock()

@@ -144,6 +144,7 @@ class ProcessPool:
         self.running: dict[threading.Thread, Run] = {}
         self.kill_now = threading.Event()
         self._lock = threading.Lock()
+        runner.disk = threading.Lock()  # see Runner.disk
 
     def start(self) -> None:
         for i in range(self.concurrency):

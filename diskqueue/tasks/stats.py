@@ -88,7 +88,7 @@ class Counters:
     def __init__(self) -> None:
         self.worker_id = f"{os.getpid()}.{os.urandom(4).hex()}"
         self._lock = threading.Lock()
-        self._counts: dict[tuple[int, str], dict[str, int]] = {}
+        self._counts: dict[tuple[int, str], tuple[bytes, dict[str, int]]] = {}
         self._lat: dict[tuple[int, str], dict[int, int]] = {}
         self._lat_dirty = False
 
@@ -111,13 +111,14 @@ class Counters:
 
         Each thread counts under a key of its own (``worker-id.thread``), so its writes
         land in the order it made them and no lock is held across the write."""
-        thread = threading.get_ident()
-        d = self._counts.get((thread, queue))
-        if d is None:
-            d = self._counts[(thread, queue)] = dict.fromkeys(COUNTS, 0)
+        slot = (threading.get_ident(), queue)
+        found = self._counts.get(slot)
+        if found is None:
+            key = self.key(queue) + b".%x" % slot[0]
+            found = self._counts[slot] = (key, dict.fromkeys(COUNTS, 0))
+        key, d = found
         for name in names:
             d[name] += 1
-        key = self.key(queue) + b".%x" % thread
         write([(R.NS_STATS, key, R.pack(d))])
 
     def latency(self) -> dict[str, dict[int, int]]:
