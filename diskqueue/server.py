@@ -192,6 +192,10 @@ class Server:
             self._closing = True
             conns = list(self._conns)
         try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        except OSError:
+            pass
+        try:
             self._sock.close()
         except OSError:
             pass
