@@ -127,3 +127,11 @@ def make(kind, path):
 def s(make) -> Adapter:
     """The default: an Adapter with default options."""
     return make()
+
+
+@pytest.fixture
+def tasks(tmp_path):
+    """A TaskQueue in a fresh directory, closed after the test."""
+    tq = dq.TaskQueue(tmp_path / "jobs")
+    yield tq
+    tq.close()

@@ -17,13 +17,6 @@ except ImportError:
     from test_tasks_support import FakeClock, until
 
 
-@pytest.fixture
-def tasks(tmp_path):
-    tq = dq.TaskQueue(tmp_path / "jobs")
-    yield tq
-    tq.close()
-
-
 def test_defining_tasks_has_no_side_effect_until_first_use(tmp_path):
     tq = dq.TaskQueue(tmp_path / "jobs")
 

@@ -6,21 +6,12 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 import diskqueue as dq
 
 try:
     from .test_tasks_support import FakeClock, until
 except ImportError:
     from test_tasks_support import FakeClock, until
-
-
-@pytest.fixture
-def tasks(tmp_path):
-    tq = dq.TaskQueue(tmp_path / "jobs")
-    yield tq
-    tq.close()
 
 
 def test_higher_priority_runs_first_fifo_within_a_priority(tasks):
