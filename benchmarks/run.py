@@ -238,18 +238,33 @@ def raw_take_batch(db, first: int, count: int) -> list:
     return got
 
 
+def batches(n: int, put: Callable[[int, list[bytes]], object],
+            take: Callable[[int], object]) -> tuple:
+    """Work of n items in batches of B: ``put(first, values)``, then ``take(first)``.
+    Results are dropped as they come, as a consumer would (keeping them all would time
+    the allocator)."""
+    def enq() -> None:
+        for j in range(0, n, B):
+            put(j + 1, VALUES[j:j + B])
+
+    def deq() -> None:
+        for j in range(0, n, B):
+            take(j + 1)
+    return enq, deq
+
+
 @phases
 def raw_batch(d: str, n: int) -> tuple:
     db = open_raw(d)
-    return (lambda: [raw_put_batch(db, j + 1, VALUES[j:j + B]) for j in range(0, n, B)],
-            lambda: [raw_take_batch(db, j + 1, B) for j in range(0, n, B)], db.close)
+    return (*batches(n, lambda first, vals: raw_put_batch(db, first, vals),
+                     lambda first: raw_take_batch(db, first, B)), db.close)
 
 
 @phases
 def dq_batch(d: str, n: int) -> tuple:
     q = dq.Queue(os.path.join(d, "q"), codec="raw")
-    return (lambda: [q.enqueue_many(VALUES[j:j + B]) for j in range(0, n, B)],
-            lambda: [q.dequeue_many(B) for _ in range(0, n, B)], q.close)
+    return (*batches(n, lambda _, vals: q.enqueue_many(vals), lambda _: q.dequeue_many(B)),
+            q.close)
 
 
 # -- cases ---------------------------------------------------------------------------------

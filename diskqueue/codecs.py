@@ -37,6 +37,10 @@ def _raw_dumps(obj: Any) -> bytes:
     raise TypeError(f"the raw codec stores bytes-like values only, not {type(obj).__name__}")
 
 
+def _identity(data: bytes) -> bytes:
+    return data
+
+
 def _json_dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
@@ -47,12 +51,25 @@ _NAMED = {
         msgpack.packb,
         lambda data: msgpack.unpackb(data, raw=False, strict_map_key=False),
     ),
-    "raw": _Pair("raw", _raw_dumps, lambda data: data),
+    "raw": _Pair("raw", _raw_dumps, _identity),
     "json": _Pair("json", _json_dumps, json.loads),
     "pickle": _Pair(
         "pickle", lambda obj: pickle.dumps(obj, pickle.HIGHEST_PROTOCOL), pickle.loads
     ),
 }
+
+
+def _raw_dumps_many(values: list[Any]) -> list[bytes]:
+    if set(map(type, values)) <= {bytes}:  # the common case, checked in C
+        return values
+    return [_raw_dumps(v) for v in values]
+
+
+def many(dumps: Callable[[Any], bytes]) -> Callable[[list[Any]], list[bytes]]:
+    """``dumps`` over a list of values."""
+    if dumps is _raw_dumps:
+        return _raw_dumps_many
+    return lambda values: list(map(dumps, values))
 
 
 def resolve(codec: CodecSpec) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:

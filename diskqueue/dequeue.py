@@ -9,6 +9,8 @@ import heapq
 import itertools
 import math
 import time
+from collections import deque
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Optional
 
 import msgpack
@@ -24,9 +26,17 @@ if TYPE_CHECKING:
 
 _pack = keys.POINTERS.pack
 
+# A lane dequeued twice in a row is read ahead: this many items, or this many bytes of
+# values, in one range read instead of one get per item.
+READ_AHEAD = 64
+READ_AHEAD_BYTES = 256 * 1024
+
 
 class Takes:
     """Mixin of :class:`diskqueue.engine.Engine`: take, take_first, pop_one."""
+
+    _ahead: deque[tuple[bytes, bytes]]
+    _ahead_lane: Optional[Lane]
 
     def take(self: Engine, ns: bytes, n: int = 1, *, lane: Optional[bytes] = None,
              desc: bool = False, from_tail: bool = False, lease: Optional[float] = None,
@@ -82,6 +92,8 @@ class Takes:
     def _take(self: Engine, sp: Space, n: int, lane: Optional[bytes], desc: bool, from_tail: bool,
               lease: Optional[float], owner: Any = None) -> list[Entry]:
         """The general take, with the lock held and at least one item ready."""
+        if from_tail:
+            self._ahead.clear()
         if lease is None and n > 1:
             runs = self._plan_runs(sp, n, lane, desc, from_tail)
             if runs is not None:
@@ -141,24 +153,23 @@ class Takes:
         deletes: list[bytes] = []
         puts = []
         for lane, lo, hi in runs:
-            prefix = sp.item_prefix + lane
-            pairs = self._store.scan(start=prefix + lo.to_bytes(8, "big"),
-                                     stop=prefix + hi.to_bytes(8, "big"))
-            if len(pairs) != hi - lo:
+            ln = sp.lanes[lane]
+            pairs = self._store.scan(start=ln.prefix + lo.to_bytes(8, "big"), limit=hi - lo)
+            # Keys are unique and sorted: the right count and last key mean the whole run.
+            if len(pairs) != hi - lo or pairs[-1][0] != ln.prefix + (hi - 1).to_bytes(8, "big"):
                 found = {k for k, _ in pairs}
-                raise self._missing(next(prefix + s.to_bytes(8, "big") for s in range(lo, hi)
-                                         if prefix + s.to_bytes(8, "big") not in found))
+                raise self._missing(next(k for k in keys.item_keys(ln.prefix, lo, hi - lo)
+                                         if k not in found))
             if from_tail:
                 pairs.reverse()
                 seqs = range(hi - 1, lo - 1, -1)
             else:
                 seqs = range(lo, hi)
-            entries += [(lane, seq, key, data, 0)
-                        for seq, (key, data) in zip(seqs, pairs, strict=True)]
-            deletes += [key for key, _ in pairs]
-            ln = sp.lanes[lane]
+            run_keys, datas = zip(*pairs, strict=True)
+            entries += zip(repeat(lane), seqs, run_keys, datas, repeat(0))
+            deletes += run_keys
             head, tail = (ln.head, lo) if from_tail else (hi, ln.tail)
-            puts.append((sp.pointer_prefix + lane, _pack(head, tail)))
+            puts.append((ln.pointer_key, _pack(head, tail)))
         self._store.write(puts, deletes)
         for lane, lo, hi in runs:
             ln = sp.lanes[lane]
@@ -179,20 +190,39 @@ class Takes:
         if lane is None:
             lane = sp.active[-1] if desc else sp.active[0]
         ln = sp.lanes.get(lane)
-        if ln is None or ln.front or ln.head >= ln.tail:
+        if ln is None or ln.front:
+            return None
+        head, tail = ln.head, ln.tail
+        if head >= tail:
             return None
         if from_tail:
-            seq = ln.tail - 1
-            head, tail = ln.head, seq
+            tail = seq = tail - 1
+            self._ahead.clear()  # a Stack gives the popped seq to its next push
         else:
-            seq = ln.head
-            head, tail = seq + 1, ln.tail
+            seq = head
+            head += 1
         if sp.aside and (lane, seq) in sp.aside:
             return None
-        key = sp.item_prefix + lane + seq.to_bytes(8, "big")
-        data = self._store.pop(key, sp.pointer_prefix + lane, _pack(head, tail))
-        if data is None:
-            raise self._missing(key)
+        key = ln.prefix + seq.to_bytes(8, "big")
+        ahead = self._ahead
+        if ahead and ahead[0][0] == key:
+            data = ahead.popleft()[1]
+            self._store.delete_put(key, ln.pointer_key, _pack(head, tail))
+        elif self._ahead_lane is ln and tail - seq > 2:
+            run = self._store.scan(start=key, stop=ln.prefix + tail.to_bytes(8, "big"),
+                                   limit=READ_AHEAD, max_bytes=READ_AHEAD_BYTES)
+            if not run or run[0][0] != key:
+                raise self._missing(key)
+            ahead.clear()
+            ahead.extend(run)
+            data = ahead.popleft()[1]
+            self._store.delete_put(key, ln.pointer_key, _pack(head, tail))
+        else:
+            self._ahead_lane = ln
+            popped = self._store.pop(key, ln.pointer_key, _pack(head, tail))
+            if popped is None:
+                raise self._missing(key)
+            data = popped
         ln.head = head
         ln.tail = tail
         sp.ready -= 1

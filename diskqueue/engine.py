@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import threading
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Optional
 
@@ -142,6 +143,10 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
         self._leases: list[tuple[float, int, bytes, bytes, int, int]] = []
         self._lease_ids = itertools.count()
         self._deleted = 0
+        # Read-ahead of the lane being drained: (key, data) of its next items, and the
+        # lane whose last dequeue missed it (a second dequeue in a row fills it).
+        self._ahead: deque[tuple[bytes, bytes]] = deque()
+        self._ahead_lane: Optional[Lane] = None
         self._owned: dict[Any, list[tuple[bytes, bytes, int, int]]] = {}
         self._compactor: threading.Thread | None = None
         self._server: Any = None
@@ -178,8 +183,8 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
     def _parse_pointers(self) -> None:
         for key, value in self._store.iter_prefix(keys.POINTER):
             sp, lane = self._split(key, 0)
-            head, tail = keys.POINTERS.unpack(value)
-            sp.lanes[lane] = Lane(head, tail)
+            ln = sp.lane(lane)
+            ln.head, ln.tail = keys.POINTERS.unpack(value)
         for key, value in self._store.iter_prefix(keys.ASIDE):
             sp, lane = self._split(key, 8)
             seq = int.from_bytes(key[-8:], "big")
@@ -292,6 +297,7 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
                 raise self._emptiness(sp, None, f"id {seq}")
             key = sp.item_key(lane, seq)
             self._store.put(key, data)
+            self._ahead.clear()
             return key
 
     def length(self, ns: bytes, lane: Optional[bytes] = None) -> int:
@@ -353,6 +359,7 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
             aside = [sp.aside_key(lane_key, seq) for lane_key, seq in
                      itertools.chain(sp.aside, sp.reserved)]
             self._store.write(puts, aside)  # from here the items are consumed keys
+            self._ahead.clear()
             for key, _ in puts:
                 lane_key = key[len(sp.pointer_prefix):]
                 ln = sp.lanes[lane_key]

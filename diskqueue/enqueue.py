@@ -59,8 +59,8 @@ class Pushes:
                 self._wait_room(sp, 1, maxsize, block, timeout)
             ln = sp.lanes.get(lane) or sp.lane(lane)
             seq = ln.tail
-            key = sp.item_prefix + lane + seq.to_bytes(8, "big")
-            self._store.write2(key, data, sp.pointer_prefix + lane, _pack(ln.head, seq + 1))
+            key = ln.prefix + seq.to_bytes(8, "big")
+            self._store.write2(key, data, ln.pointer_key, _pack(ln.head, seq + 1))
             ln.tail = seq + 1
             sp.ready += 1
             sp.unfinished += 1
@@ -91,22 +91,21 @@ class Pushes:
             return out
 
     def push_run(self: Engine, ns: bytes, lane: bytes, datas: list[bytes], maxsize: int = 0,
-                 block: bool = False, timeout: Optional[float] = None) -> int:
-        """Append items to one lane atomically; return the first seq (the rest follow)."""
+                 block: bool = False, timeout: Optional[float] = None
+                 ) -> tuple[int, list[bytes]]:
+        """Append items to one lane atomically; return the first seq (the rest follow)
+        and the keys."""
         with self._lock:
             self._check()
             sp = self._space(ns)
             if maxsize:
                 self._wait_room(sp, len(datas), maxsize, block, timeout)
             ln = sp.lane(lane)
-            first = ln.tail
-            prefix = sp.item_prefix + lane
-            puts = [(prefix + seq.to_bytes(8, "big"), data)
-                    for seq, data in zip(range(first, first + len(datas)), datas, strict=True)]
-            puts.append((sp.pointer_prefix + lane, _pack(ln.head, first + len(datas))))
-            self._store.write(puts)
-            self._apply_push(sp, {lane: first + len(datas)}, len(datas))
-            return first
+            first, n = ln.tail, len(datas)
+            item_keys = keys.item_keys(ln.prefix, first, n)
+            self._store.write_run(item_keys, datas, ln.pointer_key, _pack(ln.head, first + n))
+            self._apply_push(sp, {lane: first + n}, n)
+            return first, item_keys
 
     def push_unless(self: Engine, ns: bytes, entries: list[tuple[bytes, bytes]],
                     guard: tuple[bytes, bytes], records: RecordOps = ()) -> Optional[bytes]:

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from . import engine as engine_mod
 from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
-from .item import Item, items_placed, items_taken, make_item
+from .item import Item, items_of, items_taken, make_item
 from .stdlib import QueueFace
 
 _LANE = b""
@@ -35,8 +35,8 @@ class _Line(Handle, QueueFace):
         values = list(values)
         if not values:
             return []
-        placed = self._append_run(_LANE, values)
-        return items_placed(placed, values)
+        seqs, item_keys = self._append_run(_LANE, values)
+        return items_of(seqs, item_keys, values)
 
     def _remove(self, block: bool, timeout: Optional[float]) -> Item:
         if block:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, Optional
 
-from . import codecs, keys
+from . import codecs
 from . import engine as engine_mod
 from .errors import Closed, NotReserved
 from .item import Item
@@ -71,6 +71,7 @@ class Handle(abc.ABC):
         self._encode = codecs.encoder(dumps)
         # Hot paths call the bare dumps of a named codec and fall back to _encode on failure.
         self._dumps = dumps if isinstance(codec, str) else self._encode
+        self._dumps_many = codecs.many(self._dumps)
         self._sync = sync
         engine = engine_mod.acquire(self.path)
         try:
@@ -146,21 +147,21 @@ class Handle(abc.ABC):
     def _encode_all(self, values: list[Any]) -> list[bytes]:
         """Encode every value before anything is written (a TypeError names the bad one)."""
         try:
-            return [self._dumps(v) for v in values]
+            return self._dumps_many(values)  # type: ignore[no-any-return]
         except Exception:
             return [self._encode(v) for v in values]
 
-    def _append_run(self, lane: bytes, values: list[Any]) -> list[tuple[int, bytes]]:
+    def _append_run(self, lane: bytes, values: list[Any]
+                    ) -> tuple[Sequence[int], Sequence[bytes]]:
         """Store values at the end of one lane atomically; their seqs and keys."""
         datas = self._encode_all(values)
         if self._sync and not self.maxsize:
-            return self._engine.push_durable(  # type: ignore[no-any-return]
-                self._ns, [(lane, d) for d in datas])
-        first = self._engine.push_run(self._ns, lane, datas, self.maxsize)
+            seqs, item_keys = zip(*self._engine.push_durable(
+                self._ns, [(lane, d) for d in datas]), strict=True)
+            return seqs, item_keys
+        first, item_keys = self._engine.push_run(self._ns, lane, datas, self.maxsize)
         self._synced()
-        prefix = keys.item_prefix(self._ns, lane)
-        return [(seq, prefix + seq.to_bytes(8, "big"))
-                for seq in range(first, first + len(datas))]
+        return range(first, first + len(item_keys)), item_keys
 
     def _append_many(self, entries: list[tuple[bytes, bytes]]) -> list[tuple[int, bytes]]:
         """Store encoded items atomically; with ``sync``, durable before it returns."""

@@ -37,6 +37,13 @@ def seq_bytes(seq: int) -> bytes:
     return seq.to_bytes(SEQ_BYTES, "big")
 
 
+def item_keys(prefix: bytes, first: int, n: int) -> list[bytes]:
+    """The keys of ``n`` items of a lane from seq ``first`` on (for batches: one struct
+    call per key is the cheapest way Python has)."""
+    pack = struct.Struct(f">{len(prefix)}sQ").pack
+    return [pack(prefix, seq) for seq in range(first, first + n)]
+
+
 def priority_lane(priority: object) -> bytes:
     """Encode a priority so that byte order is numeric order; validate it on the way."""
     if type(priority) is not int:

@@ -16,12 +16,16 @@ from . import keys
 
 
 class Lane:
-    __slots__ = ("head", "tail", "front")
+    __slots__ = ("head", "tail", "front", "prefix", "pointer_key")
 
-    def __init__(self, head: int = 1, tail: int = 1) -> None:
+    def __init__(self, head: int = 1, tail: int = 1, prefix: bytes = b"",
+                 pointer_key: bytes = b"") -> None:
         self.head = head
         self.tail = tail
         self.front: SortedList | None = None  # ready seqs below head, oldest first
+        # Every item key of the lane is ``prefix + seq``; kept to spare the hot paths.
+        self.prefix = prefix
+        self.pointer_key = pointer_key
 
     @property
     def ready(self) -> int:
@@ -95,7 +99,8 @@ class Space:
     def lane(self, lane: bytes) -> Lane:
         ln = self.lanes.get(lane)
         if ln is None:
-            ln = self.lanes[lane] = Lane()
+            ln = self.lanes[lane] = Lane(1, 1, self.item_prefix + lane,
+                                         self.pointer_prefix + lane)
         return ln
 
     def item_key(self, lane: bytes, seq: int) -> bytes:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from . import engine as engine_mod
 from . import keys
 from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
-from .item import Item, items_placed, items_taken, make_item
+from .item import Item, items_of, items_taken, make_item
 
 
 class PrefixQueue(Handle, Reliable):
@@ -39,9 +39,8 @@ class PrefixQueue(Handle, Reliable):
         values = list(values)
         if not values:
             return []
-        placed = self._append_run(lane, values)
-        raw = keys.lane_prefix(lane)
-        return items_placed(placed, values, prefix=raw)
+        seqs, item_keys = self._append_run(lane, values)
+        return items_of(seqs, item_keys, values, prefix=keys.lane_prefix(lane))
 
     def _take(self, prefix: str | bytes, n: int, block: bool, timeout: Optional[float],
               lease: Optional[float] = None) -> list[Item]:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator
+from itertools import islice, starmap
+from operator import itemgetter
 from typing import Any
 
 try:
@@ -22,7 +25,13 @@ from .errors import Corrupted, DiskQueueError, Locked
 log = logging.getLogger("diskqueue.store")
 
 PID_FILE = "diskqueue.pid"
+_drain: Any = deque(maxlen=0).extend  # runs an iterator of calls to its end, in C
 _WRITE_BUFFER = 4 * 1024 * 1024
+# A batch with fewer bytes of values than this reuses one WriteBatch (creating one costs
+# as much as a small write). Its buffer keeps the size of the biggest batch it held,
+# so big batches get a fresh one.
+_REUSE_BELOW = 1024 * 1024
+_value = itemgetter(1)
 
 
 def _check_directory(path: str) -> None:
@@ -58,7 +67,7 @@ class Store:
         except plyvel.Error as exc:
             raise self._translate(exc) from exc
         self.pid = os.getpid()
-        # Reused by write2/delete_put: callers serialize writes (the engine's lock).
+        # Small batches reuse this one: callers serialize writes (the engine's lock).
         self._wb = self._db.write_batch()
         self._write_pid()
 
@@ -103,17 +112,22 @@ class Store:
         stop: bytes | None = None,
         reverse: bool = False,
         limit: int | None = None,
+        max_bytes: int | None = None,
     ) -> list[tuple[bytes, bytes]]:
-        """Return up to ``limit`` ``(key, value)`` pairs of a range, read at once."""
+        """Return up to ``limit`` ``(key, value)`` pairs of a range, read at once; with
+        ``max_bytes``, end once the values read reach it (big values are never held by
+        the run)."""
         try:
             it = self._db.iterator(prefix=prefix, start=start, stop=stop, reverse=reverse)
             try:
-                if limit is None:
-                    return list(it)
-                out = []
+                if max_bytes is None:
+                    return list(it if limit is None else islice(it, limit))
+                out: list[tuple[bytes, bytes]] = []
+                size = 0
                 for pair in it:
                     out.append(pair)
-                    if len(out) >= limit:
+                    size += len(pair[1])
+                    if size >= max_bytes or len(out) == limit:
                         break
                 return out
             finally:
@@ -139,20 +153,48 @@ class Store:
     def write(self, puts: Any = (), deletes: Any = (), sync: bool = False) -> None:
         """Write puts and deletes as one atomic batch: all of it lands, or none."""
         try:
-            wb = self._db.write_batch(sync=sync)
-            for key in deletes:
-                wb.delete(key)
-            for key, value in puts:
-                wb.put(key, value)
+            if (sync or len(deletes) > 1024 or len(puts) > 8
+                    or (puts and sum(map(len, map(_value, puts))) >= _REUSE_BELOW)):
+                wb = self._db.write_batch(sync=sync)
+            else:
+                wb = self._reused()
+            if deletes:
+                _drain(map(wb.delete, deletes))
+            if puts:
+                _drain(starmap(wb.put, puts))
             wb.write()
         except plyvel.Error as exc:
             raise self._translate(exc) from exc
 
+    def write_run(self, item_keys: list[bytes], datas: list[bytes], pointer_key: bytes,
+                  pointer: bytes, deletes: Any = ()) -> None:
+        """Items of one lane with the pointer they move (and deletes), as one batch."""
+        try:
+            if sum(map(len, datas)) < _REUSE_BELOW:
+                wb = self._reused()
+            else:
+                wb = self._db.write_batch()
+            if deletes:
+                _drain(map(wb.delete, deletes))
+            _drain(map(wb.put, item_keys, datas))
+            wb.put(pointer_key, pointer)
+            wb.write()
+        except plyvel.Error as exc:
+            raise self._translate(exc) from exc
+
+    def _reused(self) -> Any:
+        wb = self._wb
+        wb.clear()
+        return wb
+
     def write2(self, k1: bytes, v1: bytes, k2: bytes, v2: bytes) -> None:
         """Two puts as one batch: the hot path of a single enqueue (item and pointer)."""
         try:
-            wb = self._wb
-            wb.clear()
+            if len(v1) < _REUSE_BELOW:
+                wb = self._wb
+                wb.clear()
+            else:
+                wb = self._db.write_batch()
             wb.put(k1, v1)
             wb.put(k2, v2)
             wb.write()
@@ -170,6 +212,17 @@ class Store:
                 wb.put(pointer_key, pointer)
                 wb.write()
             return data
+        except plyvel.Error as exc:
+            raise self._translate(exc) from exc
+
+    def delete_put(self, key: bytes, pointer_key: bytes, pointer: bytes) -> None:
+        """Delete a key and write a pointer in one batch: a dequeue of an item read before."""
+        try:
+            wb = self._wb
+            wb.clear()
+            wb.delete(key)
+            wb.put(pointer_key, pointer)
+            wb.write()
         except plyvel.Error as exc:
             raise self._translate(exc) from exc
 
