@@ -14,6 +14,7 @@ from .item import Item, items_of, items_taken, make_item
 from .stdlib import QueueFace
 
 _LANE = b""
+_new = tuple.__new__  # Item(...) without its keyword handling, on the hottest paths
 
 
 class _Line(Handle, QueueFace):
@@ -46,7 +47,7 @@ class _Line(Handle, QueueFace):
         )
         if self._sync:
             self._engine.sync()
-        return make_item(seq, key, self._loads(data))
+        return _new(Item, (seq, key, self._loads(data), None, None, 0))
 
     def _remove_many(self, n: int, block: bool, timeout: Optional[float]) -> list[Item]:
         check_count("n", n)
@@ -101,7 +102,7 @@ class Queue(_Line, Reliable):
             seq, key = self._append(_LANE, data)
         else:
             seq, key = self._engine.push_one(self._ns, _LANE, data, self.maxsize)
-        return make_item(seq, key, value)
+        return _new(Item, (seq, key, value, None, None, 0))
 
     def enqueue_many(self, values: Iterable[Any]) -> list[Item]:
         """Append several values atomically: all of them, or none."""
@@ -115,7 +116,7 @@ class Queue(_Line, Reliable):
                                                         timeout)
         if self._sync:
             self._engine.sync()
-        return make_item(seq, key, self._loads(data))
+        return _new(Item, (seq, key, self._loads(data), None, None, 0))
 
     def dequeue_many(self, n: int, *, block: bool = False,
                      timeout: Optional[float] = None) -> list[Item]:
