@@ -53,8 +53,9 @@ def rate(n: int, work) -> float:
 
 
 def ping_pong(n: int) -> float:
-    """Round trips per second of a bare Unix socket between two processes: the floor
-    under any client call, and it moves with the machine's load."""
+    """Round trips per second of a bare Unix socket between two processes, each sleeping
+    in a blocking recv: what a call costs when both sides sleep between messages (the
+    client and the owner poll a little first), and it moves with the machine's load."""
     a, b = socket.socketpair()
     pid = os.fork()
     if pid == 0:
@@ -137,7 +138,7 @@ def main() -> None:
          f"{ratio('client enqueue_many', 'owner enqueue_many'):.2f}x owner", ">= 300k items/s",
          med("client enqueue_many") >= 300_000),
         ("bare Unix socket round trip (same run)", f"{med('ping-pong') / 1e3:.1f}k/s",
-         "two processes, 80 bytes each way", "-", None),
+         "two processes, 80 bytes each way, blocking recv", "-", None),
         ("owner enqueue (same run)", f"{med('owner enqueue') / 1e3:.1f}k ops/s",
          f"{ratio('owner enqueue', 'raw put'):.2f}x raw put", "-", None),
         ("owner enqueue_many(100) (same run)", f"{med('owner enqueue_many') / 1e3:.0f}k items/s",

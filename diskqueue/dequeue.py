@@ -10,6 +10,7 @@ import itertools
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -33,7 +34,7 @@ READ_AHEAD_BYTES = 256 * 1024
 
 
 class Takes:
-    """Mixin of :class:`diskqueue.engine.Engine`: take, take_first, pop_one."""
+    """Mixin of :class:`diskqueue.engine.Engine`: take, take_run, take_first, pop_one."""
 
     _ahead: deque[tuple[bytes, bytes]]
     _ahead_lane: Optional[Lane]
@@ -54,6 +55,26 @@ class Takes:
             if self._leases or not (sp.ready if lane is None else lane in sp.active):
                 self._await_ready(sp, lane, block, timeout)
             return self._take(sp, n, lane, desc, from_tail, lease, owner)
+
+    def take_run(self: Engine, ns: bytes, lane: bytes, n: int, from_tail: bool = False,
+                 block: bool = False, timeout: Optional[float] = None
+                 ) -> tuple[Sequence[int], list[tuple[bytes, bytes]]]:
+        """``take`` of up to ``n`` items of one lane, without a lease, as the seqs and the
+        ``(key, data)`` pairs: the columns a handle builds Items from (dequeue_many)."""
+        with self._lock:
+            if self.closed or self.forked:
+                self._refuse()
+            sp = self._spaces.get(ns) or self._space(ns)
+            if self._leases or lane not in sp.active:
+                self._await_ready(sp, lane, block, timeout)
+            if from_tail:
+                self._ahead.clear()
+            runs = self._plan_runs(sp, n, lane, False, from_tail)
+            if runs is not None:
+                ((_, seqs, pairs),) = self._drain_runs(sp, runs, from_tail)
+                return seqs, pairs
+            entries = self._take(sp, n, lane, False, from_tail, None)
+            return [e[1] for e in entries], [(e[2], e[3]) for e in entries]
 
     def take_first(self: Engine, nss: list[bytes], lease: Optional[float] = None,
                    block: bool = False, timeout: Optional[float] = None,
@@ -122,7 +143,8 @@ class Takes:
         self._store.write(puts, deletes)
         self._apply_take(sp, picked, moved, entries, lease, owner)
         if lease is None:
-            self._count_deletes(sp, {lane_key for lane_key, _ in picked}, len(picked))
+            self._count_deletes(sp, {lane_key for lane_key, _ in picked}, len(picked),
+                                from_tail)
         if self._writers:
             self._writable.notify(len(picked))
         return entries
@@ -148,8 +170,18 @@ class Takes:
 
     def _take_runs(self: Engine, sp: Space, runs: list[tuple[bytes, int, int]],
                    from_tail: bool) -> list[Entry]:
-        """Dequeue whole runs: one range read and one batch, however many items."""
+        """Dequeue whole runs as entries."""
         entries: list[Entry] = []
+        for lane, seqs, pairs in self._drain_runs(sp, runs, from_tail):
+            run_keys, datas = zip(*pairs, strict=True)
+            entries += zip(repeat(lane), seqs, run_keys, datas, repeat(0))
+        return entries
+
+    def _drain_runs(self: Engine, sp: Space, runs: list[tuple[bytes, int, int]],
+                    from_tail: bool) -> list[tuple[bytes, range, list[tuple[bytes, bytes]]]]:
+        """Dequeue whole runs: one range read each and one batch for all, however many
+        items. Returns each run's lane, seqs and ``(key, data)`` pairs in dequeue order."""
+        out = []
         deletes: list[bytes] = []
         puts = []
         for lane, lo, hi in runs:
@@ -162,12 +194,10 @@ class Takes:
                                          if k not in found))
             if from_tail:
                 pairs.reverse()
-                seqs = range(hi - 1, lo - 1, -1)
+                out.append((lane, range(hi - 1, lo - 1, -1), pairs))
             else:
-                seqs = range(lo, hi)
-            run_keys, datas = zip(*pairs, strict=True)
-            entries += zip(repeat(lane), seqs, run_keys, datas, repeat(0))
-            deletes += run_keys
+                out.append((lane, range(lo, hi), pairs))
+            deletes += [k for k, _ in pairs]
             head, tail = (ln.head, lo) if from_tail else (hi, ln.tail)
             puts.append((ln.pointer_key, _pack(head, tail)))
         self._store.write(puts, deletes)
@@ -178,11 +208,11 @@ class Takes:
             else:
                 ln.head = hi
             sp.recount(lane, ln)
-        sp.ready -= len(entries)
-        self._count_deletes(sp, [lane for lane, _, _ in runs], len(entries))
+        sp.ready -= len(deletes)
+        self._count_deletes(sp, [lane for lane, _, _ in runs], len(deletes), from_tail)
         if self._writers:
-            self._writable.notify(len(entries))
-        return entries
+            self._writable.notify(len(deletes))
+        return out
 
     def _take_one(self: Engine, sp: Space, lane: Optional[bytes], desc: bool,
                   from_tail: bool) -> Optional[Entry]:
@@ -229,6 +259,8 @@ class Takes:
         if head == tail:
             sp.active.discard(lane)
         sp.dirty.add(lane)
+        if from_tail:
+            sp.dirty_top.add(lane)
         self._deleted += 1
         if self._deleted >= COMPACT_EVERY:
             self._maybe_compact()
@@ -312,7 +344,7 @@ class Takes:
                                                   next(self._lease_ids), sp.ns, lane_key, seq,
                                                   entry[4]))
                 if owner is not None:
-                    self._owned.setdefault(owner, []).append((sp.ns, lane_key, seq, entry[4]))
+                    self._own(owner, (sp.ns, lane_key, seq, entry[4]))
         sp.ready -= len(picked)
         for lane_key in {lane_key for lane_key, _ in picked}:
             sp.recount(lane_key, sp.lanes[lane_key])

@@ -35,7 +35,7 @@ from .errors import (
 from .groupcommit import GroupCommit
 from .lanes import Lane, Space
 from .records import Records
-from .reservations import Reservations
+from .reservations import Holdings, Reservations
 from .store import Store
 
 log = logging.getLogger("diskqueue.engine")
@@ -147,7 +147,7 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
         # lane whose last dequeue missed it (a second dequeue in a row fills it).
         self._ahead: deque[tuple[bytes, bytes]] = deque()
         self._ahead_lane: Optional[Lane] = None
-        self._owned: dict[Any, list[tuple[bytes, bytes, int, int]]] = {}
+        self._owned: dict[Any, Holdings] = {}
         self._compactor: threading.Thread | None = None
         self._server: Any = None
         try:
@@ -453,6 +453,7 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
             while self._outside:
                 self._idle.wait()
             if not self.forked:
+                self._compact_before_close()
                 self._store.close()
 
     def destroy(self) -> None:

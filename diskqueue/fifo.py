@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from . import engine as engine_mod
 from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
-from .item import Item, items_of, items_taken, make_item
+from .item import Item, items_of, items_run, make_item
 from .stdlib import QueueFace
 
 _LANE = b""
@@ -54,10 +54,10 @@ class _Line(Handle, QueueFace):
         check_timeout(block, timeout)
         if n == 0:
             return []
-        entries = self._engine.take(self._ns, n, lane=_LANE, from_tail=self._from_tail,
-                                    block=block, timeout=timeout)
+        seqs, pairs = self._engine.take_run(self._ns, _LANE, n, self._from_tail, block,
+                                            timeout)
         self._synced()
-        return items_taken(entries, self._loads)
+        return items_run(seqs, pairs, self._loads)
 
     def peek(self) -> Item:
         """The item the next dequeue/pop would return, left in place."""

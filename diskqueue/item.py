@@ -86,6 +86,16 @@ def items_taken(entries: Any, loads: Any, priority_of: Any = None,
                     None if priority_of is None else map(priority_of, lanes), prefix, attempts)
 
 
+def items_run(seqs: Any, pairs: Any, loads: Any, prefix: bytes | None = None) -> list[Item]:
+    """Items of one lane's run: its seqs and ``(key, data)`` pairs."""
+    new = _tuple_new
+    if loads is _identity:
+        return [new(Item, (seq, key, data, None, prefix, 0))
+                for seq, (key, data) in zip(seqs, pairs, strict=True)]
+    return [new(Item, (seq, key, loads(data), None, prefix, 0))
+            for seq, (key, data) in zip(seqs, pairs, strict=True)]
+
+
 def items_placed(placed: Any, values: Any, priorities: Any = None,
                  prefix: bytes | None = None) -> list[Item]:
     """Items of freshly stored values: ``placed`` holds their ``(seq, key)``."""

@@ -79,7 +79,7 @@ class Space:
 
     __slots__ = (
         "ns", "item_prefix", "pointer_prefix", "aside_prefix", "lanes", "active",
-        "aside", "reserved", "ready", "unfinished", "dirty",
+        "aside", "reserved", "ready", "unfinished", "dirty", "dirty_top",
     )
 
     def __init__(self, ns: bytes) -> None:
@@ -95,6 +95,7 @@ class Space:
         self.ready = 0
         self.unfinished = 0
         self.dirty: set[bytes] = set()  # lanes with deletes since the last compaction
+        self.dirty_top: set[bytes] = set()  # those of them popped at the tail (a Stack)
 
     def lane(self, lane: bytes) -> Lane:
         ln = self.lanes.get(lane)

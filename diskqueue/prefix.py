@@ -12,7 +12,7 @@ from typing import Any, Optional
 from . import engine as engine_mod
 from . import keys
 from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
-from .item import Item, items_of, items_taken, make_item
+from .item import Item, items_of, items_run, items_taken, make_item
 
 
 class PrefixQueue(Handle, Reliable):
@@ -64,7 +64,11 @@ class PrefixQueue(Handle, Reliable):
                      timeout: Optional[float] = None) -> list[Item]:
         if check_count("n", n) == 0:
             return []
-        return self._take(prefix, n, block, timeout)
+        lane = keys.prefix_lane(prefix)
+        check_timeout(block, timeout)
+        seqs, pairs = self._engine.take_run(self._ns, lane, n, False, block, timeout)
+        self._synced()
+        return items_run(seqs, pairs, self._loads, keys.lane_prefix(lane))
 
     def reserve(self, prefix: str | bytes, *, lease: float = 30.0, block: bool = False,
                 timeout: Optional[float] = None) -> Item:

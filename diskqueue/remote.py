@@ -19,14 +19,39 @@ from typing import Any, Optional
 
 from . import protocol
 from .errors import Closed, Locked
-from .server import _METHODS
+from .server import _HEAD_TAKES, _METHODS, RECEIVED
 
 log = logging.getLogger("diskqueue.remote")
 
 TAKEOVER_TIMEOUT = 10.0
+_RECEIVED = protocol.pack(RECEIVED)
+
+
+class _Conn:
+    """One connection to the owner; a thread has it to itself for the length of a call."""
+
+    __slots__ = ("sock", "reader")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = protocol.FrameReader(sock)
+
+    def close(self, goodbye: bool) -> None:
+        try:
+            if goodbye:
+                self.sock.sendall(protocol.pack("bye"))
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 class RemoteEngine:
+    """Each call borrows an idle connection, or opens one, so a thread blocked in a call
+    never holds up the calls of the process's other threads."""
+
     def __init__(self, path: str, *, connect: bool = True) -> None:
         self.path = path
         self.refs = 0
@@ -34,15 +59,16 @@ class RemoteEngine:
         self.forked = False
         self._reset()
         if connect:
-            with self._lock:
-                self._reach(time.monotonic() + TAKEOVER_TIMEOUT)
+            conn = self._reach(time.monotonic() + TAKEOVER_TIMEOUT)
+            if conn is not None:
+                self._idle.append(conn)
 
     def _reset(self) -> None:
         """Fresh connection state (also in a child after fork(): nothing is shared)."""
         self.pid = os.getpid()
-        self._lock = threading.Lock()
-        self._sock: Optional[socket.socket] = None
-        self._reader: Optional[protocol.FrameReader] = None
+        self._lock = threading.Lock()  # guards _idle and closed
+        self._taking_over = threading.Lock()  # one thread at a time opens the directory
+        self._idle: list[_Conn] = []
         self._local: Any = None  # an Engine once this process took the directory over
 
     @property
@@ -50,27 +76,30 @@ class RemoteEngine:
         return "owner" if self._local is not None else "client"
 
     # -- reaching the directory ------------------------------------------------
-    def _reach(self, deadline: float) -> None:
-        """Connect to the owner, or become it; give up with Locked at ``deadline``."""
+    def _reach(self, deadline: float) -> Optional[_Conn]:
+        """A new connection to the owner, or None once this process is the owner;
+        ``Locked`` at ``deadline``."""
         from .engine import Engine
 
         pause = 0.005
-        while True:
+        while self._local is None:
             try:
-                self._sock = self._connect()
-                self._reader = protocol.FrameReader(self._sock)
-                return
+                return _Conn(self._connect())
             except OSError:
                 pass
-            try:
-                self._local = Engine(self.path)
-                log.info("took over %s", self.path)
-                return
-            except Locked as exc:
-                if time.monotonic() >= deadline:
-                    raise exc from None
+            with self._taking_over:
+                if self._local is not None:
+                    break
+                try:
+                    self._local = Engine(self.path)
+                    log.info("took over %s", self.path)
+                    break
+                except Locked as exc:
+                    if time.monotonic() >= deadline:
+                        raise exc from None
             time.sleep(pause)
             pause = min(pause * 2, 0.1)
+        return None
 
     def _connect(self) -> socket.socket:
         address, keep = protocol.socket_address(self.path)
@@ -97,37 +126,48 @@ class RemoteEngine:
                 if self.pid != os.getpid():
                     self._reset_after_fork()
                     continue
-                try:
-                    if self._sock is None:
-                        self._reach(deadline or time.monotonic() + TAKEOVER_TIMEOUT)
-                        continue
-                    self._sock.sendall(protocol.pack([method, list(args), kwargs]))
-                    reply = self._reader.read()  # type: ignore[union-attr]
-                except (OSError, protocol.ProtocolError):
-                    self._drop()
-                    deadline = deadline or time.monotonic() + TAKEOVER_TIMEOUT
-                    self._reach(deadline)
-                    continue
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._reach(deadline or time.monotonic() + TAKEOVER_TIMEOUT)
+                if conn is None:
+                    continue  # this process holds the directory now
+            try:
+                conn.sock.sendall(protocol.pack([method, list(args), kwargs]))
+                reply = conn.reader.read()
+                if method in _HEAD_TAKES and reply[0] == 0:
+                    # Tell the owner the item arrived, so it is not held for us any longer.
+                    conn.sock.sendall(_RECEIVED)
+            except (OSError, protocol.ProtocolError):
+                conn.close(goodbye=False)
+                self._drop_idle()  # the owner went away: its other connections are dead
+                deadline = deadline or time.monotonic() + TAKEOVER_TIMEOUT
+                continue
+            self._put_back(conn)
             if reply[0] == 0:
                 return reply[1]
             protocol.raise_reply(reply[1], reply[2])
 
-    def _drop(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-            self._sock = None
+    def _put_back(self, conn: _Conn) -> None:
+        with self._lock:
+            if not self.closed and self.pid == os.getpid():
+                self._idle.append(conn)
+                return
+        conn.close(goodbye=self.pid == os.getpid())
+
+    def _drop_idle(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close(goodbye=False)
 
     def _reset_after_fork(self) -> None:
         from .engine import orphan
 
         if self._local is not None:
             orphan(self._local)
-        if self._sock is not None:
+        for conn in self._idle:
             try:
-                self._sock.close()  # our copy only: the parent's connection stays up
+                conn.sock.close()  # our copy only: the parent's connection stays up
             except OSError:
                 pass
         self._reset()
@@ -144,14 +184,18 @@ class RemoteEngine:
             if self.closed:
                 return
             self.closed = True
-            if self._sock is not None and self.pid == os.getpid():
+            idle, self._idle = self._idle, []
+            local, self._local = self._local, None
+            ours = self.pid == os.getpid()
+        for conn in idle:
+            if ours:
+                conn.close(goodbye=True)
+            else:
                 try:
-                    self._sock.sendall(protocol.pack("bye"))
+                    conn.sock.close()
                 except OSError:
                     pass
-            self._drop()
-            local, self._local = self._local, None
-        if local is not None and self.pid == os.getpid():
+        if local is not None and ours:
             local.close()
 
     def destroy(self) -> None:

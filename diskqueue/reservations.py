@@ -28,6 +28,12 @@ log = logging.getLogger("diskqueue.engine")
 RecordOps = Iterable[tuple[bytes, bytes, Optional[bytes]]]
 
 
+class Holdings(list):  # type: ignore[type-arg]
+    """``(ns, lane, seq, attempts)`` of the reservations of one owner, some since gone."""
+
+    limit = 64  # length at which the gone ones are dropped
+
+
 class Reservations:
     """Mixin of :class:`diskqueue.engine.Engine`: ack, nack, leases, owners."""
 
@@ -38,13 +44,14 @@ class Reservations:
     _store: Store
     _spaces: dict[bytes, Space]
     _leases: list[tuple[float, int, bytes, bytes, int, int]]
-    _owned: dict[Any, list[tuple[bytes, bytes, int, int]]]
+    _owned: dict[Any, Holdings]
 
     if TYPE_CHECKING:  # provided by Engine
         def _check(self) -> None: ...
         def _space(self, ns: bytes) -> Space: ...
         def _missing(self, key: bytes) -> DiskQueueError: ...
-        def _count_deletes(self, sp: Space, lanes: Any, n: int) -> None: ...
+        def _count_deletes(self, sp: Space, lanes: Any, n: int,
+                           from_tail: bool = False) -> None: ...
         def _plan_records(self, records: RecordOps,
                           puts: list[tuple[bytes, bytes]]) -> list[bytes]: ...
 
@@ -149,6 +156,19 @@ class Reservations:
                 sp = self._spaces[ns]
                 del sp.reserved[(lane, seq)]
                 self._count_deletes(sp, (lane,), 1)
+
+    def _own(self, owner: Any, held: tuple[bytes, bytes, int, int]) -> None:
+        """Note that ``owner`` holds a reservation. A connection may live for millions of
+        them, so the ones it no longer holds are dropped whenever they could outnumber
+        the rest."""
+        owned = self._owned.get(owner)
+        if owned is None:
+            owned = self._owned[owner] = Holdings()
+        owned.append(held)
+        if len(owned) >= owned.limit:
+            owned[:] = [(ns, lane, seq, attempts) for ns, lane, seq, attempts in owned
+                        if self._spaces[ns].reserved.get((lane, seq)) == attempts]
+            owned.limit = max(Holdings.limit, 2 * len(owned))
 
     def release_owner(self, owner: Any) -> int:
         """Return every reservation ``owner`` still holds to the front; count them."""

@@ -3,9 +3,9 @@
 The process holding a directory's LevelDB runs one accept thread and one thread per
 connected client; each request is one engine method call. Only the methods in
 ``_METHODS`` can be called. A client's reservations are returned when it goes away,
-and an item it dequeues from the head is held (not deleted) until the client's next
-request or its goodbye confirms that the reply arrived, so a client dying mid-call
-loses nothing.
+and an item it dequeues from the head is held (not deleted) until the client confirms
+that the reply arrived (it says so at once, and any next request or its goodbye says it
+too), so a client dying mid-call loses nothing.
 """
 
 from __future__ import annotations
@@ -29,14 +29,17 @@ log = logging.getLogger("diskqueue.server")
 
 # Engine methods a client may call, by name.
 _METHODS = frozenset({
-    "push_one", "push", "push_run", "push_unless", "push_durable", "take", "take_first", "pop_one",
+    "push_one", "push", "push_run", "push_unless", "push_durable", "take", "take_run",
+    "take_first", "pop_one",
     "find_reserved", "ack", "ack_many", "nack", "in_flight", "peek", "get", "update",
     "length", "lanes", "scan", "clear", "task_done", "join", "sync", "write_records",
     "get_record", "scan_records", "ensure_kind", "info",
 })
-_BLOCKING = frozenset({"take", "take_first", "pop_one", "push_one", "push", "push_run"})
+_BLOCKING = frozenset({"take", "take_run", "take_first", "pop_one", "push_one", "push",
+                       "push_run"})
 _SLICE = 0.2  # seconds a blocking call waits before checking its client is still there
-_HEAD_TAKES = frozenset({"take", "take_first", "pop_one"})
+_HEAD_TAKES = frozenset({"take", "take_run", "take_first", "pop_one"})
+RECEIVED = "got it"  # a client's word that a reply arrived; no reply to it
 
 
 class Server:
@@ -99,6 +102,8 @@ class Server:
                 request = reader.read()
                 if held:
                     self._confirm(held)
+                if request == RECEIVED:
+                    continue
                 if request == "bye":
                     return
                 reply = self._call(conn, request, owner, held)
@@ -145,12 +150,16 @@ class Server:
                    kwargs: dict[str, Any], owner: object, held: list[Any]) -> Any:
         """A dequeue from the head is a reservation until the client confirms it."""
         engine = self._engine
+        shape = "list"  # of entries; "one" entry for pop_one, "columns" for take_run
         if method == "pop_one":
             ns, lane, desc, from_tail, block, timeout = (args + [False, False, False, None])[:6]
-            method, args = "take", [ns, 1]
+            method, args, shape = "take", [ns, 1], "one"
             kwargs = {"lane": lane, "desc": desc, "from_tail": from_tail, "block": block,
-                      "timeout": timeout, "single": True}
-        single = kwargs.pop("single", False)
+                      "timeout": timeout}
+        elif method == "take_run":
+            ns, lane, n, from_tail, block, timeout = (args + [False, False, None])[:6]
+            method, args, shape = "take", [ns, n], "columns"
+            kwargs = {"lane": lane, "from_tail": from_tail, "block": block, "timeout": timeout}
         lease = kwargs.get("lease")
         if lease is None and not kwargs.get("from_tail"):
             kwargs["lease"] = math.inf
@@ -158,17 +167,21 @@ class Server:
         call = getattr(engine, method)
         result = self._sliced(conn, call, args, kwargs) if kwargs.get("block") \
             else call(*args, **kwargs)
-        if lease is not None or kwargs.get("from_tail"):
-            return result[0] if single else result
         if method == "take_first":
             ns, (lane, seq, key, data, attempts) = result
-            held.append((ns, lane, seq, attempts))
-            return [ns, [lane, seq, key, data, 0]]
-        entries = []
-        for lane, seq, key, data, attempts in result:
-            held.append((args[0], lane, seq, attempts))
-            entries.append([lane, seq, key, data, 0])
-        return entries[0] if single else entries
+            if lease is None:
+                held.append((ns, lane, seq, attempts))
+                return [ns, [lane, seq, key, data, 0]]
+            return result
+        if lease is None and not kwargs.get("from_tail"):
+            for lane, seq, _, _, attempts in result:
+                held.append((args[0], lane, seq, attempts))
+            result = [[lane, seq, key, data, 0] for lane, seq, key, data, _ in result]
+        if shape == "one":
+            return result[0]
+        if shape == "columns":
+            return [[e[1] for e in result], [[e[2], e[3]] for e in result]]
+        return result
 
     def _sliced(self, conn: socket.socket, call: Any, args: list[Any],
                 kwargs: dict[str, Any]) -> Any:

@@ -10,6 +10,7 @@ import random
 import socket
 import stat
 import struct
+import threading
 import time
 
 import faults
@@ -338,3 +339,52 @@ def test_the_symlink_route_for_long_paths_reaches_the_directory(tmp_path, monkey
             assert stat.S_ISSOCK(os.stat(deep / protocol.SOCKET_NAME).st_mode)
     finally:
         os.unlink(link)
+
+
+def test_a_long_lived_client_keeps_the_holders_books_small(tmp_path):
+    """Every head take of a client is a reservation of its connection until confirmed:
+    the holder must forget the confirmed ones, not keep one entry per call forever."""
+    path = str(tmp_path / "q")
+    with dq.Queue(path) as q:
+        q.enqueue_many(range(3000))
+        child = faults.Child(r"""
+import os, sys, time, diskqueue as dq
+q = dq.Queue(sys.argv[1])
+for _ in range(2000):
+    q.dequeue()
+for _ in range(1000):
+    q.ack(q.reserve())
+os.write(1, b"done\n")
+time.sleep(60)
+""", path)
+        try:
+            assert child.wait_lines(1, timeout=60) == ["done"]
+            books = q._engine._owned
+            assert books, "the client's connection holds no books at all"
+            assert max(len(held) for held in books.values()) < 200
+            assert len(q) == 0 and q.in_flight() <= 1
+        finally:
+            child.kill()
+
+
+def test_threads_of_a_client_do_not_wait_for_each_others_blocking_calls(tmp_path):
+    path = str(tmp_path / "q")
+    holder = start_holder(path)
+    try:
+        with dq.Queue(path) as q:
+            assert q.role == "client"
+            got: list[object] = []
+
+            def consume() -> None:
+                got.append(q.dequeue(block=True, timeout=20).value)
+
+            consumer = threading.Thread(target=consume)
+            started = time.monotonic()
+            consumer.start()
+            time.sleep(0.3)  # the consumer is blocked in the holder
+            q.enqueue("wake up")  # must not wait for the consumer's call to end
+            consumer.join(timeout=30)
+            assert got == ["wake up"]
+            assert time.monotonic() - started < 5
+    finally:
+        holder.kill()

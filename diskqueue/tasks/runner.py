@@ -81,35 +81,17 @@ class Runner:
         self.finished = 0  # jobs that ended (success or dead) here
         self._count_lock = threading.Lock()
         self._buckets: dict[str, TokenBucket] = {}
-        self.fetch_eng = self._fetch_engine()
         # Held around the disk steps of starting and finishing a job, when threads share
         # a runner: the engine's lock is held across disk calls that let go of the GIL,
         # and threads queueing for it there cost many more switches than queueing once
         # here per step. Hooks and the task itself always run outside it.
         self.disk: Any = contextlib.nullcontext()
 
-    def _fetch_engine(self) -> Any:
-        """The engine fetches go through. When another process holds the directory, this
-        process's calls share one connection, and a fetch waiting for a job would hold up
-        every start and finish behind it: fetches get a connection of their own."""
-        if getattr(self.eng, "role", "owner") != "client":
-            return self.eng
-        from ..remote import RemoteEngine
-
-        try:
-            return RemoteEngine(self.tasks.path)
-        except DiskQueueError:
-            return self.eng
-
-    def close(self) -> None:
-        if self.fetch_eng is not self.eng:
-            self.fetch_eng.close()
-
     # -- fetch and start -------------------------------------------------------
     def fetch(self, timeout: float) -> Optional[Lease]:
         """Reserve the next job (waiting up to ``timeout`` on the engine's condition)."""
         try:
-            lease: Lease = self.fetch_eng.take_first(self.fetch_order(), lease=math.inf,
+            lease: Lease = self.eng.take_first(self.fetch_order(), lease=math.inf,
                                                      block=True, timeout=timeout)
         except Empty:
             return None
@@ -122,7 +104,7 @@ class Runner:
         only when it holds at least two for each of ``share`` takers, so a few jobs are
         never hoarded by one thread; it costs one disk write for the whole batch.
         """
-        eng = self.fetch_eng
+        eng = self.eng
         if most > 1:
             for ns in self.fetch_order():
                 ready = eng.length(ns)

@@ -148,7 +148,6 @@ class Worker:
         if hasattr(self.pool, "close"):
             self.pool.close()
         self.scheduler.stop()
-        self.runner.close()
         if not left:
             self.runner.counters.fold(self.tasks._engine(), self.scheduler.shared.scheduling,
                                       own=True)
