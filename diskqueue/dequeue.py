@@ -182,7 +182,7 @@ class Takes:
         """Dequeue whole runs: one range read each and one batch for all, however many
         items. Returns each run's lane, seqs and ``(key, data)`` pairs in dequeue order."""
         out = []
-        deletes: list[bytes] = []
+        taken = []
         puts = []
         for lane, lo, hi in runs:
             ln = sp.lanes[lane]
@@ -197,10 +197,10 @@ class Takes:
                 out.append((lane, range(hi - 1, lo - 1, -1), pairs))
             else:
                 out.append((lane, range(lo, hi), pairs))
-            deletes += [k for k, _ in pairs]
+            taken.append(pairs)
             head, tail = (ln.head, lo) if from_tail else (hi, ln.tail)
             puts.append((ln.pointer_key, _pack(head, tail)))
-        self._store.write(puts, deletes)
+        self._store.write(puts, taken=taken)
         for lane, lo, hi in runs:
             ln = sp.lanes[lane]
             if from_tail:
@@ -208,10 +208,11 @@ class Takes:
             else:
                 ln.head = hi
             sp.recount(lane, ln)
-        sp.ready -= len(deletes)
-        self._count_deletes(sp, [lane for lane, _, _ in runs], len(deletes), from_tail)
+        n = sum(map(len, taken))
+        sp.ready -= n
+        self._count_deletes(sp, [lane for lane, _, _ in runs], n, from_tail)
         if self._writers:
-            self._writable.notify(len(deletes))
+            self._writable.notify(n)
         return out
 
     def _take_one(self: Engine, sp: Space, lane: Optional[bytes], desc: bool,

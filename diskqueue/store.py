@@ -11,7 +11,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Iterator
-from itertools import islice, starmap
+from itertools import islice
 from operator import itemgetter
 from typing import Any
 
@@ -155,19 +155,24 @@ class Store:
         except plyvel.Error as exc:
             raise self._translate(exc) from exc
 
-    def write(self, puts: Any = (), deletes: Any = (), sync: bool = False) -> None:
-        """Write puts and deletes as one atomic batch: all of it lands, or none."""
+    def write(self, puts: Any = (), deletes: Any = (), sync: bool = False,
+              taken: Any = ()) -> None:
+        """Write puts and deletes as one atomic batch: all of it lands, or none.
+        ``taken`` holds runs of ``(key, value)`` pairs just read, whose keys go too."""
         try:
-            if (sync or len(deletes) > 1024 or len(puts) > 8
+            if (sync or len(deletes) > 1024 or len(puts) > 8 or len(taken) > 8
                     or (puts and sum(map(len, map(_value, puts))) >= _REUSE_BELOW)):
                 wb = self._db.write_batch(sync=sync)
             else:
                 wb = self._reused()
-            delete = wb.delete
+            delete, put = wb.delete, wb.put
             for key in deletes:  # a plain loop calls plyvel faster than map() does
                 delete(key)
-            if puts:
-                _drain(starmap(wb.put, puts))
+            for pairs in taken:
+                for key, _ in pairs:
+                    delete(key)
+            for key, value in puts:
+                put(key, value)
             wb.write()
         except plyvel.Error as exc:
             raise self._translate(exc) from exc
