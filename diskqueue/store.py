@@ -178,15 +178,13 @@ class Store:
             raise self._translate(exc) from exc
 
     def write_run(self, item_keys: list[bytes], datas: list[bytes], pointer_key: bytes,
-                  pointer: bytes, deletes: Any = ()) -> None:
-        """Items of one lane with the pointer they move (and deletes), as one batch."""
+                  pointer: bytes) -> None:
+        """Items of one lane with the pointer they move, as one batch."""
         try:
             if sum(map(len, datas)) < _REUSE_BELOW:
                 wb = self._reused()
             else:
                 wb = self._db.write_batch()
-            if deletes:
-                _drain(map(wb.delete, deletes))
             _drain(map(wb.put, item_keys, datas))
             wb.put(pointer_key, pointer)
             wb.write()

@@ -388,3 +388,40 @@ def test_threads_of_a_client_do_not_wait_for_each_others_blocking_calls(tmp_path
             assert time.monotonic() - started < 5
     finally:
         holder.kill()
+
+
+def test_batches_of_every_structure_from_a_client(tmp_path):
+    """dequeue_many/pop_many of a client: the owner serves the batch as a held take and
+    lets it go when the client confirms, including items nacked back to the front."""
+    holders = [faults.Child(r"""
+import sys, time, diskqueue as dq
+q = getattr(dq, sys.argv[2])(sys.argv[1])
+print("role", q.role, flush=True)
+time.sleep(600)
+""", str(tmp_path / kind), kind) for kind in ("Queue", "PrefixQueue")]
+    try:
+        for holder in holders:
+            assert holder.wait_lines(1, timeout=30) == ["role owner"]
+        with dq.Queue(str(tmp_path / "Queue")) as q:
+            assert q.role == "client"
+            q.enqueue_many(range(10))
+            q.nack(q.reserve())  # 0 is back at the front, put aside
+            first = q.dequeue_many(4)
+            assert [(i.id, i.value, i.attempts) for i in first] == [
+                (1, 0, 0), (2, 1, 0), (3, 2, 0), (4, 3, 0)]
+            assert q.in_flight() == 0
+            assert [i.value for i in q.dequeue_many(100)] == list(range(4, 10))
+        with dq.Stack(str(tmp_path / "Queue")) as s:
+            s.push_many(["a", "b", "c", "d"])
+            assert [i.value for i in s.pop_many(3)] == ["d", "c", "b"]
+            assert len(s) == 1
+        with dq.PrefixQueue(str(tmp_path / "PrefixQueue")) as p:
+            assert p.role == "client"
+            p.enqueue_many("t1", [1, 2, 3])
+            p.enqueue_many("t2", [4])
+            got = p.dequeue_many("t1", 5)
+            assert [(i.value, i.prefix) for i in got] == [(1, b"t1"), (2, b"t1"), (3, b"t1")]
+            assert p.in_flight() == 0 and len(p) == 1
+    finally:
+        for holder in holders:
+            holder.kill()
