@@ -67,8 +67,6 @@ class Takes:
             sp = self._spaces.get(ns) or self._space(ns)
             if self._leases or lane not in sp.active:
                 self._await_ready(sp, lane, block, timeout)
-            if from_tail:
-                self._ahead.clear()
             runs = self._plan_runs(sp, n, lane, False, from_tail)
             if runs is not None:
                 ((_, seqs, pairs),) = self._drain_runs(sp, runs, from_tail)
@@ -113,12 +111,12 @@ class Takes:
     def _take(self: Engine, sp: Space, n: int, lane: Optional[bytes], desc: bool, from_tail: bool,
               lease: Optional[float], owner: Any = None) -> list[Entry]:
         """The general take, with the lock held and at least one item ready."""
-        if from_tail:
-            self._ahead.clear()
         if lease is None and n > 1:
             runs = self._plan_runs(sp, n, lane, desc, from_tail)
             if runs is not None:
                 return self._take_runs(sp, runs, from_tail)
+        if from_tail:
+            self._ahead.clear()  # a Stack gives the popped seqs to its next pushes
         picked = self._pick(sp, n, lane, desc, from_tail)
         entries: list[Entry] = []
         deletes: list[bytes] = []
@@ -181,6 +179,8 @@ class Takes:
                     from_tail: bool) -> list[tuple[bytes, range, list[tuple[bytes, bytes]]]]:
         """Dequeue whole runs: one range read each and one batch for all, however many
         items. Returns each run's lane, seqs and ``(key, data)`` pairs in dequeue order."""
+        if from_tail:
+            self._ahead.clear()  # a Stack gives the popped seqs to its next pushes
         out = []
         taken = []
         puts = []
@@ -236,16 +236,13 @@ class Takes:
             return None
         key = ln.prefix + seq.to_bytes(8, "big")
         ahead = self._ahead
-        if ahead and ahead[0][0] == key:
-            data = ahead.popleft()[1]
-            self._store.delete_put(key, ln.pointer_key, _pack(head, tail))
-        elif self._ahead_lane is ln and tail - seq > 2:
-            run = self._store.scan(start=key, stop=ln.prefix + tail.to_bytes(8, "big"),
-                                   limit=READ_AHEAD, max_bytes=READ_AHEAD_BYTES)
-            if not run or run[0][0] != key:
-                raise self._missing(key)
+        if not (ahead and ahead[0][0] == key) and self._ahead_lane is ln and tail - seq > 2:
             ahead.clear()
-            ahead.extend(run)
+            ahead.extend(self._store.scan(start=key, stop=ln.prefix + tail.to_bytes(8, "big"),
+                                          limit=READ_AHEAD, max_bytes=READ_AHEAD_BYTES))
+            if not ahead or ahead[0][0] != key:
+                raise self._missing(key)
+        if ahead and ahead[0][0] == key:
             data = ahead.popleft()[1]
             self._store.delete_put(key, ln.pointer_key, _pack(head, tail))
         else:

@@ -166,10 +166,7 @@ class RemoteEngine:
         if self._local is not None:
             orphan(self._local)
         for conn in self._idle:
-            try:
-                conn.sock.close()  # our copy only: the parent's connection stays up
-            except OSError:
-                pass
+            conn.close(goodbye=False)  # our copy only: the parent's connection stays up
         self._reset()
 
     # -- lifecycle -------------------------------------------------------------
@@ -188,13 +185,7 @@ class RemoteEngine:
             local, self._local = self._local, None
             ours = self.pid == os.getpid()
         for conn in idle:
-            if ours:
-                conn.close(goodbye=True)
-            else:
-                try:
-                    conn.sock.close()
-                except OSError:
-                    pass
+            conn.close(goodbye=ours)
         if local is not None and ours:
             local.close()
 

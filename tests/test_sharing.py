@@ -5,6 +5,7 @@ Real processes, real SIGKILL, a real socket: nothing here is simulated.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -12,6 +13,7 @@ import stat
 import struct
 import threading
 import time
+from collections.abc import Iterator
 
 import faults
 
@@ -20,7 +22,7 @@ from diskqueue import protocol
 
 HOLDER = r"""
 import sys, time, diskqueue as dq
-q = dq.Queue(sys.argv[1])
+q = getattr(dq, sys.argv[2] if len(sys.argv) > 2 else "Queue")(sys.argv[1])
 print("role", q.role, flush=True)
 time.sleep(600)
 """
@@ -61,16 +63,25 @@ def values(lines: list[str], tag: str) -> list[str]:
     return [line.split(" ", 1)[1] for line in lines if line.startswith(tag + " ")]
 
 
-def start_holder(path: str) -> faults.Child:
-    holder = faults.Child(HOLDER, path)
+def start_holder(path: str, kind: str = "Queue") -> faults.Child:
+    holder = faults.Child(HOLDER, path, kind)
     assert holder.wait_lines(1, timeout=30) == ["role owner"]
     return holder
 
 
+@contextlib.contextmanager
+def holding(path: str, kind: str = "Queue") -> Iterator[faults.Child]:
+    """Another process holds ``path`` (as a ``kind``) for the length of the block."""
+    holder = start_holder(path, kind)
+    try:
+        yield holder
+    finally:
+        holder.kill()
+
+
 def test_a_second_process_is_served_by_the_holder(tmp_path):
     path = str(tmp_path / "q")
-    holder = start_holder(path)
-    try:
+    with holding(path):
         with dq.Queue(path) as q:
             assert q.role == "client"
             q.enqueue("from the client")
@@ -81,8 +92,6 @@ def test_a_second_process_is_served_by_the_holder(tmp_path):
             q.nack(item)
             assert q.dequeue().value == "from the client"
             assert len(q) == 3
-    finally:
-        holder.kill()
 
 
 def test_four_producers_and_a_consumer_get_every_item_exactly_once(tmp_path):
@@ -240,8 +249,7 @@ def test_prefork_children_share_the_parents_handle(tmp_path):
 
 def test_garbage_from_a_client_closes_only_that_connection(tmp_path):
     path = str(tmp_path / "q")
-    holder = start_holder(path)
-    try:
+    with holding(path) as holder:
         with dq.Queue(path) as q:
             q.enqueue("keep me")
             sock_path = os.path.join(path, protocol.SOCKET_NAME)
@@ -269,8 +277,6 @@ def test_garbage_from_a_client_closes_only_that_connection(tmp_path):
             q.enqueue("still served")
             assert q.role == "client" and len(q) == 1
         assert holder.proc.poll() is None, "the holder died"
-    finally:
-        holder.kill()
 
 
 def test_socket_is_private_to_the_user(tmp_path):
@@ -287,27 +293,21 @@ def test_a_directory_path_longer_than_a_socket_path_works(tmp_path):
     while len(str(deep)) < 200:
         deep = deep / ("d" * 40)
     path = str(deep / "q")
-    holder = start_holder(path)
-    try:
+    with holding(path):
         with dq.Queue(path) as q:
             assert q.role == "client"
             q.enqueue("far away")
             assert q.peek().value == "far away"
-    finally:
-        holder.kill()
 
 
 def test_diskq_stats_works_while_another_process_holds(tmp_path):
     path = str(tmp_path / "q")
-    holder = start_holder(path)
-    try:
+    with holding(path):
         with dq.Queue(path) as q:
             q.enqueue_many(range(5))
         done = faults.run_module("diskqueue", "stats", path, "--json")
         assert done.returncode == 0, done.stderr
         assert '"ready": 5' in done.stdout
-    finally:
-        holder.kill()
 
 
 def test_takeover_after_the_holder_is_killed_is_quick(tmp_path):
@@ -369,8 +369,7 @@ time.sleep(60)
 
 def test_threads_of_a_client_do_not_wait_for_each_others_blocking_calls(tmp_path):
     path = str(tmp_path / "q")
-    holder = start_holder(path)
-    try:
+    with holding(path):
         with dq.Queue(path) as q:
             assert q.role == "client"
             got: list[object] = []
@@ -386,22 +385,13 @@ def test_threads_of_a_client_do_not_wait_for_each_others_blocking_calls(tmp_path
             consumer.join(timeout=30)
             assert got == ["wake up"]
             assert time.monotonic() - started < 5
-    finally:
-        holder.kill()
 
 
 def test_batches_of_every_structure_from_a_client(tmp_path):
     """dequeue_many/pop_many of a client: the owner serves the batch as a held take and
     lets it go when the client confirms, including items nacked back to the front."""
-    holders = [faults.Child(r"""
-import sys, time, diskqueue as dq
-q = getattr(dq, sys.argv[2])(sys.argv[1])
-print("role", q.role, flush=True)
-time.sleep(600)
-""", str(tmp_path / kind), kind) for kind in ("Queue", "PrefixQueue")]
-    try:
-        for holder in holders:
-            assert holder.wait_lines(1, timeout=30) == ["role owner"]
+    with holding(str(tmp_path / "Queue")), \
+            holding(str(tmp_path / "PrefixQueue"), "PrefixQueue"):
         with dq.Queue(str(tmp_path / "Queue")) as q:
             assert q.role == "client"
             q.enqueue_many(range(10))
@@ -422,6 +412,3 @@ time.sleep(600)
             got = p.dequeue_many("t1", 5)
             assert [(i.value, i.prefix) for i in got] == [(1, b"t1"), (2, b"t1"), (3, b"t1")]
             assert p.in_flight() == 0 and len(p) == 1
-    finally:
-        for holder in holders:
-            holder.kill()
