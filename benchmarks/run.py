@@ -41,8 +41,8 @@ except ImportError:  # Python 3.13+
 
 SEED = 20240611
 B = 100  # batch size of the batch and disk cases
-FULL = dict(n=200_000, rounds=5, big=10_000_000, churn=10_000_000, sync_secs=3.0,
-            sync_rounds=5, peer_n=20_000, slow_n=5_000, peer_rounds=3)
+FULL = dict(n=200_000, rounds=7, big=10_000_000, churn=10_000_000, sync_secs=2.0,
+            sync_rounds=7, peer_n=20_000, slow_n=5_000, peer_rounds=3)
 QUICK = dict(n=50_000, rounds=3, big=1_000_000, churn=1_000_000, sync_secs=1.0,
              sync_rounds=2, peer_n=5_000, slow_n=1_000, peer_rounds=2)
 _rng = random.Random(SEED)
