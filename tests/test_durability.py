@@ -8,6 +8,7 @@ reopens the directory in this process and checks it against what the child ackno
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
@@ -26,17 +27,6 @@ ROUNDS = 5
 PRIOS = [-5, 0, 7]
 PREFIXES = [b"a", b"a:", b"a\x00b"]
 
-# The child's side of the tests below. ``out`` writes one whole line with one write(2),
-# so a line is either complete in the pipe or absent: a printed line is an acknowledgement.
-CHILD_HEADER = r"""
-import json, os, random, sys, threading, time
-import diskqueue as dq
-
-PRIOS = [-5, 0, 7]
-PREFIXES = [b"a", b"a:", b"a\x00b"]
-
-def out(*parts):
-    os.write(1, (" ".join(str(p) for p in parts) + "\n").encode())
 
 def open_kind(path, kind, **kw):
     if kind == "queue":
@@ -45,13 +35,27 @@ def open_kind(path, kind, **kw):
         return dq.PriorityQueue(path, **kw)
     return dq.PrefixQueue(path, **kw)
 
+
 def lane_of(kind, item):
     if kind == "queue":
         return 0
     if kind == "priority":
         return PRIOS.index(item.priority)
     return PREFIXES.index(item.prefix)
-"""
+
+
+# The child's side of the tests below, with the two helpers above. ``out`` writes one
+# whole line with one write(2), so a line is either complete in the pipe or absent: a
+# printed line is an acknowledgement.
+CHILD_HEADER = r"""
+import json, os, random, sys, threading, time
+import diskqueue as dq
+
+def out(*parts):
+    os.write(1, (" ".join(str(p) for p in parts) + "\n").encode())
+
+""" + f"PRIOS = {PRIOS!r}\nPREFIXES = {PREFIXES!r}\n\n" + "\n".join(
+    inspect.getsource(f) for f in (open_kind, lane_of))
 
 PRODUCER = CHILD_HEADER + r"""
 path, kind, mode, rnd_seed, rnd_no = sys.argv[1:6]
@@ -84,22 +88,6 @@ while True:
         out("B", rnd_no, c, size, *(f"{lane_of(kind, it)}:{it.id}" for it in items))
     c += 1
 """
-
-
-def open_kind(path, kind, **kw):
-    if kind == "queue":
-        return dq.Queue(path, **kw)
-    if kind == "priority":
-        return dq.PriorityQueue(path, **kw)
-    return dq.PrefixQueue(path, **kw)
-
-
-def lane_of(kind, item):
-    if kind == "queue":
-        return 0
-    if kind == "priority":
-        return PRIOS.index(item.priority)
-    return PREFIXES.index(item.prefix)
 
 
 def enqueue_to(q, kind, lane, value):
