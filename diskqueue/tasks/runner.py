@@ -262,6 +262,7 @@ class Runner:
         ops: R.Ops = []
         if ttl == 0:
             ops.append((R.NS_JOBS, run.jid, None))
+            ops += R.forget_retries(rec)
         else:
             ops.append((R.NS_JOBS, run.jid, data))
             if ttl is not None:
@@ -301,7 +302,8 @@ class Runner:
             if self.hooks.wants("on_retry"):
                 self.hooks.emit("on_retry", run.job, exc, delay)
             return
-        rec.update(state=DEAD, finished=now)
+        # each death is numbered, so that retrying it is a one-time event (deadletters)
+        rec.update(state=DEAD, finished=now, deaths=rec.get("deaths", 0) + 1)
         rec.pop("eta", None)
         dead_ops: R.Ops = [(R.NS_JOBS, run.jid, R.pack(rec)),
                            (R.NS_DEAD, R.dead_key(rec["queue"], run.jid), b"")]
