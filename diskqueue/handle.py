@@ -9,6 +9,7 @@ from typing import Any, NoReturn, Optional
 
 from . import codecs
 from . import engine as engine_mod
+from ._checks import check_count, check_id, check_lease, check_path, check_timeout  # noqa: F401
 from .errors import Closed, NotReserved
 from .item import Item
 
@@ -21,37 +22,6 @@ class _ClosedEngine:
 
     def __getattr__(self, name: str) -> NoReturn:
         raise Closed(f"{self._path} is closed; open it again to use it")
-
-
-def check_path(path: Any) -> str:
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
-    text = os.fspath(path)
-    if not isinstance(text, str) or not text:
-        raise ValueError("path must be a non-empty str path")
-    return os.path.realpath(text)
-
-
-def check_count(name: str, value: Any, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, not {value}")
-    return value
-
-
-def check_timeout(block: bool, timeout: Optional[float]) -> None:
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
-        if block and timeout < 0:
-            raise ValueError("'timeout' must be a non-negative number")
-
-
-def check_id(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"id must be an int, not {type(value).__name__}")
-    return value
 
 
 class Handle(abc.ABC):
@@ -229,11 +199,3 @@ class Reliable(abc.ABC):
     def in_flight(self) -> int:
         """How many items are reserved and not yet acked or nacked."""
         return self._engine.in_flight(self._ns)
-
-
-def check_lease(lease: Any) -> float:
-    if isinstance(lease, bool) or not isinstance(lease, (int, float)):
-        raise TypeError(f"lease must be a number of seconds, not {type(lease).__name__}")
-    if not lease > 0:
-        raise ValueError(f"lease must be > 0 seconds, not {lease}")
-    return float(lease)

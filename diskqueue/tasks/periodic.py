@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
+from .._checks import check_duration
 from .cron import Cron
 
 Every = Union[float, int, dt.timedelta]
@@ -25,10 +26,8 @@ class Periodic:
         self.cron = Cron(cron) if cron is not None else None
         self.every: Optional[float] = None
         if every is not None:
-            seconds = _seconds(every)
-            if not seconds > 0:
-                raise ValueError(f"every must be > 0 seconds, not {every!r}")
-            self.every = seconds
+            self.every = check_duration("every", every, allow_none=False, positive=True,
+                                        timedelta=True)
 
     def next_after(self, t: float) -> float:
         """The first tick strictly after epoch time ``t``."""
@@ -40,10 +39,3 @@ class Periodic:
     def describe(self) -> str:
         return f"cron {self.cron.expression!r}" if self.cron else f"every {self.every:g} s"
 
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"every must be seconds or a timedelta, not {type(value).__name__}")
-    return float(value)

@@ -81,7 +81,14 @@ def ms(t: float) -> int:
     return int(t * 1000)
 
 
+LAST_DUE = 253402300799.0  # 9999-12-31 23:59:59 UTC: the latest due time an argument sets
+
+
 def ms_bytes(t: float) -> bytes:
+    # A due time past what 8 bytes of ms hold (a backoff of 1e300 s) sorts last, not
+    # raises: it is "never", and a raise here would leave a job unfinished.
+    if not t < 1.8e16:
+        return b"\xff" * 8
     return max(ms(t), 0).to_bytes(8, "big")
 
 
