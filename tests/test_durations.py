@@ -19,8 +19,10 @@ from diskqueue._checks import check_duration
 from diskqueue.tasks import records as R
 
 try:
+    from .faults import run_py
     from .test_tasks_support import until
 except ImportError:
+    from faults import run_py
     from test_tasks_support import until
 
 pytestmark = pytest.mark.timeout(60)
@@ -353,3 +355,39 @@ def test_check_duration():
             check_duration("x", wrong)
     with pytest.raises(TypeError):
         check_duration("x", None, allow_none=False)
+
+
+CLIENT = """
+import math, sys, time
+import diskqueue as dq
+q = dq.Queue(sys.argv[1])
+assert q.role == "client", q.role
+for call in (lambda: q.dequeue(block=True, timeout=math.nan),
+             lambda: q.get(timeout=math.nan),
+             lambda: q.put(1, timeout=math.nan),
+             lambda: q.reserve(lease=math.nan),
+             lambda: q.reserve(block=True, timeout=math.nan)):
+    start = time.monotonic()
+    try:
+        call()
+    except ValueError as exc:
+        print("refused", round(time.monotonic() - start, 3), exc, flush=True)
+print("left", len(q), flush=True)
+q.close()
+"""
+
+
+def test_a_client_refuses_nan_before_asking_the_holder(tmp_path):
+    """As a client (another process holds the directory) NaN blocked for ever."""
+    q = dq.Queue(tmp_path / "q")
+    try:
+        q.enqueue("only")
+        done = run_py(CLIENT, str(tmp_path / "q"), timeout=30)
+        assert done.returncode == 0, done.stderr[-2000:]
+        refused = [line for line in done.stdout.splitlines() if line.startswith("refused")]
+        assert len(refused) == 5, done.stdout
+        assert all(float(line.split()[1]) < 1.0 for line in refused)
+        assert "left 1" in done.stdout
+        assert len(q) == 1 and q.in_flight() == 0
+    finally:
+        q.close()
