@@ -245,9 +245,9 @@ def test_infinity_means_no_limit_for_a_task_timeout_and_result_ttl(tq):
         assert worker.stop(timeout=INF)
 
 
-@pytest.mark.parametrize("value", [NAN, INF, -INF, -1, 0,
+@pytest.mark.parametrize("value", [NAN, INF, -INF, -1, 0, 1e-300,
                                    dt.timedelta(seconds=-1)],
-                         ids=["nan", "inf", "-inf", "-1", "0", "-timedelta"])
+                         ids=["nan", "inf", "-inf", "-1", "0", "1e-300", "-timedelta"])
 def test_periodic_every_refuses_bad_periods(tq, value):
     before = dict(tq.registry)
     with pytest.raises(ValueError, match="every"):

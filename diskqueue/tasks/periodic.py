@@ -15,6 +15,7 @@ from .._checks import check_duration
 from .cron import Cron
 
 Every = Union[float, int, dt.timedelta]
+MIN_EVERY = 0.001
 
 
 class Periodic:
@@ -26,8 +27,12 @@ class Periodic:
         self.cron = Cron(cron) if cron is not None else None
         self.every: Optional[float] = None
         if every is not None:
-            self.every = check_duration("every", every, allow_none=False, positive=True,
-                                        timedelta=True)
+            seconds = check_duration("every", every, allow_none=False, positive=True,
+                                     timedelta=True)
+            assert seconds is not None
+            if seconds < MIN_EVERY:  # ticks are recorded in ms: finer ones would collide
+                raise ValueError(f"every must be at least {MIN_EVERY} seconds, not {every!r}")
+            self.every = seconds
 
     def next_after(self, t: float) -> float:
         """The first tick strictly after epoch time ``t``."""
