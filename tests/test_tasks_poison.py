@@ -227,8 +227,7 @@ def test_drain_exits_with_every_poison_job_dead(tmp_path, pool):
     jobs = []
     for kind in sorted(POISONS):
         jobs.append(tasks.enqueue("poison", kind))
-        if pool != "process":  # the process pool runs coroutines too, but name lookups
-            jobs.append(tasks.enqueue("poison_async", kind))  # differ: sync only there
+        jobs.append(tasks.enqueue("poison_async", kind))
     goods = [tasks.enqueue("good", n) for n in range(5)]
     tasks.close()
 
