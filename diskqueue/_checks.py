@@ -1,4 +1,4 @@
-"""Checks of the arguments the public API takes: durations, counts, ids, paths.
+"""Checks of the durations the public API takes.
 
 Every duration (timeouts, leases, delays, backoffs, grace periods, periods of rate
 limits and periodic tasks) goes through :func:`check_duration`, so each one refuses
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import threading
 from typing import Any, Optional
 
@@ -78,26 +77,3 @@ def check_lease(lease: Any) -> float:
     seconds = check_duration("lease", lease, allow_none=False, positive=True)
     assert seconds is not None
     return seconds
-
-
-def check_path(path: Any) -> str:
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
-    text = os.fspath(path)
-    if not isinstance(text, str) or not text:
-        raise ValueError("path must be a non-empty str path")
-    return os.path.realpath(text)
-
-
-def check_count(name: str, value: Any, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, not {value}")
-    return value
-
-
-def check_id(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"id must be an int, not {type(value).__name__}")
-    return value

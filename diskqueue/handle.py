@@ -9,7 +9,7 @@ from typing import Any, NoReturn, Optional
 
 from . import codecs
 from . import engine as engine_mod
-from ._checks import check_count, check_id, check_lease, check_path, check_timeout  # noqa: F401
+from ._checks import check_lease, check_timeout  # noqa: F401 - the structures import them here
 from .errors import Closed, NotReserved
 from .item import Item
 
@@ -22,6 +22,29 @@ class _ClosedEngine:
 
     def __getattr__(self, name: str) -> NoReturn:
         raise Closed(f"{self._path} is closed; open it again to use it")
+
+
+def check_path(path: Any) -> str:
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text:
+        raise ValueError("path must be a non-empty str path")
+    return os.path.realpath(text)
+
+
+def check_count(name: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {value}")
+    return value
+
+
+def check_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"id must be an int, not {type(value).__name__}")
+    return value
 
 
 class Handle(abc.ABC):
