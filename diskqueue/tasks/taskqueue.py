@@ -418,8 +418,10 @@ class TaskQueue:
         return deadletters.dead(self)
 
     def retry_dead(self, job_id: Optional[str] = None) -> int:
-        """Put one dead job (or all of them: ``None``) back in its queue, failures reset;
-        each queue's jobs move in one batch. Returns how many moved."""
+        """Put one dead job (or all of them: ``None``) back in its queue, failures reset,
+        with its ``unique_key`` (unless another job took the key meanwhile). Each job
+        moves once per death, however many calls race (threads or processes): returns
+        how many this call moved."""
         return deadletters.retry(self, job_id)
 
     def purge_dead(self, job_id: Optional[str] = None) -> int:
