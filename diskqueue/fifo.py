@@ -40,8 +40,7 @@ class _Line(Handle, QueueFace):
         return items_of(seqs, item_keys, values)
 
     def _remove(self, block: bool, timeout: Optional[float]) -> Item:
-        if block:
-            check_timeout(block, timeout)
+        timeout = check_timeout(block, timeout)
         lane, seq, key, data, _ = self._engine.pop_one(
             self._ns, _LANE, False, self._from_tail, block, timeout
         )
@@ -51,7 +50,7 @@ class _Line(Handle, QueueFace):
 
     def _remove_many(self, n: int, block: bool, timeout: Optional[float]) -> list[Item]:
         check_count("n", n)
-        check_timeout(block, timeout)
+        timeout = check_timeout(block, timeout)
         if n == 0:
             return []
         seqs, pairs = self._engine.take_run(self._ns, _LANE, n, self._from_tail, block,
@@ -110,8 +109,7 @@ class Queue(_Line, Reliable):
 
     def dequeue(self, *, block: bool = False, timeout: Optional[float] = None) -> Item:
         """Remove and return the head; ``Empty`` if there is none (after waiting, if asked)."""
-        if block:
-            check_timeout(block, timeout)
+        timeout = check_timeout(block, timeout)
         lane, seq, key, data, _ = self._engine.pop_one(self._ns, _LANE, False, False, block,
                                                         timeout)
         if self._sync:
@@ -127,7 +125,7 @@ class Queue(_Line, Reliable):
                 timeout: Optional[float] = None) -> Item:
         """Take the head into the in-flight set until ``ack``, ``nack`` or the lease ends."""
         lease = check_lease(lease)
-        check_timeout(block, timeout)
+        timeout = check_timeout(block, timeout)
         entries = self._engine.take(self._ns, 1, lane=_LANE, lease=lease, block=block,
                                     timeout=timeout)
         self._synced()

@@ -9,6 +9,7 @@ from typing import Any, NoReturn, Optional
 
 from . import codecs
 from . import engine as engine_mod
+from ._checks import check_lease, check_timeout  # noqa: F401 - the structures import them here
 from .errors import Closed, NotReserved
 from .item import Item
 
@@ -38,14 +39,6 @@ def check_count(name: str, value: Any, minimum: int = 0) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, not {value}")
     return value
-
-
-def check_timeout(block: bool, timeout: Optional[float]) -> None:
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
-        if block and timeout < 0:
-            raise ValueError("'timeout' must be a non-negative number")
 
 
 def check_id(value: Any) -> int:
@@ -229,11 +222,3 @@ class Reliable(abc.ABC):
     def in_flight(self) -> int:
         """How many items are reserved and not yet acked or nacked."""
         return self._engine.in_flight(self._ns)
-
-
-def check_lease(lease: Any) -> float:
-    if isinstance(lease, bool) or not isinstance(lease, (int, float)):
-        raise TypeError(f"lease must be a number of seconds, not {type(lease).__name__}")
-    if not lease > 0:
-        raise ValueError(f"lease must be > 0 seconds, not {lease}")
-    return float(lease)

@@ -45,7 +45,7 @@ class PrefixQueue(Handle, Reliable):
     def _take(self, prefix: str | bytes, n: int, block: bool, timeout: Optional[float],
               lease: Optional[float] = None) -> list[Item]:
         lane = keys.prefix_lane(prefix)
-        check_timeout(block, timeout)
+        timeout = check_timeout(block, timeout)
         entries = self._engine.take(self._ns, n, lane=lane, lease=lease, block=block,
                                     timeout=timeout)
         self._synced()
@@ -55,7 +55,7 @@ class PrefixQueue(Handle, Reliable):
     def dequeue(self, prefix: str | bytes, *, block: bool = False,
                 timeout: Optional[float] = None) -> Item:
         lane = keys.prefix_lane(prefix)
-        check_timeout(block, timeout)
+        timeout = check_timeout(block, timeout)
         entry = self._engine.pop_one(self._ns, lane, False, False, block, timeout)
         self._synced()
         return self._item(entry)
@@ -65,7 +65,7 @@ class PrefixQueue(Handle, Reliable):
         if check_count("n", n) == 0:
             return []
         lane = keys.prefix_lane(prefix)
-        check_timeout(block, timeout)
+        timeout = check_timeout(block, timeout)
         seqs, pairs = self._engine.take_run(self._ns, lane, n, False, block, timeout)
         self._synced()
         return items_run(seqs, pairs, self._loads, keys.lane_prefix(lane))

@@ -58,7 +58,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
 
     def _take(self, n: int, lane: Optional[bytes], block: bool, timeout: Optional[float],
               lease: Optional[float] = None) -> list[Item]:
-        check_timeout(block, timeout)
+        timeout = check_timeout(block, timeout)
         entries = self._engine.take(self._ns, n, lane=lane, desc=self._desc, lease=lease,
                                     block=block, timeout=timeout)
         self._synced()
@@ -66,7 +66,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
 
     def dequeue(self, *, block: bool = False, timeout: Optional[float] = None) -> Item:
         """Remove the first item of the first level (lowest with "asc")."""
-        check_timeout(block, timeout)
+        timeout = check_timeout(block, timeout)
         entry = self._engine.pop_one(self._ns, None, self._desc, False, block, timeout)
         self._synced()
         return self._item(entry)
@@ -82,7 +82,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
                             timeout: Optional[float] = None) -> Item:
         """Remove the first item of one level."""
         lane = keys.priority_lane(priority)
-        check_timeout(block, timeout)
+        timeout = check_timeout(block, timeout)
         entry = self._engine.pop_one(self._ns, lane, False, False, block, timeout)
         self._synced()
         return self._item(entry)

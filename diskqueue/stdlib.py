@@ -27,11 +27,11 @@ class QueueFace(abc.ABC):
         """Remove one item and return it as ``queue.Queue.get`` would."""
 
     def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
-        check_timeout(block, timeout)
+        timeout = check_timeout(block, timeout)
         self._put_value(item, bool(block), timeout)
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
-        check_timeout(block, timeout)
+        timeout = check_timeout(block, timeout)
         return self._get_value(bool(block), timeout)
 
     def put_nowait(self, item: Any) -> None:

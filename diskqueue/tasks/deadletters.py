@@ -1,8 +1,15 @@
 """The dead-letter set: jobs whose last attempt failed, until retried or purged.
 
-A dead job keeps its record (state ``dead``, with its error) and has an index entry
-``queue NUL job id`` in the dead namespace. Retrying pushes it back into its queue and
-deletes the index entry in one batch per queue; purging deletes both in one batch.
+A dead job keeps its record (state ``dead``, with its error and ``deaths``, how many
+times it died) and has an index entry ``queue NUL job id`` in the dead namespace.
+
+Retrying a job is one batch, made only unless the marker of that death exists (the
+engine checks and writes under one lock, for every process): push the job back into
+its queue, delete its index entry, store its record as pending, write the marker, and
+take its ``unique_key`` back. So two ``retry_dead`` calls racing (threads or processes)
+never both push a job, and a caller that read the job as dead before another retried
+it pushes nothing. The markers go with the job's record. Purging deletes the record and
+the index entry in one batch.
 """
 
 from __future__ import annotations
@@ -46,27 +53,44 @@ def dead(tasks: TaskQueue) -> list[Job]:
 
 
 def retry(tasks: TaskQueue, job_id: Optional[str] = None) -> int:
-    """Put one dead job (or all of them: ``None``) back in its queue, failures reset;
-    each queue's jobs move in one batch. Returns how many moved."""
+    """Put one dead job (or all of them: ``None``) back in its queue, failures reset,
+    each in one batch that runs at most once per death. Returns how many moved."""
     found = _dead_keys(tasks, job_id)
     now = tasks.clock()
-    by_queue: dict[str, list[tuple[bytes, dict[str, Any]]]] = {}
-    for key, rec in found:
-        by_queue.setdefault(rec["queue"], []).append((key, rec))
     eng = tasks._engine()
-    for queue, rows in by_queue.items():
-        entries, ops = [], []
-        for key, rec in rows:
-            rec.update(state=PENDING, failures=0, ready=now)
-            for field in ("finished", "eta", "progress"):
-                rec.pop(field, None)
-            jid = rec["id"].encode()
-            entries.append((R.lane_of(rec["priority"]), jid))
-            ops += [(R.NS_DEAD, key, None), (R.NS_JOBS, jid, R.pack(rec))]
-        eng.push(R.queue_ns(queue), entries, records=ops)
-    if tasks.sync and found:
+    moved = 0
+    for key, rec in found:
+        if rec["state"] != DEAD:
+            continue
+        jid = rec["id"].encode()
+        rec["deaths"] = death = int(rec.get("deaths", 0))  # 0: died before deaths were counted
+        marker = R.retried_key(jid, death)
+        rec.update(state=PENDING, failures=0, ready=now)
+        for field in ("finished", "eta", "progress"):
+            rec.pop(field, None)
+        ops: R.Ops = [(R.NS_DEAD, key, None), (R.NS_JOBS, jid, R.pack(rec)),
+                      (R.NS_RETRIED, marker, b"")]
+        ops += _take_unique_back(eng, rec, jid)
+        done = eng.push_unless(R.queue_ns(rec["queue"]), [(R.lane_of(rec["priority"]), jid)],
+                               (R.NS_RETRIED, marker), records=ops)
+        if done is None:
+            moved += 1
+    if tasks.sync and moved:
         eng.sync()
-    return len(found)
+    return moved
+
+
+def _take_unique_back(eng: Any, rec: dict[str, Any], jid: bytes) -> R.Ops:
+    """The job's ``unique_key`` guard again, unless another job took the key meanwhile
+    (that one, enqueued later and still pending or running, keeps it)."""
+    key = rec.get("unique")
+    if key is None:
+        return []
+    guard = key.encode("utf-8")
+    holder = eng.get_record(R.NS_UNIQUE, guard)
+    if holder is not None and bytes(holder) != jid:
+        return []
+    return [(R.NS_UNIQUE, guard, jid)]
 
 
 def purge(tasks: TaskQueue, job_id: Optional[str] = None) -> int:
@@ -75,6 +99,7 @@ def purge(tasks: TaskQueue, job_id: Optional[str] = None) -> int:
     ops: list[tuple[bytes, bytes, Optional[bytes]]] = []
     for key, rec in found:
         ops += [(R.NS_DEAD, key, None), (R.NS_JOBS, rec["id"].encode(), None)]
+        ops += R.forget_retries(rec)
     if ops:
         tasks._engine().write_records(ops)
         if tasks.sync:

@@ -12,6 +12,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
+from .._checks import check_duration
 from ..errors import DiskQueueError, JobFailed, JobTimeout
 
 if TYPE_CHECKING:
@@ -37,7 +38,10 @@ class UnknownJob(DiskQueueError, KeyError):
 def _when(stamp: Optional[float]) -> Optional[dt.datetime]:
     if stamp is None:
         return None
-    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc)
+    try:
+        return dt.datetime.fromtimestamp(stamp, dt.timezone.utc)
+    except (OverflowError, ValueError, OSError):  # a backoff beyond the calendar: "never"
+        return dt.datetime.max.replace(tzinfo=dt.timezone.utc)
 
 
 def failure(record: dict[str, Any]) -> JobFailed:
@@ -123,12 +127,11 @@ class Job:
 
         Raises ``JobFailed`` (type name, message, traceback of the task's error) for a
         dead job, ``JobTimeout`` when it ran past its ``timeout`` or when ``timeout``
-        seconds pass here first (``None``: wait for ever; ``0``: do not wait).
+        seconds pass here first (``None`` or ``math.inf``: wait for ever; ``0``: do not
+        wait; NaN or a negative number: ``ValueError``).
         """
-        if timeout is not None and (isinstance(timeout, bool)
-                                    or not isinstance(timeout, (int, float))):
-            raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
-        end = None if timeout is None else time.monotonic() + timeout
+        seconds = check_duration("timeout", timeout, allow_inf=True)
+        end = None if seconds is None else time.monotonic() + seconds
         record = self._tasks._wait_finished(self.id, end)
         if record is None:
             raise UnknownJob(f"no job {self.id} in {self._tasks.path} "

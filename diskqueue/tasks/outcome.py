@@ -20,6 +20,29 @@ class TaskError(Exception):
         return str(self.args[0]) if self.args else ""
 
 
+def describe(exc: BaseException) -> str:
+    """What an error says: ``str(exc)``, else ``repr(exc)``, else a placeholder naming
+    its type, for an exception whose ``__str__`` and ``__repr__`` both raise (a task's
+    error must be stored readable, whatever it is)."""
+    for show in (str, repr):
+        try:
+            text = show(exc)
+        except BaseException:  # noqa: B036 - any failure here only means "try another way"
+            continue
+        if isinstance(text, str):
+            return text
+    return f"<{type(exc).__name__} object: its __str__ and __repr__ raised>"
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback text of ``exc``; never raises (a placeholder when it cannot be
+    formatted)."""
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except BaseException:  # noqa: B036 - the error is stored even without its traceback
+        return f"{type(exc).__name__}: {describe(exc)} (its traceback could not be formatted)"
+
+
 class Outcome:
     __slots__ = ("ok", "value", "error", "exc", "retry_delay", "retryable")
 
@@ -41,10 +64,10 @@ def success(value: Any) -> Outcome:
 def failed(exc: BaseException, tb: Optional[str] = None, *, retry_delay: Optional[float] = None,
            retryable: bool = True, error_type: Optional[str] = None) -> Outcome:
     if tb is None:
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb = format_traceback(exc)
     if error_type is None:
         error_type = exc.error_type if isinstance(exc, TaskError) else type(exc).__name__
-    info = {"type": error_type, "message": str(exc), "traceback": tb}
+    info = {"type": error_type, "message": describe(exc), "traceback": tb}
     return Outcome(False, error=info, exc=exc, retry_delay=retry_delay, retryable=retryable)
 
 

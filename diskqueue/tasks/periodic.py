@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
+from .._checks import check_duration
 from .cron import Cron
 
 Every = Union[float, int, dt.timedelta]
+MIN_EVERY = 0.001
 
 
 class Periodic:
@@ -25,9 +27,11 @@ class Periodic:
         self.cron = Cron(cron) if cron is not None else None
         self.every: Optional[float] = None
         if every is not None:
-            seconds = _seconds(every)
-            if not seconds > 0:
-                raise ValueError(f"every must be > 0 seconds, not {every!r}")
+            seconds = check_duration("every", every, allow_none=False, positive=True,
+                                     timedelta=True)
+            assert seconds is not None
+            if seconds < MIN_EVERY:  # ticks are recorded in ms: finer ones would collide
+                raise ValueError(f"every must be at least {MIN_EVERY} seconds, not {every!r}")
             self.every = seconds
 
     def next_after(self, t: float) -> float:
@@ -40,10 +44,3 @@ class Periodic:
     def describe(self) -> str:
         return f"cron {self.cron.expression!r}" if self.cron else f"every {self.every:g} s"
 
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"every must be seconds or a timedelta, not {type(value).__name__}")
-    return float(value)

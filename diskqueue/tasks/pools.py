@@ -78,7 +78,8 @@ class ThreadPool:
                         return  # it timed out meanwhile: another thread took its place
                 except Closed:
                     return
-                except Exception:  # a bug or a disk error: log it, keep the thread alive
+                except BaseException:  # noqa: B036 - a bug or a disk error: log it, keep
+                    # the thread alive (its job, if any, was finished by _step)
                     log.exception("worker thread failed; going on in a moment")
                     runner.stopping.wait(0.5)
         finally:
@@ -99,7 +100,11 @@ class ThreadPool:
         run = runner.begin(lease)  # (gives the job back if stopping)
         if run is None:
             return True
-        return runner.finish(run, runner.execute(run))
+        try:
+            out = runner.execute(run)
+        except BaseException as exc:  # noqa: B036 - a hook around the task raised: a started
+            out = O.failed(exc)  # job must still end in an outcome
+        return runner.finish(run, out)
 
     def _give_back(self, pending: deque[Lease]) -> None:
         while True:
@@ -123,8 +128,8 @@ class ThreadPool:
         while True:
             with self._lock:
                 alive = [t for t in self.threads if t.is_alive()]
-            if not alive:
-                return []
+            if not alive:  # normally none is left; any run still here was cut short
+                return list(self.runner.active.copy())
             left = deadline - time.monotonic()
             if left <= 0 or (interrupt is not None and interrupt.is_set()):
                 return list(self.runner.active.copy())
@@ -136,6 +141,23 @@ class ThreadPool:
         for run in runs:
             log.warning("job %s (%s) was still running at the end of the grace period; "
                         "it will run again after a restart", run.job.id, run.record["task"])
+
+
+class _Escaped(Exception):
+    """Carries a task's ``KeyboardInterrupt`` or ``SystemExit`` out of the task that
+    ``wait_for`` wraps a coroutine in, which would otherwise re-raise it out of the event
+    loop itself (ending the pool)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
+
+
+async def _contained(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise _Escaped(exc) from None
 
 
 class AsyncPool:
@@ -154,6 +176,9 @@ class AsyncPool:
         self.running: dict[asyncio.Task[Any], Run] = {}
         self.thread = threading.Thread(target=self._main, name="diskqueue-loop", daemon=True)
         self.done = threading.Event()
+        # Set when abandon() cancels the runs left at the end of the grace period: only
+        # then is a CancelledError a cancellation; else the task raised it itself.
+        self.cancelling = False
 
     def start(self) -> None:
         self.thread.start()
@@ -162,7 +187,7 @@ class AsyncPool:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self._dispatch())
-        except Exception:
+        except BaseException:  # noqa: B036 - nothing may end this thread silently
             log.exception("the async pool failed")
         finally:
             self.done.set()
@@ -203,9 +228,13 @@ class AsyncPool:
                     out = await asyncio.wait_for(fut, run.task.options.timeout)
                 except asyncio.TimeoutError:
                     out = O.timed_out(run.task.name, run.task.options.timeout or 0)
-        except asyncio.CancelledError:
-            runner.release(run)  # interrupted at the end of the grace period
-            raise
+        except asyncio.CancelledError as exc:
+            if self.cancelling:
+                runner.release(run)  # interrupted at the end of the grace period
+                raise
+            out = O.failed(exc)  # raised by the task itself: a failure like any other
+        except BaseException as exc:  # noqa: B036 - a hook or the executor: the started
+            out = O.failed(exc)  # job must still end in an outcome
         runner.finish(run, out)
 
     async def _call_async(self, run: Run) -> O.Outcome:
@@ -216,17 +245,21 @@ class AsyncPool:
         token = context.bind(run.job.id, lambda value: runner.report(run, value))
         try:
             value = await asyncio.wait_for(
-                task.fn(*run.record.get("args", ()), **run.record.get("kwargs", {})),
+                _contained(task.fn(*run.record.get("args", ()), **run.record.get("kwargs", {}))),
                 task.options.timeout)
             out = O.success(value)
+        except _Escaped as wrapper:
+            out = O.failed(wrapper.error)
         except Retry as exc:
             out = O.failed(exc, retry_delay=exc.delay)
         except asyncio.TimeoutError:
             out = O.timed_out(task.name, task.options.timeout or 0)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            out = O.failed(exc)
+        except asyncio.CancelledError as exc:
+            if self.cancelling:  # abandon() cancelled it: _run gives the job back
+                raise
+            out = O.failed(exc)  # the task raised it itself: a failure, with the backoff
+        except BaseException as exc:  # noqa: B036 - a task's KeyboardInterrupt, SystemExit
+            out = O.failed(exc)  # or GeneratorExit fails its job, never the event loop
         finally:
             context.unbind(token)
         runner._after_run(run, out)
@@ -236,10 +269,12 @@ class AsyncPool:
         while not self.done.wait(0.05):
             if time.monotonic() >= deadline or (interrupt is not None and interrupt.is_set()):
                 return list(self.running.values())
-        return []
+        # normally none is left; any run still here was cut short by the loop's end
+        return list(self.runner.active.copy())
 
     def abandon(self, runs: list[Run]) -> None:
         """Cancel the coroutines still running: their jobs go back to the front."""
+        self.cancelling = True
         for task in list(self.running):
             self.loop.call_soon_threadsafe(task.cancel)
         self.done.wait(2.0)

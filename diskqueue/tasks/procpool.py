@@ -87,9 +87,10 @@ def child_main(conn: Any) -> None:
                 value = asyncio.run(_awaited(value))
             reply: tuple[Any, ...] = ("ok", value)
         except Retry as exc:
-            reply = ("err", "Retry", str(exc), traceback.format_exc(), exc.delay)
+            reply = ("err", "Retry", O.describe(exc), traceback.format_exc(), exc.delay)
         except BaseException as exc:  # noqa: B036 - reported to the parent, never lost
-            reply = ("err", type(exc).__name__, str(exc), traceback.format_exc(), None)
+            # (described safely: an error whose __str__ raises must not end the child)
+            reply = ("err", type(exc).__name__, O.describe(exc), O.format_traceback(exc), None)
         finally:
             context.unbind(token)
         try:

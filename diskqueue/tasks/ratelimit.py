@@ -6,6 +6,7 @@ the next token comes, so it neither blocks a worker thread nor the jobs behind i
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Callable
@@ -22,9 +23,18 @@ def parse_rate(spec: str) -> tuple[int, float]:
     if not match:
         raise ValueError(f"rate_limit must look like '100/m' (per s, m, h or d), not {spec!r}")
     count, span, unit = match.groups()
+    if span == ".":
+        raise ValueError(f"rate_limit must look like '100/m' (per s, m, h or d), not {spec!r}")
     seconds = float(span or 1) * _UNITS[unit]
     if int(count) <= 0 or seconds <= 0:
         raise ValueError(f"rate_limit must allow at least one start per period: {spec!r}")
+    try:  # a period or count too big for a float would make the bucket inf, 0 or NaN
+        rate = float(count) / seconds
+    except OverflowError:
+        rate = math.inf
+    if not math.isfinite(seconds) or not 0 < rate < math.inf:
+        raise ValueError(f"rate_limit must be a finite number of starts per finite period "
+                         f"of seconds: {spec!r}")
     return int(count), seconds
 
 

@@ -30,6 +30,7 @@ NS_EXPIRE = b"exp"  # expiry ms (8 bytes) + job id -> b"": results to forget
 NS_STATS = b"stat"  # queue + NUL + worker id (empty: the base) -> counts
 NS_LAT = b"lat"  # queue + NUL + worker id (empty: the base) -> latency histogram
 NS_META = b"tq"  # b"format" -> b"1": marks a task directory
+NS_RETRIED = b"rdead"  # job id + NUL + death number (8 bytes) -> b"": that death was retried
 
 FORMAT = b"1"
 # record writes riding along with a mutation: (ns, key, value or None to delete)
@@ -80,7 +81,14 @@ def ms(t: float) -> int:
     return int(t * 1000)
 
 
+LAST_DUE = 253402300799.0  # 9999-12-31 23:59:59 UTC: the latest due time an argument sets
+
+
 def ms_bytes(t: float) -> bytes:
+    # A due time past what 8 bytes of ms hold (a backoff of 1e300 s) sorts last, not
+    # raises: it is "never", and a raise here would leave a job unfinished.
+    if not t < 1.8e16:
+        return b"\xff" * 8
     return max(ms(t), 0).to_bytes(8, "big")
 
 
@@ -94,6 +102,20 @@ def due_of(key: bytes) -> float:
 
 def dead_key(queue: str, job_id: bytes) -> bytes:
     return queue.encode("utf-8") + b"\x00" + job_id
+
+
+def retried_key(job_id: bytes, death: int) -> bytes:
+    """The marker that death number ``death`` of a job was retried: ``retry_dead`` pushes
+    the job only unless this exists, so two callers racing never both push it."""
+    return job_id + b"\x00" + death.to_bytes(8, "big")
+
+
+def forget_retries(rec: dict[str, Any]) -> Ops:
+    """Deletes of a job's retry markers, for the batch that deletes its record."""
+    if "deaths" not in rec:
+        return []
+    jid = rec["id"].encode()
+    return [(NS_RETRIED, retried_key(jid, n), None) for n in range(int(rec["deaths"]) + 1)]
 
 
 def tick_key(name: str, tick: float) -> bytes:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from typing import Optional
 
+from .._checks import check_duration
+
 
 class Retry(Exception):
     """Raise it inside a task to ask for another attempt.
@@ -19,11 +21,12 @@ class Retry(Exception):
     """
 
     def __init__(self, delay: Optional[float] = None, message: str = "retry requested"):
-        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float))
-                                  or delay < 0):
-            raise ValueError(f"Retry delay must be a number >= 0, not {delay!r}")
+        try:
+            seconds = check_duration("Retry delay", delay, timedelta=True)
+        except TypeError as exc:  # a ValueError, as it always was for a bad delay
+            raise ValueError(str(exc)) from None
         super().__init__(message)
-        self.delay = delay
+        self.delay = seconds
 
 
 def backoff_delay(base: float, failures: int, cap: float,
@@ -31,5 +34,6 @@ def backoff_delay(base: float, failures: int, cap: float,
     """Seconds to wait before the attempt that follows failure number ``failures``."""
     if base <= 0:
         return 0.0
-    full = min(cap, base * 2.0 ** max(failures - 1, 0))
+    # (2.0 ** 1024 would raise OverflowError; base * 2.0 ** 1023 at worst is inf, capped)
+    full = min(cap, base * 2.0 ** min(max(failures - 1, 0), 1023))
     return (rng or random).uniform(full / 2, full)

@@ -10,6 +10,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
+from .._checks import check_duration
+
 if TYPE_CHECKING:
     from .taskqueue import TaskQueue
     from .worker import Worker
@@ -88,10 +90,8 @@ class Progress:
 def run_until_stopped(tasks: TaskQueue, *, concurrency: int, pool: str, queues: Any,
                       grace: float, drain: bool, progress: Optional[bool],
                       app: Optional[str]) -> bool:
-    if isinstance(grace, bool) or not isinstance(grace, (int, float)):
-        raise TypeError(f"grace must be a number of seconds, not {type(grace).__name__}")
-    if grace < 0:
-        raise ValueError(f"grace must be >= 0, not {grace}")
+    # infinity (or None): wait for the running jobs however long they take
+    seconds = check_duration("grace", grace, allow_inf=True)
     flags = _Flags()
     previous = _install(flags)
     bar: Optional[Progress] = None
@@ -112,7 +112,7 @@ def run_until_stopped(tasks: TaskQueue, *, concurrency: int, pool: str, queues: 
             else:
                 flags.stop.wait()
         finally:
-            clean = worker.stop(grace, interrupt=flags.force)
+            clean = worker.stop(seconds, interrupt=flags.force)
             if bar is not None:
                 bar.close()
     finally:

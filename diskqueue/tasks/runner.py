@@ -203,13 +203,20 @@ class Runner:
             self.eng.write_records([(R.NS_JOBS, run.jid, data)])
 
     def execute(self, run: Run) -> O.Outcome:
-        """Call the task in this thread (an ``async def`` task gets its own event loop)."""
+        """Call the task in this thread (an ``async def`` task gets its own event loop).
+
+        Whatever the task raises is its outcome, ``BaseException``s included: a task's
+        own ``KeyboardInterrupt``, ``SystemExit``, ``CancelledError`` or
+        ``GeneratorExit`` is a failure of the job (retried, then dead), never the end of
+        the thread running it. (A real SIGINT reaches the main thread only, never a
+        pool thread: the worker's own stop is not affected.)
+        """
         task = run.task
         assert task is not None
-        if self.hooks.wants("before_run"):
-            self.hooks.emit("before_run", run.job)
         token = context.bind(run.job.id, lambda value: self.report(run, value))
         try:
+            if self.hooks.wants("before_run"):
+                self.hooks.emit("before_run", run.job)
             value = task.fn(*run.record.get("args", ()), **run.record.get("kwargs", {}))
             if value is not None and inspect.isawaitable(value):
                 value = asyncio.run(self._bounded(value, task.options.timeout))
@@ -218,7 +225,7 @@ class Runner:
             out = O.failed(exc, retry_delay=exc.delay)
         except asyncio.TimeoutError:
             out = O.timed_out(task.name, task.options.timeout or 0)
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:  # noqa: B036 - see the docstring
             out = O.failed(exc)
         finally:
             context.unbind(token)
@@ -262,6 +269,7 @@ class Runner:
         ops: R.Ops = []
         if ttl == 0:
             ops.append((R.NS_JOBS, run.jid, None))
+            ops += R.forget_retries(rec)
         else:
             ops.append((R.NS_JOBS, run.jid, data))
             if ttl is not None:
@@ -301,7 +309,8 @@ class Runner:
             if self.hooks.wants("on_retry"):
                 self.hooks.emit("on_retry", run.job, exc, delay)
             return
-        rec.update(state=DEAD, finished=now)
+        # each death is numbered, so that retrying it is a one-time event (deadletters)
+        rec.update(state=DEAD, finished=now, deaths=rec.get("deaths", 0) + 1)
         rec.pop("eta", None)
         dead_ops: R.Ops = [(R.NS_JOBS, run.jid, R.pack(rec)),
                            (R.NS_DEAD, R.dead_key(rec["queue"], run.jid), b"")]

@@ -189,8 +189,10 @@ class Scheduler:
 
     def _expired_job(self, key: bytes) -> list[tuple[bytes, bytes, Optional[bytes]]]:
         raw = self.eng.get_record(R.NS_JOBS, key[8:])
-        if raw is not None and R.unpack(raw)["state"] == "success":
-            return [(R.NS_JOBS, key[8:], None)]
+        if raw is not None:
+            rec = R.unpack(raw)
+            if rec["state"] == "success":
+                return [(R.NS_JOBS, key[8:], None), *R.forget_retries(rec)]
         return []
 
     def _delete_before(self, ns: bytes, until: float, also: Callable[[bytes], list[Any]]

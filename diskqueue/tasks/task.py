@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
+from .._checks import check_duration
 from . import records
 from .periodic import Periodic
 from .ratelimit import parse_rate
@@ -22,19 +23,6 @@ if TYPE_CHECKING:
     from .taskqueue import TaskQueue
 
 DEFAULT_RESULT_TTL = 86400.0
-
-
-def _number(name: str, value: Any, *, allow_none: bool = False, minimum: float = 0.0
-            ) -> Optional[float]:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, dt.timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not value >= minimum:
-        raise ValueError(f"{name} must be >= {minimum:g}, not {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -55,15 +43,21 @@ class TaskOptions:
             raise TypeError(f"retries must be an int, not {type(self.retries).__name__}")
         if self.retries < 0:
             raise ValueError(f"retries must be >= 0, not {self.retries}")
-        _number("backoff", self.backoff)
-        _number("max_backoff", self.max_backoff)
-        if self.timeout is not None and not _number("timeout", self.timeout, minimum=0.0):
-            raise ValueError("timeout must be > 0 seconds (or None: no limit)")
+        # Stored as checked: seconds as floats, and infinity (no limit, kept for ever)
+        # as None, which is what the rest of the code reads as "no limit".
+        fix = functools.partial(object.__setattr__, self)  # the dataclass is frozen
+        fix("backoff", check_duration("backoff", self.backoff, allow_none=False,
+                                      timedelta=True))
+        fix("max_backoff", check_duration("max_backoff", self.max_backoff, allow_none=False,
+                                          timedelta=True))
+        fix("timeout", check_duration("timeout", self.timeout, allow_inf=True, positive=True,
+                                      timedelta=True))
         records.check_queue(self.queue)
         records.check_priority(self.priority)
         if self.rate_limit is not None:
             parse_rate(self.rate_limit)
-        _number("result_ttl", self.result_ttl, allow_none=True)
+        fix("result_ttl", check_duration("result_ttl", self.result_ttl, allow_inf=True,
+                                         timedelta=True))
 
 
 class TaskFunction:

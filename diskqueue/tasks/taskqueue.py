@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Optional
 
 from .. import engine as engine_mod
+from .._checks import check_duration
 from ..errors import Closed
 from ..handle import check_path
 from . import deadletters
@@ -37,13 +38,11 @@ def _seconds_until(delay: Any, eta: Any, now: float) -> Optional[float]:
     if delay is not None and eta is not None:
         raise TypeError("pass delay= or eta=, not both")
     if delay is not None:
-        if isinstance(delay, dt.timedelta):
-            delay = delay.total_seconds()
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
-            raise TypeError(f"delay must be seconds or a timedelta, not {type(delay).__name__}")
-        if delay < 0:
-            raise ValueError(f"delay must be >= 0, not {delay}")
-        return now + delay if delay > 0 else None
+        seconds = check_duration("delay", delay, timedelta=True)
+        assert seconds is not None
+        if now + seconds > R.LAST_DUE:
+            raise ValueError(f"delay must end before the year 9999, not in {seconds!r} s")
+        return now + seconds if seconds > 0 else None
     if eta is not None:
         if not isinstance(eta, dt.datetime):
             raise TypeError(f"eta must be a datetime, not {type(eta).__name__}")
@@ -419,8 +418,10 @@ class TaskQueue:
         return deadletters.dead(self)
 
     def retry_dead(self, job_id: Optional[str] = None) -> int:
-        """Put one dead job (or all of them: ``None``) back in its queue, failures reset;
-        each queue's jobs move in one batch. Returns how many moved."""
+        """Put one dead job (or all of them: ``None``) back in its queue, failures reset,
+        with its ``unique_key`` (unless another job took the key meanwhile). Each job
+        moves once per death, however many calls race (threads or processes): returns
+        how many this call moved."""
         return deadletters.retry(self, job_id)
 
     def purge_dead(self, job_id: Optional[str] = None) -> int:

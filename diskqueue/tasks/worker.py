@@ -10,11 +10,13 @@ The directory is closed by the TaskQueue, after its workers stopped.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
+from .._checks import check_duration
 from . import records as R
 from .pools import AsyncPool, ThreadPool
 from .procpool import ProcessPool
@@ -41,8 +43,8 @@ def check_queues(queues: Any) -> Optional[dict[str, float]]:
             R.check_queue(name)
             if isinstance(weight, bool) or not isinstance(weight, (int, float)):
                 raise TypeError(f"queue weight must be a number, not {type(weight).__name__}")
-            if not weight > 0:
-                raise ValueError(f"queue weight must be > 0, not {weight}")
+            if not 0 < weight < math.inf:
+                raise ValueError(f"queue weight must be a finite number > 0, not {weight}")
             out[name] = float(weight)
         if not out:
             raise ValueError("queues is empty")
@@ -135,8 +137,10 @@ class Worker:
 
     def stop(self, timeout: Optional[float] = 30.0,
              interrupt: Optional[threading.Event] = None) -> bool:
-        """Stop fetching, let running jobs finish within ``timeout`` seconds (None: wait
-        for them all), then give back what is left. True when nothing was left."""
+        """Stop fetching, let running jobs finish within ``timeout`` seconds (None or
+        ``math.inf``: wait for them all), then give back what is left. True when nothing
+        was left."""
+        timeout = check_duration("timeout", timeout, allow_inf=True)
         if not self.started or self.stopped:
             return self.clean if self.clean is not None else True
         self.stopped = True
@@ -198,7 +202,9 @@ class Worker:
                     and not eng.scan_records(R.NS_SCHED, limit=1))
 
     def wait_idle(self, timeout: Optional[float] = None) -> bool:
-        """Wait until no job is left (``idle()``); False if ``timeout`` passed first."""
+        """Wait until no job is left (``idle()``); False if ``timeout`` passed first
+        (None or ``math.inf``: wait for ever)."""
+        timeout = check_duration("timeout", timeout, allow_inf=True)
         end = None if timeout is None else time.monotonic() + timeout
         quiet = threading.Event()
         seen_idle = False
