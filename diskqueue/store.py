@@ -7,8 +7,10 @@ package imports plyvel.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import threading
 from collections import deque
 from collections.abc import Iterator
 from itertools import islice
@@ -32,6 +34,10 @@ _WRITE_BUFFER = 4 * 1024 * 1024
 # so big batches get a fresh one.
 _REUSE_BELOW = 1024 * 1024
 _value = itemgetter(1)
+# A key range holding no key: compacting it only makes LevelDB flush its memtable and
+# open a new log (see Store._switch_log).
+_NOWHERE = b"\xff" * 16
+_FULLFSYNC: int | None = getattr(fcntl, "F_FULLFSYNC", None)
 
 
 def _check_directory(path: str) -> None:
@@ -52,14 +58,38 @@ def read_pid(path: str) -> int | None:
 
 
 class Store:
-    """A LevelDB database in one directory, owned by this process."""
+    """A LevelDB database in one directory, owned by this process.
+
+    Callers serialize every call (the engine's lock) except :meth:`sync` and
+    :meth:`compact`, which may run beside the others.
+
+    A write that fails (a full disk, say) may leave part of its record at the end of
+    LevelDB's log, and LevelDB appends the next records behind it, where its recovery
+    cannot read them: every later write would be lost on the next open. So after a
+    failed write the store moves LevelDB to a fresh log before anything else is
+    written (:meth:`_recover`), and until that succeeds every call is refused.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         _check_directory(path)
+        self._db = self._open()
+        self.pid = os.getpid()
+        # Small batches reuse this one: callers serialize writes (the engine's lock).
+        self._wb = self._db.write_batch()
+        # sync and compact run beside other calls; a recovery waits until none runs.
+        self._gate = threading.Condition()
+        self._beside = 0
+        self._recovering = False
+        self._broken: DiskQueueError | None = None  # why the last recovery failed
+        self._synced_logs: set[str] = set()  # sealed log files known to be on disk
+        self._current_log = ""  # the newest log when the last sync ran
+        self._write_pid()
+
+    def _open(self) -> Any:
         try:
-            self._db = plyvel.DB(
-                path,
+            return plyvel.DB(
+                self.path,
                 create_if_missing=True,
                 paranoid_checks=True,
                 write_buffer_size=_WRITE_BUFFER,
@@ -71,10 +101,6 @@ class Store:
             )
         except plyvel.Error as exc:
             raise self._translate(exc) from exc
-        self.pid = os.getpid()
-        # Small batches reuse this one: callers serialize writes (the engine's lock).
-        self._wb = self._db.write_batch()
-        self._write_pid()
 
     def _write_pid(self) -> None:
         tmp = os.path.join(self.path, PID_FILE + ".tmp")
@@ -96,14 +122,80 @@ class Store:
         if "No space left" in text or "File too large" in text or "Disk quota" in text:
             return DiskQueueError(
                 f"{self.path}: the disk is full ({text}); nothing was written. "
-                "Free some space, then close and reopen the queue"
+                "Free some space and try again"
             )
         if isinstance(exc, plyvel.CorruptionError) or "orrupt" in text or _damaged_file(text):
             return Corrupted(self.path, text)
         return DiskQueueError(f"{self.path}: LevelDB error: {text}")
 
+    # -- recovery after a failed write ---------------------------------------------
+    def _failed(self, exc: BaseException) -> DiskQueueError:
+        """The error for a failed write, after bringing LevelDB back to a fresh log."""
+        error = self._translate(exc)
+        try:
+            self._recover()
+        except DiskQueueError as again:
+            log.error("%s: writes are refused until LevelDB can reopen: %s", self.path, again)
+        return error
+
+    def _recover(self) -> None:
+        """Move LevelDB to a fresh log, leaving the damaged one behind with its partial
+        record at its end, where recovery ignores it; reopen when that is not enough.
+
+        Runs with the caller's lock held, once no sync or compaction runs beside it.
+        Raises (and stays broken, so the next call tries again) when LevelDB cannot be
+        reopened, for instance while the disk is still full.
+        """
+        with self._gate:
+            self._recovering = True
+            while self._beside:
+                self._gate.wait()
+        try:
+            if self._broken is None and self._switch_log():
+                return
+            self._reopen()
+        finally:
+            with self._gate:
+                self._recovering = False
+                self._gate.notify_all()
+
+    def _switch_log(self) -> bool:
+        """Ask LevelDB for a new log (a compaction starts by flushing the memtable to a
+        table and opening one); True when a new log exists and a write into it works."""
+        before = _newest_log(self.path)
+        try:
+            self._db.compact_range(start=_NOWHERE, stop=_NOWHERE)
+            if _newest_log(self.path) <= before:
+                return False  # the new log could not be created: still on the damaged one
+            # An error recorded by LevelDB (a failed flush) fails every write from here.
+            self._db.write_batch().write()
+        except plyvel.Error:
+            return False
+        return True
+
+    def _reopen(self) -> None:
+        """Close and reopen LevelDB: its recovery drops a partial record at the end of a
+        log and starts a fresh one. The in-memory state of callers stays valid, since
+        a failed write was never applied to it."""
+        if self._broken is None:
+            self._db.close()
+        try:
+            self._db = self._open()
+        except DiskQueueError as exc:
+            self._broken = exc  # says what is wrong (the disk is still full, say)
+            raise
+        self._broken = None
+        self._wb = self._db.write_batch()
+
+    def _usable(self) -> None:
+        """Refuse a call while a failed write has not been recovered from (retrying it)."""
+        if self._broken is not None:
+            self._recover()
+
     # -- reads -----------------------------------------------------------------
     def get(self, key: bytes) -> bytes | None:
+        if self._broken is not None:
+            self._usable()
         try:
             return self._db.get(key)
         except plyvel.Error as exc:
@@ -142,6 +234,8 @@ class Store:
 
     def iter_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield ``(key, value)`` pairs under a prefix; only for start-up and repair."""
+        if self._broken is not None:
+            self._usable()
         try:
             with self._db.iterator(prefix=prefix) as it:
                 yield from it
@@ -150,15 +244,19 @@ class Store:
 
     # -- writes ----------------------------------------------------------------
     def put(self, key: bytes, value: bytes) -> None:
+        if self._broken is not None:
+            self._usable()
         try:
             self._db.put(key, value)
         except plyvel.Error as exc:
-            raise self._translate(exc) from exc
+            raise self._failed(exc) from exc
 
     def write(self, puts: Any = (), deletes: Any = (), sync: bool = False,
               taken: Any = ()) -> None:
         """Write puts and deletes as one atomic batch: all of it lands, or none.
         ``taken`` holds runs of ``(key, value)`` pairs just read, whose keys go too."""
+        if self._broken is not None:
+            self._usable()
         try:
             if (sync or len(deletes) > 1024 or len(puts) > 8 or len(taken) > 8
                     or (puts and sum(map(len, map(_value, puts))) >= _REUSE_BELOW)):
@@ -175,11 +273,13 @@ class Store:
                 put(key, value)
             wb.write()
         except plyvel.Error as exc:
-            raise self._translate(exc) from exc
+            raise self._failed(exc) from exc
 
     def write_run(self, item_keys: list[bytes], datas: list[bytes], pointer_key: bytes,
                   pointer: bytes) -> None:
         """Items of one lane with the pointer they move, as one batch."""
+        if self._broken is not None:
+            self._usable()
         try:
             if sum(map(len, datas)) < _REUSE_BELOW:
                 wb = self._reused()
@@ -189,7 +289,7 @@ class Store:
             wb.put(pointer_key, pointer)
             wb.write()
         except plyvel.Error as exc:
-            raise self._translate(exc) from exc
+            raise self._failed(exc) from exc
 
     def _reused(self) -> Any:
         wb = self._wb
@@ -198,6 +298,8 @@ class Store:
 
     def write2(self, k1: bytes, v1: bytes, k2: bytes, v2: bytes) -> None:
         """Two puts as one batch: the hot path of a single enqueue (item and pointer)."""
+        if self._broken is not None:
+            self._usable()
         try:
             if len(v1) < _REUSE_BELOW:
                 wb = self._wb
@@ -208,10 +310,12 @@ class Store:
             wb.put(k2, v2)
             wb.write()
         except plyvel.Error as exc:
-            raise self._translate(exc) from exc
+            raise self._failed(exc) from exc
 
     def pop(self, key: bytes, pointer_key: bytes, pointer: bytes) -> bytes | None:
         """Read a key, then delete it and write a pointer in one batch: a single dequeue."""
+        if self._broken is not None:
+            self._usable()
         try:
             data = self._db.get(key)
             if data is not None:
@@ -222,10 +326,12 @@ class Store:
                 wb.write()
             return data
         except plyvel.Error as exc:
-            raise self._translate(exc) from exc
+            raise self._failed(exc) from exc
 
     def delete_put(self, key: bytes, pointer_key: bytes, pointer: bytes) -> None:
         """Delete a key and write a pointer in one batch: a dequeue of an item read before."""
+        if self._broken is not None:
+            self._usable()
         try:
             wb = self._wb
             wb.clear()
@@ -233,20 +339,57 @@ class Store:
             wb.put(pointer_key, pointer)
             wb.write()
         except plyvel.Error as exc:
-            raise self._translate(exc) from exc
+            raise self._failed(exc) from exc
 
     def sync(self) -> None:
-        """Fsync the log up to here. Concurrent callers share one fsync in LevelDB."""
+        """Make every write that returned before this call survive power loss.
+
+        This fsyncs LevelDB's log files itself rather than making an empty sync write.
+        LevelDB switches to a new log when its write buffer fills (an empty write may be
+        the one that switches) and closes the old log without an fsync: a sync write
+        then fsyncs only the new log, and writes in the old one wait for a background
+        flush. So the current log and every older log not yet known to be on disk are
+        fsynced here; a log already deleted was flushed into a table, which LevelDB
+        fsyncs before it deletes the log. Nothing is written, so a full disk cannot
+        make this leave part of a record behind, and writers go on beside the fsync.
+        Callers run one at a time (the engine's group commit).
+        """
+        logs = _log_files(self.path)
         try:
-            self._db.write_batch(sync=True).write()
-        except plyvel.Error as exc:
-            raise self._translate(exc) from exc
+            for name in logs[:-1]:
+                if name not in self._synced_logs:
+                    _fsync_file(os.path.join(self.path, name))
+                    self._synced_logs.add(name)
+            if logs:
+                _fsync_file(os.path.join(self.path, logs[-1]))
+            if logs and logs[-1] != self._current_log:
+                # A new log's name must survive too: LevelDB only fsyncs its directory
+                # for a new MANIFEST, and recovery finds logs by listing the directory.
+                self._current_log = logs[-1]
+                _fsync_file(self.path)
+        except OSError as exc:
+            raise DiskQueueError(
+                f"{self.path}: fsync failed ({exc.strerror}); the last writes may not be "
+                "on disk"
+            ) from exc
+        self._synced_logs.intersection_update(logs)
 
     def compact(self, start: bytes | None, stop: bytes | None) -> None:
+        """Compact a key range; may run beside other calls (a background thread)."""
+        with self._gate:
+            while self._recovering:
+                self._gate.wait()
+            if self._broken is not None:
+                return  # the next locked call reopens LevelDB; compaction can wait
+            self._beside += 1
         try:
             self._db.compact_range(start=start, stop=stop)
         except plyvel.Error as exc:
             raise self._translate(exc) from exc
+        finally:
+            with self._gate:
+                self._beside -= 1
+                self._gate.notify_all()
 
     def close(self) -> None:
         self._db.close()
@@ -255,6 +398,39 @@ class Store:
                 os.unlink(os.path.join(self.path, PID_FILE))
         except OSError:
             pass
+
+
+def _log_files(path: str) -> list[str]:
+    """LevelDB's write-ahead logs in a directory, oldest first (the last is current)."""
+    try:
+        names = [n for n in os.listdir(path) if n.endswith(".log") and n[:-4].isdigit()]
+    except OSError:
+        return []
+    return sorted(names, key=lambda n: int(n[:-4]))
+
+
+def _newest_log(path: str) -> int:
+    logs = _log_files(path)
+    return int(logs[-1][:-4]) if logs else -1
+
+
+def _fsync_file(path: str) -> None:
+    """Fsync one file (or a directory) by name; a file already gone needs none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return
+    try:
+        if _FULLFSYNC is not None:
+            # macOS: fsync() leaves the data in the drive's cache; LevelDB uses this too.
+            try:
+                fcntl.fcntl(fd, _FULLFSYNC)
+                return
+            except OSError:
+                pass
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _damaged_file(text: str) -> bool:
