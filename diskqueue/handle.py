@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, Optional
 
-from . import codecs
+from . import codecs, permissions
 from . import engine as engine_mod
 from .errors import Closed, NotReserved
 from .item import Item
@@ -62,8 +62,9 @@ class Handle(abc.ABC):
     _ns = b""
 
     def __init__(self, path: str | os.PathLike[str], *, codec: codecs.CodecSpec = "msgpack",
-                 sync: bool = False, maxsize: int = 0) -> None:
+                 sync: bool = False, maxsize: int = 0, mode: int = 0o700) -> None:
         self.path = check_path(path)
+        mode = permissions.check_mode(mode)
         if not isinstance(sync, bool):
             raise TypeError(f"sync must be a bool, not {type(sync).__name__}")
         self.maxsize = check_count("maxsize", maxsize)
@@ -73,6 +74,8 @@ class Handle(abc.ABC):
         self._dumps = dumps if isinstance(codec, str) else self._encode
         self._dumps_many = codecs.many(self._dumps)
         self._sync = sync
+        # The directory is created with exactly ``mode``; a wider one found warns.
+        permissions.prepare_directory(self.path, mode)
         engine = engine_mod.acquire(self.path)
         try:
             engine.ensure_kind(self._kind, self._accepts)

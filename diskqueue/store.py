@@ -22,6 +22,7 @@ try:
 except ImportError:  # Python 3.13+: the maintained fork takes plyvel's place.
     import plyvel_next as plyvel  # type: ignore[no-redef]
 
+from . import permissions
 from .errors import Corrupted, DiskQueueError, Locked
 
 log = logging.getLogger("diskqueue.store")
@@ -40,20 +41,11 @@ _NOWHERE = b"\xff" * 16
 _FULLFSYNC: int | None = getattr(fcntl, "F_FULLFSYNC", None)
 
 
-def _check_directory(path: str) -> None:
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise DiskQueueError(f"{path} exists and is not a directory; pick another path")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise DiskQueueError(f"cannot create directory {path}: {exc.strerror}") from exc
-
-
 def read_pid(path: str) -> int | None:
+    text = permissions.read_file(path, PID_FILE)
     try:
-        with open(os.path.join(path, PID_FILE)) as fh:
-            return int(fh.read().strip() or 0) or None
-    except (OSError, ValueError):
+        return int((text or "").strip() or 0) or None
+    except ValueError:
         return None
 
 
@@ -72,8 +64,10 @@ class Store:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        _check_directory(path)
+        permissions.prepare_directory(path, warn=False)  # a handle checked its mode=
+        permissions.check_entries(path)
         self._db = self._open()
+        permissions.set_file_modes(path)
         self.pid = os.getpid()
         # Small batches reuse this one: callers serialize writes (the engine's lock).
         self._wb = self._db.write_batch()
@@ -103,13 +97,10 @@ class Store:
             raise self._translate(exc) from exc
 
     def _write_pid(self) -> None:
-        tmp = os.path.join(self.path, PID_FILE + ".tmp")
         try:
-            with open(tmp, "w") as fh:
-                fh.write(str(self.pid))
-            os.replace(tmp, os.path.join(self.path, PID_FILE))
-        except OSError:
-            log.warning("could not record the owner pid in %s", self.path)
+            permissions.write_file(self.path, PID_FILE, str(self.pid))
+        except OSError as exc:
+            log.warning("could not record the owner pid in %s: %s", self.path, exc)
 
     # -- translation -----------------------------------------------------------
     def _translate(self, exc: BaseException) -> DiskQueueError:
@@ -119,6 +110,8 @@ class Store:
         text = str(text)
         if "lock" in text and ("already held" in text or "unavailable" in text):
             return Locked(self.path, read_pid(self.path))
+        if "Permission denied" in text or "Read-only file system" in text:
+            return permissions.denied(self.path, text)
         if "No space left" in text or "File too large" in text or "Disk quota" in text:
             return DiskQueueError(
                 f"{self.path}: the disk is full ({text}); nothing was written. "
@@ -186,6 +179,7 @@ class Store:
             raise
         self._broken = None
         self._wb = self._db.write_batch()
+        permissions.set_file_modes(self.path)
 
     def _usable(self) -> None:
         """Refuse a call while a failed write has not been recovered from (retrying it)."""
@@ -393,6 +387,7 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+        permissions.set_file_modes(self.path)  # what LevelDB created since the open
         try:
             if read_pid(self.path) == self.pid:
                 os.unlink(os.path.join(self.path, PID_FILE))
@@ -455,7 +450,9 @@ def repair(path: str) -> None:
         text = exc.args[0] if exc.args else exc
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
-        if "lock" in str(text):
+        if "lock" in str(text) and "Permission denied" not in str(text):
             raise Locked(path, read_pid(path)) from exc
+        if "Permission denied" in str(text) or "Read-only file system" in str(text):
+            raise permissions.denied(path, str(text)) from exc
         raise DiskQueueError(f"repair of {path} failed: {text}") from exc
 
