@@ -97,21 +97,35 @@ def _warn_if_shared(path: str, mode: int) -> None:
 
 
 def check_entries(path: str) -> None:
-    """Refuse a directory holding a symbolic link: diskqueue and LevelDB never make one,
-    so someone else put it there, and LevelDB would write through it."""
+    """Refuse a directory holding what nobody trusted could have put there: a symbolic
+    link (diskqueue and LevelDB never make one, and LevelDB would write through it), or,
+    in a directory only its owner may write, a file of a third user."""
     try:
         names = os.listdir(path)
+        dir_st = os.stat(path)
     except PermissionError as exc:
         raise denied(path, f"cannot list the directory: {exc.strerror}") from exc
     except OSError:
         return
+    trusted = {os.geteuid(), dir_st.st_uid, 0}
+    private = not dir_st.st_mode & 0o022
     for name in names:
         full = os.path.join(path, name)
-        if os.path.islink(full):
+        try:
+            st = os.lstat(full)
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
             raise DiskQueueError(
                 f"{full} is a symbolic link; diskqueue never makes one, so someone else "
                 f"put it there and LevelDB would write through it. Remove it, and check "
                 f"who can write to {path}"
+            )
+        if private and st.st_uid not in trusted:
+            raise DiskQueueError(
+                f"{full} belongs to user {st.st_uid}, who may not write to {path}: it was "
+                "put there while the directory was open to others, and may have been "
+                f"changed. Check it, and remove it or chown it to the directory's owner"
             )
 
 

@@ -177,6 +177,25 @@ def test_a_link_planted_by_a_group_member_is_never_followed(open_base, two_users
     assert "diskqueue.pid.tmp" in ran.stdout
 
 
+def test_a_file_of_a_third_user_in_a_private_directory_is_refused(open_base, two_users):
+    """Only the owner (and root) can write a 0700 directory: a file of anybody else was
+    planted while it was open to others, and LevelDB must not trust it."""
+    victim, stranger = two_users
+    path = os.path.join(open_base, "q")
+    os.mkdir(path)
+    with open(os.path.join(path, "CURRENT"), "w") as fh:
+        fh.write("MANIFEST-000099\n")
+    os.chown(os.path.join(path, "CURRENT"), stranger.uid, stranger.gid)
+    os.chown(path, victim.uid, victim.gid)
+    os.chmod(path, 0o700)
+    ran = victim.run_py(VICTIM, path)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("refused:"), ran.stdout
+    assert f"belongs to user {stranger.uid}" in ran.stdout and "CURRENT" in ran.stdout
+    with open(os.path.join(path, "CURRENT")) as fh:
+        assert fh.read() == "MANIFEST-000099\n"
+
+
 def test_the_pid_file_replaces_a_planted_link_and_never_writes_through_it(tmp_path):
     """A link planted where the pid file goes after the open's check (or under the old
     temporary name) is replaced by the rename, never written through."""
