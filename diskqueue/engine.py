@@ -411,7 +411,9 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
 
         Group commit: one thread at a time fsyncs, outside the lock, and each fsync
         covers every write that finished before it started, so concurrent writers share
-        it (LevelDB alone would not: a sync write queues behind each plain write).
+        it (LevelDB alone would not: a sync write queues behind each plain write). The
+        store fsyncs LevelDB's log files itself (see :meth:`Store.sync`), so writers go
+        on beside it and a log switch cannot leave a write out.
         """
         with self._lock:
             self._check()
