@@ -208,6 +208,8 @@ class Store:
         """Return up to ``limit`` ``(key, value)`` pairs of a range, read at once; with
         ``max_bytes``, end once the values read reach it (big values are never held by
         the run)."""
+        if self._broken is not None:
+            self._usable()
         try:
             it = self._db.iterator(prefix=prefix, start=start, stop=stop, reverse=reverse)
             try:

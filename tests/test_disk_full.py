@@ -168,3 +168,104 @@ def test_a_disk_that_stays_full_refuses_writes_then_recovers(small_tmpfs, sync):
     assert all("disk is full" in e for e in report["errors"]), report["errors"]
     assert report["refused"] == 5
     _check_reopened(os.path.join(small_tmpfs, "q"), report["acked"], report["taken"])
+
+
+THREADS_CHILD = r"""
+import json, os, sys, threading, time
+import diskqueue as dq
+
+mnt = sys.argv[1]
+path = os.path.join(mnt, "q")
+durable = dq.Queue(path, codec="raw", sync=True)
+plain = dq.Queue(path, codec="raw")
+acked, taken, errors = [], [], []
+lock = threading.Lock()
+stop = time.monotonic() + 4
+
+
+def writer(i, q):
+    n = 0
+    while time.monotonic() < stop:
+        value = b"%d-%d-" % (i, n) + b"y" * 500
+        try:
+            q.enqueue(value)
+            with lock:
+                acked.append(value)
+        except dq.DiskQueueError as exc:
+            with lock:
+                errors.append(str(exc))
+        n += 1
+        time.sleep(0.002)
+
+
+def reader(q):
+    while time.monotonic() < stop:
+        try:
+            value = q.dequeue().value
+            with lock:
+                taken.append(value)
+        except dq.Empty:
+            time.sleep(0.001)
+        except dq.DiskQueueError as exc:
+            with lock:
+                errors.append(str(exc))
+            time.sleep(0.001)
+
+
+def filler():  # rounds of a full disk: fill it, hold it full a while, free it
+    name = os.path.join(mnt, "filler")
+    while time.monotonic() < stop - 0.5:
+        with open(name, "wb") as fh:
+            try:
+                while True:
+                    fh.write(b"f" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        time.sleep(0.4)
+        os.unlink(name)
+        time.sleep(0.4)
+
+
+threads = [threading.Thread(target=writer, args=(i, durable if i % 2 else plain))
+           for i in range(4)]
+threads += [threading.Thread(target=reader, args=(q,)) for q in (durable, plain)]
+threads.append(threading.Thread(target=filler))
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+durable.close()
+plain.close()
+print(json.dumps({"acked": [v.decode() for v in acked], "taken": [v.decode() for v in taken],
+                  "errors": errors}))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_rounds_of_a_full_disk_under_threads_lose_and_repeat_nothing(tmp_path):
+    """Writers (sync=True and not), readers and the disk filling and emptying at once."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    # big enough for LevelDB's 4 MB write buffer to be flushed once space is back
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        done = faults.run_py(THREADS_CHILD, str(mnt), timeout=100)
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads(done.stdout)
+        assert report["errors"], "the disk never filled"
+        assert all("disk is full" in e for e in report["errors"]), set(report["errors"])
+        taken = report["taken"]
+        assert len(taken) == len(set(taken)), "an item was dequeued twice"
+        assert set(taken) <= set(report["acked"])
+        with dq.Queue(str(mnt / "q"), codec="raw") as q:
+            left = [item.value.decode() for item in q]
+        assert len(left) == len(set(left))
+        assert set(left) == set(report["acked"]) - set(taken)
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
