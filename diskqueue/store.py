@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from operator import itemgetter
 from typing import Any
@@ -39,6 +39,7 @@ _value = itemgetter(1)
 # open a new log (see Store._switch_log).
 _NOWHERE = b"\xff" * 16
 _FULLFSYNC: int | None = getattr(fcntl, "F_FULLFSYNC", None)
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 def read_pid(path: str) -> int | None:
@@ -78,6 +79,7 @@ class Store:
         self._broken: DiskQueueError | None = None  # why the last recovery failed
         self._synced_logs: set[str] = set()  # sealed log files known to be on disk
         self._current_log = ""  # the newest log when the last sync ran
+        self._log_fd: int | None = None  # open on it, for its fsyncs
         self._write_pid()
 
     def _open(self) -> Any:
@@ -354,21 +356,34 @@ class Store:
         try:
             for name in logs[:-1]:
                 if name not in self._synced_logs:
-                    _fsync_file(os.path.join(self.path, name))
+                    _sync_path(os.path.join(self.path, name))
                     self._synced_logs.add(name)
-            if logs:
-                _fsync_file(os.path.join(self.path, logs[-1]))
             if logs and logs[-1] != self._current_log:
-                # A new log's name must survive too: LevelDB only fsyncs its directory
-                # for a new MANIFEST, and recovery finds logs by listing the directory.
-                self._current_log = logs[-1]
-                _fsync_file(self.path)
+                self._close_log()
+                try:
+                    self._log_fd = os.open(os.path.join(self.path, logs[-1]),
+                                           os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                except FileNotFoundError:  # replaced meanwhile: its records are in a table
+                    pass
+                else:
+                    self._current_log = logs[-1]
+                    # A new log's name must survive too: LevelDB only fsyncs its
+                    # directory for a new MANIFEST, and recovery lists the directory.
+                    _sync_path(self.path, os.fsync)
+            if self._log_fd is not None and logs and logs[-1] == self._current_log:
+                _sync_fd(self._log_fd)  # kept open: one fsync per call, as LevelDB's
         except OSError as exc:
             raise DiskQueueError(
                 f"{self.path}: fsync failed ({exc.strerror}); the last writes may not be "
                 "on disk"
             ) from exc
         self._synced_logs.intersection_update(logs)
+
+    def _close_log(self) -> None:
+        if self._log_fd is not None:
+            os.close(self._log_fd)
+            self._log_fd = None
+            self._current_log = ""
 
     def compact(self, start: bytes | None, stop: bytes | None) -> None:
         """Compact a key range; may run beside other calls (a background thread)."""
@@ -389,6 +404,7 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+        self._close_log()
         permissions.set_file_modes(self.path)  # what LevelDB created since the open
         try:
             if read_pid(self.path) == self.pid:
@@ -411,23 +427,29 @@ def _newest_log(path: str) -> int:
     return int(logs[-1][:-4]) if logs else -1
 
 
-def _fsync_file(path: str) -> None:
-    """Fsync one file (or a directory) by name; a file already gone needs none."""
+def _sync_path(path: str, sync: Callable[[int], None] | None = None) -> None:
+    """Fsync one file (or, with ``os.fsync``, a directory) by name; a file already gone
+    needs none."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return
     try:
-        if _FULLFSYNC is not None:
-            # macOS: fsync() leaves the data in the drive's cache; LevelDB uses this too.
-            try:
-                fcntl.fcntl(fd, _FULLFSYNC)
-                return
-            except OSError:
-                pass
-        os.fsync(fd)
+        (sync or _sync_fd)(fd)
     finally:
         os.close(fd)
+
+
+def _sync_fd(fd: int) -> None:
+    """What LevelDB does for its sync writes: F_FULLFSYNC on macOS (fsync leaves the data
+    in the drive's cache there), fdatasync where it exists, fsync elsewhere."""
+    if _FULLFSYNC is not None:
+        try:
+            fcntl.fcntl(fd, _FULLFSYNC)
+            return
+        except OSError:
+            pass
+    _datasync(fd)
 
 
 def _damaged_file(text: str) -> bool:
