@@ -215,13 +215,14 @@ def reader(q):
 def filler():  # rounds of a full disk: fill it, hold it full a while, free it
     name = os.path.join(mnt, "filler")
     while time.monotonic() < stop - 0.5:
-        with open(name, "wb") as fh:
-            try:
-                while True:
-                    fh.write(b"f" * 65536)
-                    fh.flush()
-            except OSError:
-                pass
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            while True:
+                os.write(fd, b"f" * 65536)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
         time.sleep(0.4)
         os.unlink(name)
         time.sleep(0.4)
@@ -249,22 +250,29 @@ def test_rounds_of_a_full_disk_under_threads_lose_and_repeat_nothing(tmp_path):
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    # big enough for LevelDB's 4 MB write buffer to be flushed once space is back
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)],
+    # Far bigger than the queue ever gets (LevelDB's log and the table it flushes it to
+    # take up to 4 MB each), so that once the filler is gone there is room to reopen.
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
         done = faults.run_py(THREADS_CHILD, str(mnt), timeout=100)
         assert done.returncode == 0, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]  # no thread died
         report = json.loads(done.stdout)
         assert report["errors"], "the disk never filled"
         assert all("disk is full" in e for e in report["errors"]), set(report["errors"])
         taken = report["taken"]
         assert len(taken) == len(set(taken)), "an item was dequeued twice"
         assert set(taken) <= set(report["acked"])
-        with dq.Queue(str(mnt / "q"), codec="raw") as q:
-            left = [item.value.decode() for item in q]
+        listing = {name: os.path.getsize(mnt / "q" / name) for name in os.listdir(mnt / "q")}
+        assert not (mnt / "filler").exists()
+        try:
+            with dq.Queue(str(mnt / "q"), codec="raw") as q:
+                left = [item.value.decode() for item in q]
+        except dq.DiskQueueError as exc:
+            raise AssertionError(f"{exc}; the directory held {listing}") from exc
         assert len(left) == len(set(left))
         assert set(left) == set(report["acked"]) - set(taken)
     finally:
