@@ -12,6 +12,8 @@ from .errors import (
     Locked,
     NotReserved,
     OutOfBounds,
+    PermissionDenied,
+    SharedDirectoryWarning,
 )
 from .fifo import Queue, Stack
 from .item import Item
@@ -26,4 +28,5 @@ __all__ = [
     "JobFailed", "JobTimeout", "Locked", "NotReserved", "OutOfBounds", "PrefixQueue",
     "PriorityQueue", "Queue", "Stack", "__version__",
     "TaskQueue", "Job", "Retry",
+    "PermissionDenied", "SharedDirectoryWarning",
 ]

@@ -2,8 +2,9 @@
 
 LevelDB leaves a tombstone per deleted key, behind an ever-advancing head. Compacting
 per delete would be ruinous, so deletes are counted and, every ``COMPACT_EVERY`` of
-them, the ranges below each dirty lane's lowest live item (and above its tail, where a
-Stack popped) are compacted by one background thread, outside the engine's lock.
+them, the consumed ranges below each dirty lane's head (the gaps between the items still
+live there: reserved, or put back at the front) and above its tail, where a Stack
+popped, are compacted by one background thread, outside the engine's lock.
 
 Closing compacts what was consumed since the last round, so a closed directory holds
 little besides its live items.
@@ -83,8 +84,8 @@ class Compaction:
             for lane_key in sp.dirty:
                 ln = sp.lanes[lane_key]
                 reserved = (s for (k, s) in sp.reserved if k == lane_key)
-                low = ln.lowest_live(reserved)
-                ranges.append((sp.item_key(lane_key, 0), sp.item_key(lane_key, low)))
+                ranges += [(sp.item_key(lane_key, lo), sp.item_key(lane_key, hi))
+                           for lo, hi in ln.consumed_runs(reserved)]
                 if lane_key in sp.dirty_top:
                     ranges.append((sp.item_key(lane_key, ln.tail),
                                    sp.item_key(lane_key, 2**64 - 1)))

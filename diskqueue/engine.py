@@ -142,6 +142,7 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
         self._spaces: dict[bytes, Space] = {}
         self._leases: list[tuple[float, int, bytes, bytes, int, int]] = []
         self._lease_ids = itertools.count()
+        self._stale_leases = 0  # heap entries of reservations that ended before their lease
         self._deleted = 0
         # Read-ahead of the lane being drained: (key, data) of its next items, and the
         # lane whose last dequeue missed it (a second dequeue in a row fills it).
@@ -358,6 +359,7 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
                     puts.append(sp.pointer(lane_key, Lane(ln.tail, ln.tail)))
             aside = [sp.aside_key(lane_key, seq) for lane_key, seq in
                      itertools.chain(sp.aside, sp.reserved)]
+            ended = len(sp.reserved)
             self._store.write(puts, aside)  # from here the items are consumed keys
             self._ahead.clear()
             for key, _ in puts:
@@ -368,6 +370,7 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
                 sp.lanes[lane_key].front = None
             sp.aside.clear()
             sp.reserved.clear()
+            self._leases_ended(ended)
             sp.active.clear()
             sp.ready = 0
             self._delete_prefix(sp.item_prefix)
@@ -408,7 +411,9 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
 
         Group commit: one thread at a time fsyncs, outside the lock, and each fsync
         covers every write that finished before it started, so concurrent writers share
-        it (LevelDB alone would not: a sync write queues behind each plain write).
+        it (LevelDB alone would not: a sync write queues behind each plain write). The
+        store fsyncs LevelDB's log files itself (see :meth:`Store.sync`), so writers go
+        on beside it and a log switch cannot leave a write out.
         """
         with self._lock:
             self._check()

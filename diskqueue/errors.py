@@ -77,3 +77,17 @@ class JobFailed(DiskQueueError):
 
 class JobTimeout(JobFailed):
     """Raised when a job ran past its ``timeout``, or ``result(timeout=)`` ran out waiting."""
+
+
+class PermissionDenied(DiskQueueError, PermissionError):
+    """Raised when this user may not read or write a queue's directory or its files.
+
+    The message names the path and what to check; it is not damage, so ``diskq repair``
+    does not help. Even a call that only reads needs write access: LevelDB takes its LOCK
+    file and starts a new log when it opens a directory.
+    """
+
+
+class SharedDirectoryWarning(UserWarning):
+    """Raised (as a warning, once per directory) when a queue's existing directory lets
+    its group or other users read or write it beyond the ``mode=`` it was opened with."""

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, Optional
 
-from . import codecs
+from . import codecs, permissions
 from . import engine as engine_mod
 from ._checks import check_lease, check_timeout  # noqa: F401 - the structures import them here
 from .errors import Closed, NotReserved
@@ -55,8 +55,9 @@ class Handle(abc.ABC):
     _ns = b""
 
     def __init__(self, path: str | os.PathLike[str], *, codec: codecs.CodecSpec = "msgpack",
-                 sync: bool = False, maxsize: int = 0) -> None:
+                 sync: bool = False, maxsize: int = 0, mode: int = 0o700) -> None:
         self.path = check_path(path)
+        mode = permissions.check_mode(mode)
         if not isinstance(sync, bool):
             raise TypeError(f"sync must be a bool, not {type(sync).__name__}")
         self.maxsize = check_count("maxsize", maxsize)
@@ -66,6 +67,8 @@ class Handle(abc.ABC):
         self._dumps = dumps if isinstance(codec, str) else self._encode
         self._dumps_many = codecs.many(self._dumps)
         self._sync = sync
+        # The directory is created with exactly ``mode``; a wider one found warns.
+        permissions.prepare_directory(self.path, mode)
         engine = engine_mod.acquire(self.path)
         try:
             engine.ensure_kind(self._kind, self._accepts)

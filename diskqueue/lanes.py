@@ -7,7 +7,7 @@ by ``nack`` (or left reserved by a dead process) sit below ``head`` in ``front``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import chain
 
 from sortedcontainers import SortedList, SortedSet
@@ -65,13 +65,25 @@ class Lane:
             self.front = SortedList()
         self.front.add(seq)
 
-    def lowest_live(self, reserved: Iterator[int]) -> int:
-        low = self.head
-        if self.front:
-            low = min(low, self.front[0])
-        for seq in reserved:
-            low = min(low, seq)
-        return low
+    def consumed_runs(self, reserved: Iterable[int], most: int = 8) -> list[tuple[int, int]]:
+        """Seq ranges ``[lo, hi)`` below ``head`` that hold consumed keys only: the gaps
+        between the live items below it (put back at the front, or reserved), at most
+        ``most`` of them, the widest. A reserved item at the head must not stop the
+        compaction of everything consumed after it (a running task holds just that)."""
+        live = sorted({*(self.front or ()), *(s for s in reserved if s < self.head)})
+        gaps = []
+        low = 0
+        for seq in live:
+            if seq > low:
+                gaps.append((low, seq))
+            low = seq + 1
+        if self.head > low:
+            gaps.append((low, self.head))
+        if len(gaps) > most:
+            # Few wide ranges: LevelDB compacts whole files per range, so many narrow
+            # ones would rewrite the same files again and again.
+            gaps = sorted(sorted(gaps, key=lambda g: g[0] - g[1])[:most])
+        return gaps
 
 
 class Space:

@@ -44,6 +44,7 @@ class Reservations:
     _store: Store
     _spaces: dict[bytes, Space]
     _leases: list[tuple[float, int, bytes, bytes, int, int]]
+    _stale_leases: int
     _owned: dict[Any, Holdings]
 
     if TYPE_CHECKING:  # provided by Engine
@@ -85,6 +86,7 @@ class Reservations:
             deletes += self._plan_records(records, puts)
             self._store.write(puts, deletes)
             del sp.reserved[(lane, seq)]
+            self._leases_ended(1)
             self._count_deletes(sp, (lane,), 1)
 
     def nack(self, ns: bytes, lane: bytes, seq: int, attempts: Optional[int] = None,
@@ -121,6 +123,7 @@ class Reservations:
                 self._count_deletes(sp, (lane,), 1)
             sp.ready += 1
             sp.recount(lane, ln)
+            self._leases_ended(1)
             if self._readers:
                 self._readable.notify()
             return new_seq
@@ -142,6 +145,19 @@ class Reservations:
             self._return_to_front(sp, lane, seq, attempts)
             log.info("lease of item %d expired; it is back at the front", seq)
 
+    def _leases_ended(self, n: int) -> None:
+        """``n`` reservations ended before their lease, so their heap entries are stale.
+        A consumer may ack millions within one hour-long lease, so the stale entries
+        are dropped whenever they could outnumber the live ones (each rebuild is paid
+        for by as many acks as it keeps entries)."""
+        self._stale_leases += n
+        if self._stale_leases > 64 and 2 * self._stale_leases > len(self._leases):
+            spaces = self._spaces
+            self._leases = [entry for entry in self._leases
+                            if spaces[entry[2]].reserved.get((entry[3], entry[4])) == entry[5]]
+            heapq.heapify(self._leases)
+            self._stale_leases = 0
+
     def ack_many(self, held: list[tuple[bytes, bytes, int, int]]) -> None:
         """Delete several reserved ``(ns, lane, seq, attempts)`` items in one batch."""
         with self._lock:
@@ -156,6 +172,7 @@ class Reservations:
                 sp = self._spaces[ns]
                 del sp.reserved[(lane, seq)]
                 self._count_deletes(sp, (lane,), 1)
+            self._leases_ended(len(held))
 
     def _own(self, owner: Any, held: tuple[bytes, bytes, int, int]) -> None:
         """Note that ``owner`` holds a reservation. A connection may live for millions of
@@ -179,6 +196,7 @@ class Reservations:
                 if sp.reserved.get((lane, seq)) == attempts:
                     self._return_to_front(sp, lane, seq, attempts)
                     returned += 1
+            self._leases_ended(returned)
             return returned
 
     def _return_to_front(self, sp: Space, lane: bytes, seq: int, attempts: int) -> None:
