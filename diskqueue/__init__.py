@@ -12,6 +12,7 @@ from .errors import (
     Locked,
     NotReserved,
     OutOfBounds,
+    Undecodable,
 )
 from .fifo import Queue, Stack
 from .item import Item
@@ -26,4 +27,5 @@ __all__ = [
     "JobFailed", "JobTimeout", "Locked", "NotReserved", "OutOfBounds", "PrefixQueue",
     "PriorityQueue", "Queue", "Stack", "__version__",
     "TaskQueue", "Job", "Retry",
+    "Undecodable",
 ]

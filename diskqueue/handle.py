@@ -9,8 +9,9 @@ from typing import Any, NoReturn, Optional
 
 from . import codecs
 from . import engine as engine_mod
-from .errors import Closed, NotReserved
-from .item import Item
+from .dequeue import Check
+from .errors import Closed, DiskQueueError, NotReserved, Undecodable
+from .item import Item, items_run, make_item
 
 
 class _ClosedEngine:
@@ -54,8 +55,23 @@ def check_id(value: Any) -> int:
     return value
 
 
+_NO_VALUES: list[Any] = []  # what a take without a check decodes: nothing (never filled)
+
+
+def _reason(exc: Exception) -> str:
+    """The codec's complaint, short enough for a message."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 class Handle(abc.ABC):
-    """An open structure in a directory. Subclasses say what kind and how items look."""
+    """An open structure in a directory. Subclasses say what kind and how items look.
+
+    Takes decode before anything is taken: a handle passes ``check=`` to the engine,
+    which runs it on the raw data after reading the items and before deleting or
+    reserving them, so an item the codec cannot decode raises ``Undecodable`` and stays
+    where it was. ``raw=True`` skips decoding: the way to take such an item on purpose.
+    """
 
     _kind = ""
     _accepts: tuple[str, ...] = ()
@@ -68,6 +84,8 @@ class Handle(abc.ABC):
             raise TypeError(f"sync must be a bool, not {type(sync).__name__}")
         self.maxsize = check_count("maxsize", maxsize)
         dumps, self._loads = codecs.resolve(codec)
+        # A codec whose loads cannot fail (raw) needs no check on the take paths.
+        self._plain = self._loads is codecs.identity
         self._encode = codecs.encoder(dumps)
         # Hot paths call the bare dumps of a named codec and fall back to _encode on failure.
         self._dumps = dumps if isinstance(codec, str) else self._encode
@@ -171,11 +189,132 @@ class Handle(abc.ABC):
         self._synced()
         return placed  # type: ignore[no-any-return]
 
+    # -- decoding ---------------------------------------------------------------
     @abc.abstractmethod
-    def _item(self, entry: engine_mod.Entry) -> Item:
-        """Turn an engine entry into an Item: each structure says how its lanes read."""
+    def _where(self, lane: bytes) -> tuple[Optional[int], Optional[bytes]]:
+        """The ``(priority, prefix)`` of an item in ``lane``: each structure's lanes read
+        their own way."""
+
+    def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
+        lane, seq, key, _, attempts = entry
+        priority, prefix = self._where(lane)
+        return make_item(seq, key, value, priority, prefix, attempts)
+
+    def _item(self, entry: engine_mod.Entry, raw: bool = False) -> Item:
+        """Turn an engine entry into an Item, decoding its value unless ``raw``."""
+        return self._make(entry, entry[3] if raw else self._value(entry))
+
+    def _value(self, entry: engine_mod.Entry) -> Any:
+        """The decoded value of an entry; ``Undecodable`` naming it if the codec refuses."""
+        try:
+            return self._loads(entry[3])
+        except Exception as exc:
+            error = Undecodable(path=self.path, data=entry[3], reason=_reason(exc))
+            error.locate(entry[1], entry[2], *self._where(entry[0]))
+            raise error from exc
+
+    def _decoding(self, raw: bool) -> tuple[list[Any], Check]:
+        """The ``check=`` of one take, and the list of values it decodes (so nothing is
+        decoded twice); no check for ``raw`` or a codec that cannot fail."""
+        if raw or self._plain:
+            return _NO_VALUES, None
+        values: list[Any] = []
+        loads, path = self._loads, self.path
+
+        def check(datas: list[bytes]) -> None:
+            values.clear()  # a call repeated after a takeover checks again
+            try:
+                values.extend(map(loads, datas))
+            except Exception as exc:
+                bad = len(values)
+                raise Undecodable(path=path, data=datas[bad], reason=_reason(exc),
+                                  index=bad) from exc
+
+        return values, check
+
+    def _locate(self, exc: Undecodable, lane: Optional[bytes] = None, desc: bool = False,
+                from_tail: bool = False) -> None:
+        """Name the item a take refused: nothing was taken, so it is still ``exc.index``
+        places into the order that take reads (unless another consumer moved it since;
+        then the first item with the same bytes, if any)."""
+        where = {"lane": lane, "desc": desc, "from_tail": from_tail}
+        try:
+            entry: Optional[engine_mod.Entry] = self._engine.peek(self._ns, exc.index, **where)
+            if entry is None or entry[3] != exc.data:
+                entry = next((e for e in self._engine.scan(self._ns, **where)
+                              if e[3] == exc.data), None)
+        except DiskQueueError:
+            entry = None
+        if entry is not None:
+            exc.locate(entry[1], entry[2], *self._where(entry[0]))
+
+    def _items(self, entries: list[engine_mod.Entry], values: list[Any],
+               raw: bool = False) -> list[Item]:
+        """Items of taken entries, with the values their check decoded."""
+        if raw or self._plain:
+            return [self._make(entry, entry[3]) for entry in entries]
+        if len(values) != len(entries):  # the engine ran no check (an older owner)
+            return [self._item(entry) for entry in entries]
+        return list(map(self._make, entries, values))
+
+    def _take(self, n: int, lane: Optional[bytes], *, desc: bool = False,
+              from_tail: bool = False, lease: Optional[float] = None, block: bool = False,
+              timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
+        """Remove (or, with ``lease``, reserve) up to ``n`` items, decoded before they are
+        taken."""
+        check_timeout(block, timeout)
+        values, check = self._decoding(raw)
+        try:
+            entries = self._engine.take(self._ns, n, lane=lane, desc=desc,
+                                        from_tail=from_tail, lease=lease, block=block,
+                                        timeout=timeout, check=check)
+        except Undecodable as exc:
+            self._locate(exc, lane, desc, from_tail)
+            raise
+        self._synced()
+        return self._items(entries, values, raw)
+
+    def _pop(self, lane: Optional[bytes], *, desc: bool = False, from_tail: bool = False,
+             block: bool = False, timeout: Optional[float] = None, raw: bool = False) -> Item:
+        """Remove one item, decoded before it is taken."""
+        check_timeout(block, timeout)
+        values, check = self._decoding(raw)
+        try:
+            entry = self._engine.pop_one(self._ns, lane, desc, from_tail, block, timeout,
+                                         check=check)
+        except Undecodable as exc:
+            self._locate(exc, lane, desc, from_tail)
+            raise
+        self._synced()
+        return self._items([entry], values, raw)[0]
+
+    def _take_run(self, lane: bytes, n: int, *, from_tail: bool = False, block: bool = False,
+                  timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
+        """Remove up to ``n`` items of one lane atomically: all of them decode, or none
+        is taken."""
+        check_count("n", n)
+        check_timeout(block, timeout)
+        if n == 0:
+            return []
+        values, check = self._decoding(raw)
+        try:
+            seqs, pairs = self._engine.take_run(self._ns, lane, n, from_tail, block, timeout,
+                                                check=check)
+        except Undecodable as exc:
+            self._locate(exc, lane, False, from_tail)
+            raise
+        self._synced()
+        priority, prefix = self._where(lane)
+        if raw or self._plain:
+            return items_run(seqs, pairs, None, priority, prefix)
+        if len(values) != len(pairs):  # the engine ran no check (an older owner)
+            return [self._item((lane, seq, key, data, 0))
+                    for seq, (key, data) in zip(seqs, pairs, strict=True)]
+        return items_run(seqs, pairs, values, priority, prefix)
 
     def _scan(self, **where: Any) -> Iterator[Item]:
+        """Items in dequeue order, a page at a time (``Undecodable`` at one that does not
+        decode: iteration cannot skip it silently)."""
         after = None
         while True:
             page = self._engine.scan(self._ns, after=after, **where)

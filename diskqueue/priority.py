@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
-from . import engine as engine_mod
 from . import keys
-from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
-from .item import Item, items_placed, items_taken, make_item
+from .handle import Handle, Reliable, check_count, check_id, check_lease
+from .item import Item, items_placed, make_item
 from .stdlib import QueueFace
 
 
@@ -31,9 +30,8 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         self._desc = order == "desc"
         super().__init__(path, codec=codec, sync=sync, maxsize=maxsize)
 
-    def _item(self, entry: engine_mod.Entry) -> Item:
-        lane, seq, key, data, attempts = entry
-        return make_item(seq, key, self._loads(data), keys.lane_priority(lane), None, attempts)
+    def _where(self, lane: bytes) -> tuple[int, None]:
+        return keys.lane_priority(lane), None
 
     def _lane_of(self, item: Item) -> bytes:
         return keys.priority_lane(item.priority)
@@ -56,53 +54,43 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         placed = self._append_many(entries)
         return items_placed(placed, [v for _, v in pairs], [p for p, _ in pairs])
 
-    def _take(self, n: int, lane: Optional[bytes], block: bool, timeout: Optional[float],
-              lease: Optional[float] = None) -> list[Item]:
-        check_timeout(block, timeout)
-        entries = self._engine.take(self._ns, n, lane=lane, desc=self._desc, lease=lease,
-                                    block=block, timeout=timeout)
-        self._synced()
-        return items_taken(entries, self._loads, keys.lane_priority)
-
-    def dequeue(self, *, block: bool = False, timeout: Optional[float] = None) -> Item:
-        """Remove the first item of the first level (lowest with "asc")."""
-        check_timeout(block, timeout)
-        entry = self._engine.pop_one(self._ns, None, self._desc, False, block, timeout)
-        self._synced()
-        return self._item(entry)
+    def dequeue(self, *, block: bool = False, timeout: Optional[float] = None,
+                raw: bool = False) -> Item:
+        """Remove the first item of the first level (lowest with "asc"); ``raw=True``
+        leaves its value undecoded (the way to take an ``Undecodable`` one)."""
+        return self._pop(None, desc=self._desc, block=block, timeout=timeout, raw=raw)
 
     def dequeue_many(self, n: int, *, block: bool = False,
-                     timeout: Optional[float] = None) -> list[Item]:
-        """Remove up to ``n`` items across levels, in dequeue order, atomically."""
+                     timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
+        """Remove up to ``n`` items across levels, in dequeue order, atomically; if any of
+        them is ``Undecodable``, none is taken."""
         if check_count("n", n) == 0:
             return []
-        return self._take(n, None, block, timeout)
+        return self._take(n, None, desc=self._desc, block=block, timeout=timeout, raw=raw)
 
     def dequeue_by_priority(self, priority: int, *, block: bool = False,
-                            timeout: Optional[float] = None) -> Item:
+                            timeout: Optional[float] = None, raw: bool = False) -> Item:
         """Remove the first item of one level."""
         lane = keys.priority_lane(priority)
-        check_timeout(block, timeout)
-        entry = self._engine.pop_one(self._ns, lane, False, False, block, timeout)
-        self._synced()
-        return self._item(entry)
+        return self._pop(lane, block=block, timeout=timeout, raw=raw)
 
     def reserve(self, *, lease: float = 30.0, block: bool = False,
-                timeout: Optional[float] = None) -> Item:
+                timeout: Optional[float] = None, raw: bool = False) -> Item:
         """Take the next item into the in-flight set until ``ack``/``nack``/lease end."""
-        return self._take(1, None, block, timeout, check_lease(lease))[0]
+        return self._take(1, None, desc=self._desc, lease=check_lease(lease), block=block,
+                          timeout=timeout, raw=raw)[0]
 
-    def peek(self) -> Item:
-        return self._item(self._engine.peek(self._ns, 0, desc=self._desc))
+    def peek(self, *, raw: bool = False) -> Item:
+        return self._item(self._engine.peek(self._ns, 0, desc=self._desc), raw)
 
-    def peek_by_offset(self, offset: int) -> Item:
+    def peek_by_offset(self, offset: int, *, raw: bool = False) -> Item:
         """The item ``offset`` places into the dequeue order, across levels."""
         check_count("offset", offset)
-        return self._item(self._engine.peek(self._ns, offset, desc=self._desc))
+        return self._item(self._engine.peek(self._ns, offset, desc=self._desc), raw)
 
-    def peek_by_priority_id(self, priority: int, id: int) -> Item:
+    def peek_by_priority_id(self, priority: int, id: int, *, raw: bool = False) -> Item:
         lane = keys.priority_lane(priority)
-        return self._item(self._engine.get(self._ns, lane, check_id(id)))
+        return self._item(self._engine.get(self._ns, lane, check_id(id)), raw)
 
     def update(self, priority: int, id: int, value: Any) -> Item:
         lane = keys.priority_lane(priority)
