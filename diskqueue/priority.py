@@ -113,39 +113,56 @@ class PriorityQueue(Handle, Reliable, QueueFace):
 
     # -- queue.PriorityQueue face ----------------------------------------------
     # A (priority, value) pair is stored as enqueue(priority, value), so both faces see
-    # the same items. Anything else queue.PriorityQueue accepts (a bare int, a 3-tuple
-    # with a tie-breaker, a string) is stored whole in an envelope, at its leading int
-    # (or 0), and get() hands it back exactly as it was put.
+    # the same items. A bare int, or a longer tuple or list led by an int priority (a
+    # tie-breaker, say), is stored whole in an envelope at that priority, and get()
+    # hands it back exactly as it was put. Anything else has no priority a disk queue
+    # could order by: a TypeError, and nothing is stored.
     def _put_value(self, value: Any, block: bool, timeout: Optional[float]) -> None:
-        if _is_pair(value):
-            priority, payload = value
-        else:
-            priority, payload = _leading_int(value), {_ENVELOPE: value}
+        priority, payload = _put_entry(value)
         self._append(keys.priority_lane(priority), self._encode(payload), block, timeout)
 
     def _get_value(self, block: bool, timeout: Optional[float]) -> Any:
         item = self.dequeue(block=block, timeout=timeout)
         value = item.value
-        if isinstance(value, dict) and len(value) == 1 and _ENVELOPE in value:
-            whole = value[_ENVELOPE]
-            return tuple(whole) if isinstance(whole, list) else whole
+        if isinstance(value, dict) and len(value) == 1:
+            if _ENVELOPE in value:
+                whole = value[_ENVELOPE]
+                return tuple(whole) if isinstance(whole, list) else whole
+            if _LISTED in value:
+                return list(value[_LISTED])
         return (item.priority, value)
 
 
-_ENVELOPE = "__diskqueue_item__"
+_ENVELOPE = "__diskqueue_item__"  # a bare int or a tuple, as put
+_LISTED = "__diskqueue_list__"  # a list, as put (a codec may turn tuples into lists)
 
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _is_pair(value: Any) -> bool:
-    return isinstance(value, tuple) and len(value) == 2 and _is_int(value[0])
-
-
-def _leading_int(value: Any) -> int:
+def _put_entry(value: Any) -> tuple[int, Any]:
+    """The priority and the stored payload of what ``put`` was given."""
+    if isinstance(value, tuple) and len(value) == 2 and _is_int(value[0]):
+        return value[0], value[1]
     if _is_int(value):
-        return int(value)
+        return value, {_ENVELOPE: value}
     if isinstance(value, (tuple, list)) and value and _is_int(value[0]):
-        return int(value[0])
-    return 0
+        return value[0], {_LISTED if isinstance(value, list) else _ENVELOPE: value}
+    led = isinstance(value, (tuple, list)) and bool(value)
+    first = value[0] if led else value
+    what = f"{type(first).__name__} {_short(first)}"
+    if led:
+        what = f"a {type(value).__name__} led by {what}"
+    if isinstance(first, bool):
+        what += " (bool is not a priority)"
+    raise TypeError(
+        "PriorityQueue.put takes an int priority, or a tuple or list whose first element "
+        f"is an int priority, such as (1, value); not {what}. Nothing was stored; "
+        "enqueue(priority, value) stores any value at a priority"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
