@@ -5,9 +5,10 @@ Both use the same on-disk format, so a directory written by one opens as the oth
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Optional
 
+from . import engine as engine_mod
 from .errors import Undecodable
 from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
 from .item import Item, items_of, make_item
@@ -27,6 +28,9 @@ class _Line(Handle, QueueFace):
     def _where(self, lane: bytes) -> tuple[None, None]:
         return None, None
 
+    def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
+        return _new(Item, (entry[1], entry[2], value, None, None, entry[4]))  # type: ignore[no-any-return]
+
     def _add(self, value: Any) -> Item:
         seq, key = self._append(_LANE, self._encode(value))
         return make_item(seq, key, value)
@@ -39,8 +43,7 @@ class _Line(Handle, QueueFace):
         return items_of(seqs, item_keys, values)
 
     def _remove(self, block: bool, timeout: Optional[float], raw: bool = False) -> Item:
-        return self._pop(_LANE, from_tail=self._from_tail, block=block,
-                         timeout=timeout, raw=raw)
+        return self._pop(_LANE, False, self._from_tail, block, timeout, raw)
 
     def _remove_many(self, n: int, block: bool, timeout: Optional[float],
                      raw: bool = False) -> list[Item]:
@@ -108,7 +111,11 @@ class Queue(_Line, Reliable):
         # The hot path, written out: the same as self._pop(_LANE, ...).
         if block:
             check_timeout(block, timeout)
-        values, check = self._decoding(raw)
+        values: Sequence[Any]
+        if raw or self._plain:
+            values, check = (), None
+        else:
+            values, check = self._decoding()
         try:
             entry = self._engine.pop_one(self._ns, _LANE, False, False, block, timeout,
                                          check=check)
@@ -156,7 +163,7 @@ class Stack(_Line):
             raw: bool = False) -> Item:
         """Remove and return the top item (``raw=True``: its value undecoded, the way to
         take an ``Undecodable`` one)."""
-        return self._remove(block, timeout, raw)
+        return self._pop(_LANE, False, True, block, timeout, raw)
 
     def pop_many(self, n: int, *, block: bool = False,
                  timeout: Optional[float] = None, raw: bool = False) -> list[Item]:

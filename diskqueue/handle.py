@@ -11,7 +11,7 @@ from . import codecs
 from . import engine as engine_mod
 from .dequeue import Check
 from .errors import Closed, DiskQueueError, NotReserved, Undecodable
-from .item import Item, items_run, make_item
+from .item import Item, items_run
 
 
 class _ClosedEngine:
@@ -53,9 +53,6 @@ def check_id(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"id must be an int, not {type(value).__name__}")
     return value
-
-
-_NO_VALUES: list[Any] = []  # what a take without a check decodes: nothing (never filled)
 
 
 def _reason(exc: Exception) -> str:
@@ -195,10 +192,10 @@ class Handle(abc.ABC):
         """The ``(priority, prefix)`` of an item in ``lane``: each structure's lanes read
         their own way."""
 
+    @abc.abstractmethod
     def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
-        lane, seq, key, _, attempts = entry
-        priority, prefix = self._where(lane)
-        return make_item(seq, key, value, priority, prefix, attempts)
+        """The Item of an engine entry with its value (``_where`` written out, as every
+        take builds one)."""
 
     def _item(self, entry: engine_mod.Entry, raw: bool = False) -> Item:
         """Turn an engine entry into an Item, decoding its value unless ``raw``."""
@@ -213,18 +210,19 @@ class Handle(abc.ABC):
             error.locate(entry[1], entry[2], *self._where(entry[0]))
             raise error from exc
 
-    def _decoding(self, raw: bool) -> tuple[list[Any], Check]:
+    def _decoding(self) -> tuple[list[Any], Check]:
         """The ``check=`` of one take, and the list of values it decodes (so nothing is
-        decoded twice); no check for ``raw`` or a codec that cannot fail."""
-        if raw or self._plain:
-            return _NO_VALUES, None
+        decoded twice). Callers pass none for ``raw`` or a codec that cannot fail."""
         values: list[Any] = []
         loads, path = self._loads, self.path
 
         def check(datas: list[bytes]) -> None:
             values.clear()  # a call repeated after a takeover checks again
             try:
-                values.extend(map(loads, datas))
+                if len(datas) == 1:  # a dequeue: append() costs less than extend(map())
+                    values.append(loads(datas[0]))
+                else:
+                    values.extend(map(loads, datas))
             except Exception as exc:
                 bad = len(values)
                 raise Undecodable(path=path, data=datas[bad], reason=_reason(exc),
@@ -248,7 +246,7 @@ class Handle(abc.ABC):
         if entry is not None:
             exc.locate(entry[1], entry[2], *self._where(entry[0]))
 
-    def _items(self, entries: list[engine_mod.Entry], values: list[Any],
+    def _items(self, entries: list[engine_mod.Entry], values: Sequence[Any],
                raw: bool = False) -> list[Item]:
         """Items of taken entries, with the values their check decoded."""
         if raw or self._plain:
@@ -263,7 +261,7 @@ class Handle(abc.ABC):
         """Remove (or, with ``lease``, reserve) up to ``n`` items, decoded before they are
         taken."""
         check_timeout(block, timeout)
-        values, check = self._decoding(raw)
+        values, check = ((), None) if raw or self._plain else self._decoding()
         try:
             entries = self._engine.take(self._ns, n, lane=lane, desc=desc,
                                         from_tail=from_tail, lease=lease, block=block,
@@ -274,19 +272,22 @@ class Handle(abc.ABC):
         self._synced()
         return self._items(entries, values, raw)
 
-    def _pop(self, lane: Optional[bytes], *, desc: bool = False, from_tail: bool = False,
-             block: bool = False, timeout: Optional[float] = None, raw: bool = False) -> Item:
-        """Remove one item, decoded before it is taken."""
+    def _pop(self, lane: Optional[bytes], desc: bool, from_tail: bool, block: bool,
+             timeout: Optional[float], raw: bool) -> Item:
+        """Remove one item, decoded before it is taken (a hot path: positional)."""
         check_timeout(block, timeout)
-        values, check = self._decoding(raw)
+        values, check = ((), None) if raw or self._plain else self._decoding()
         try:
             entry = self._engine.pop_one(self._ns, lane, desc, from_tail, block, timeout,
                                          check=check)
         except Undecodable as exc:
             self._locate(exc, lane, desc, from_tail)
             raise
-        self._synced()
-        return self._items([entry], values, raw)[0]
+        if self._sync:
+            self._engine.sync()
+        if values:
+            return self._make(entry, values[0])
+        return self._make(entry, entry[3] if check is None else self._value(entry))
 
     def _take_run(self, lane: bytes, n: int, *, from_tail: bool = False, block: bool = False,
                   timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
@@ -296,7 +297,7 @@ class Handle(abc.ABC):
         check_timeout(block, timeout)
         if n == 0:
             return []
-        values, check = self._decoding(raw)
+        values, check = ((), None) if raw or self._plain else self._decoding()
         try:
             seqs, pairs = self._engine.take_run(self._ns, lane, n, from_tail, block, timeout,
                                                 check=check)

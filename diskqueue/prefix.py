@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
+from . import engine as engine_mod
 from . import keys
 from .handle import Handle, Reliable, check_count, check_id, check_lease
 from .item import Item, items_of, make_item
@@ -22,6 +23,10 @@ class PrefixQueue(Handle, Reliable):
 
     def _where(self, lane: bytes) -> tuple[None, bytes]:
         return None, keys.lane_prefix(lane)
+
+    def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
+        return make_item(entry[1], entry[2], value, None, keys.lane_prefix(entry[0]),
+                         entry[4])
 
     def _lane_of(self, item: Item) -> bytes:
         return keys.prefix_lane(item.prefix)
@@ -44,7 +49,7 @@ class PrefixQueue(Handle, Reliable):
                 timeout: Optional[float] = None, raw: bool = False) -> Item:
         """Remove the first item of one prefix; ``raw=True`` leaves its value undecoded
         (the way to take an ``Undecodable`` one)."""
-        return self._pop(keys.prefix_lane(prefix), block=block, timeout=timeout, raw=raw)
+        return self._pop(keys.prefix_lane(prefix), False, False, block, timeout, raw)
 
     def dequeue_many(self, prefix: str | bytes, n: int, *, block: bool = False,
                      timeout: Optional[float] = None, raw: bool = False) -> list[Item]:

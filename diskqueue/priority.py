@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
+from . import engine as engine_mod
 from . import keys
 from .handle import Handle, Reliable, check_count, check_id, check_lease
 from .item import Item, items_placed, make_item
@@ -32,6 +33,10 @@ class PriorityQueue(Handle, Reliable, QueueFace):
 
     def _where(self, lane: bytes) -> tuple[int, None]:
         return keys.lane_priority(lane), None
+
+    def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
+        return make_item(entry[1], entry[2], value, keys.lane_priority(entry[0]), None,
+                         entry[4])
 
     def _lane_of(self, item: Item) -> bytes:
         return keys.priority_lane(item.priority)
@@ -58,7 +63,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
                 raw: bool = False) -> Item:
         """Remove the first item of the first level (lowest with "asc"); ``raw=True``
         leaves its value undecoded (the way to take an ``Undecodable`` one)."""
-        return self._pop(None, desc=self._desc, block=block, timeout=timeout, raw=raw)
+        return self._pop(None, self._desc, False, block, timeout, raw)
 
     def dequeue_many(self, n: int, *, block: bool = False,
                      timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
@@ -72,7 +77,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
                             timeout: Optional[float] = None, raw: bool = False) -> Item:
         """Remove the first item of one level."""
         lane = keys.priority_lane(priority)
-        return self._pop(lane, block=block, timeout=timeout, raw=raw)
+        return self._pop(lane, False, False, block, timeout, raw)
 
     def reserve(self, *, lease: float = 30.0, block: bool = False,
                 timeout: Optional[float] = None, raw: bool = False) -> Item:
