@@ -55,10 +55,11 @@ def check_id(value: Any) -> int:
     return value
 
 
-def _reason(exc: Exception) -> str:
+def _reason(codec: str, exc: Exception) -> str:
     """The codec's complaint, short enough for a message."""
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 200 else text[:197] + "..."
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"the {codec} codec raised {text}"
 
 
 class Handle(abc.ABC):
@@ -81,6 +82,7 @@ class Handle(abc.ABC):
             raise TypeError(f"sync must be a bool, not {type(sync).__name__}")
         self.maxsize = check_count("maxsize", maxsize)
         dumps, self._loads = codecs.resolve(codec)
+        self._codec = codec if isinstance(codec, str) else type(codec).__name__
         # A codec whose loads cannot fail (raw) needs no check on the take paths.
         self._plain = self._loads is codecs.identity
         self._encode = codecs.encoder(dumps)
@@ -206,7 +208,8 @@ class Handle(abc.ABC):
         try:
             return self._loads(entry[3])
         except Exception as exc:
-            error = Undecodable(path=self.path, data=entry[3], reason=_reason(exc))
+            error = Undecodable(path=self.path, data=entry[3],
+                                reason=_reason(self._codec, exc))
             error.locate(entry[1], entry[2], *self._where(entry[0]))
             raise error from exc
 
@@ -214,7 +217,7 @@ class Handle(abc.ABC):
         """The ``check=`` of one take, and the list of values it decodes (so nothing is
         decoded twice). Callers pass none for ``raw`` or a codec that cannot fail."""
         values: list[Any] = []
-        loads, path = self._loads, self.path
+        loads, path, codec = self._loads, self.path, self._codec
 
         def check(datas: list[bytes]) -> None:
             values.clear()  # a call repeated after a takeover checks again
@@ -225,7 +228,7 @@ class Handle(abc.ABC):
                     values.extend(map(loads, datas))
             except Exception as exc:
                 bad = len(values)
-                raise Undecodable(path=path, data=datas[bad], reason=_reason(exc),
+                raise Undecodable(path=path, data=datas[bad], reason=_reason(codec, exc),
                                   index=bad) from exc
 
         return values, check
@@ -251,7 +254,7 @@ class Handle(abc.ABC):
         """Items of taken entries, with the values their check decoded."""
         if raw or self._plain:
             return [self._make(entry, entry[3]) for entry in entries]
-        if len(values) != len(entries):  # the engine ran no check (an older owner)
+        if len(values) != len(entries):  # no check ran (an engine without the hook)
             return [self._item(entry) for entry in entries]
         return list(map(self._make, entries, values))
 
@@ -308,7 +311,7 @@ class Handle(abc.ABC):
         priority, prefix = self._where(lane)
         if raw or self._plain:
             return items_run(seqs, pairs, None, priority, prefix)
-        if len(values) != len(pairs):  # the engine ran no check (an older owner)
+        if len(values) != len(pairs):  # no check ran (an engine without the hook)
             return [self._item((lane, seq, key, data, 0))
                     for seq, (key, data) in zip(seqs, pairs, strict=True)]
         return items_run(seqs, pairs, values, priority, prefix)
