@@ -254,6 +254,24 @@ def test_undecodable_pickles_with_its_fields(path):
     copy = pickle.loads(pickle.dumps(caught.value))
     assert (copy.id, copy.data, str(copy)) == (1, GARBAGE, str(caught.value))
 
+@reliable
+def test_a_returned_item_keeps_its_attempts_when_refused(s):
+    """A nacked item is read from the front (its attempts in an aside record): a refused
+    reserve writes nothing there either."""
+    bad = with_bad_front(s)
+    s.q.nack(s.reserve(raw=True, lease=60))
+    for _ in range(3):
+        with pytest.raises(dq.Undecodable) as caught:
+            s.reserve(lease=60)
+        assert caught.value.id == bad.id
+        with pytest.raises(dq.Undecodable):
+            s.remove()
+    s.reopen()
+    with pytest.raises(dq.Undecodable):
+        s.remove_many(2)
+    again = s.reserve(raw=True, lease=60)
+    assert (again.id, again.value, again.attempts) == (bad.id, GARBAGE, 2)
+
 
 # -- the taker is a client of another process --------------------------------------------
 HOLDER = r"""
@@ -272,12 +290,12 @@ def test_a_client_is_refused_and_the_item_stays_with_the_holder(kind, path):
     """Needs the client half of the take check: the client decodes the reply and, when
     it cannot, tells the holder to put the items back."""
     holder = faults.Child(HOLDER, str(path), _CLASS[kind])
+    s = make_adapter(kind, path)
     try:
         assert holder.wait_lines(1) == ["role owner"]
-        s = make_adapter(kind, path)
         s.q = s.open()
         assert s.q.role == "client"
-        bad = with_bad_front_client(s)
+        bad = with_bad_front(s)  # the garbage goes in through a raw-codec client handle
         calls = [s.remove, lambda: s.remove_many(3)]
         if kind in RELIABLE:
             calls.append(lambda: s.reserve(lease=60))
@@ -292,12 +310,7 @@ def test_a_client_is_refused_and_the_item_stays_with_the_holder(kind, path):
         assert (item.id, item.value) == (bad.id, GARBAGE)
         assert s.remove().value == "b"
         assert len(s.q) == 0
-        s.q.close()
     finally:
+        if s.q is not None:
+            s.q.close()
         holder.kill()
-
-
-def with_bad_front_client(s: Adapter) -> dq.Item:
-    """As ``with_bad_front``, with the garbage stored through this client's own raw-codec
-    handle (same engine, other codec)."""
-    return with_bad_front(s)
