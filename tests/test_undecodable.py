@@ -273,6 +273,48 @@ def test_a_returned_item_keeps_its_attempts_when_refused(s):
     assert (again.id, again.value, again.attempts) == (bad.id, GARBAGE, 2)
 
 
+class Refused(Exception):
+    pass
+
+
+def test_the_engine_changes_nothing_when_check_raises(path):
+    """The engine half of the hook, on every take method (take_first is the task layer's):
+    ``check`` sees the data about to be taken, in order, and its error propagates with
+    nothing deleted, reserved or moved."""
+    from diskqueue import engine as engine_mod
+
+    with dq.Queue(path) as q:
+        q.enqueue_many(["a", "b", "c"])
+        ns = q._ns
+        seen: list[list[bytes]] = []
+
+        def refuse(datas: list[bytes]) -> None:
+            seen.append(list(datas))
+            raise Refused
+
+        eng = engine_mod.acquire(q.path)
+        try:
+            calls = [
+                lambda: eng.pop_one(ns, b"", check=refuse),
+                lambda: eng.pop_one(ns, b"", from_tail=True, check=refuse),
+                lambda: eng.pop_one(ns, None, check=refuse),
+                lambda: eng.take(ns, 2, check=refuse),
+                lambda: eng.take(ns, 1, lease=30.0, check=refuse),
+                lambda: eng.take_run(ns, b"", 3, check=refuse),
+                lambda: eng.take_first([ns], lease=30.0, check=refuse),
+                lambda: eng.take_first([ns], check=refuse),
+            ]
+            for call in calls:
+                with pytest.raises(Refused):
+                    call()
+                assert len(q) == 3 and q.in_flight() == 0
+        finally:
+            eng.release()
+        a, b, c = (q.peek_by_offset(i, raw=True).value for i in range(3))
+        assert seen == [[a], [c], [a], [a, b], [a], [a, b, c], [a], [a]]
+        assert [i.value for i in q.dequeue_many(3)] == ["a", "b", "c"]
+
+
 # -- the taker is a client of another process --------------------------------------------
 HOLDER = r"""
 import sys, time, diskqueue as dq
