@@ -14,6 +14,7 @@ from .errors import (
     OutOfBounds,
     PermissionDenied,
     SharedDirectoryWarning,
+    Undecodable,
 )
 from .fifo import Queue, Stack
 from .item import Item
@@ -29,4 +30,5 @@ __all__ = [
     "PriorityQueue", "Queue", "Stack", "__version__",
     "TaskQueue", "Job", "Retry",
     "PermissionDenied", "SharedDirectoryWarning",
+    "Undecodable",
 ]

@@ -10,7 +10,7 @@ import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -32,6 +32,11 @@ _pack = keys.POINTERS.pack
 READ_AHEAD = 64
 READ_AHEAD_BYTES = 256 * 1024
 
+# Run on the data of the items a take is about to remove or reserve, after they are
+# read and before anything is written: a handle passes its decoder, so an item it cannot
+# decode raises there and stays where it was. Local only, never sent to an owner.
+Check = Optional[Callable[[list[bytes]], None]]
+
 
 class Takes:
     """Mixin of :class:`diskqueue.engine.Engine`: take, take_run, take_first, pop_one."""
@@ -42,11 +47,13 @@ class Takes:
     def take(self: Engine, ns: bytes, n: int = 1, *, lane: Optional[bytes] = None,
              desc: bool = False, from_tail: bool = False, lease: Optional[float] = None,
              block: bool = False, timeout: Optional[float] = None,
-             owner: Any = None) -> list[Entry]:
+             owner: Any = None, check: Check = None) -> list[Entry]:
         """Remove (or, with ``lease``, reserve) up to ``n`` ready items in dequeue order.
 
         ``owner`` tags reservations so that :meth:`release_owner` can return them all
         (a socket connection that went away); ``lease=math.inf`` never expires.
+        ``check`` is called with the items' data before anything changes; if it raises,
+        nothing is taken.
         """
         with self._lock:
             if self.closed or self.forked:
@@ -54,11 +61,11 @@ class Takes:
             sp = self._spaces.get(ns) or self._space(ns)
             if self._leases or not (sp.ready if lane is None else lane in sp.active):
                 self._await_ready(sp, lane, block, timeout)
-            return self._take(sp, n, lane, desc, from_tail, lease, owner)
+            return self._take(sp, n, lane, desc, from_tail, lease, owner, check)
 
     def take_run(self: Engine, ns: bytes, lane: bytes, n: int, from_tail: bool = False,
-                 block: bool = False, timeout: Optional[float] = None
-                 ) -> tuple[Sequence[int], list[tuple[bytes, bytes]]]:
+                 block: bool = False, timeout: Optional[float] = None, *,
+                 check: Check = None) -> tuple[Sequence[int], list[tuple[bytes, bytes]]]:
         """``take`` of up to ``n`` items of one lane, without a lease, as the seqs and the
         ``(key, data)`` pairs: the columns a handle builds Items from (dequeue_many)."""
         with self._lock:
@@ -69,14 +76,14 @@ class Takes:
                 self._await_ready(sp, lane, block, timeout)
             runs = self._plan_runs(sp, n, lane, False, from_tail)
             if runs is not None:
-                ((_, seqs, pairs),) = self._drain_runs(sp, runs, from_tail)
+                ((_, seqs, pairs),) = self._drain_runs(sp, runs, from_tail, check)
                 return seqs, pairs
-            entries = self._take(sp, n, lane, False, from_tail, None)
+            entries = self._take(sp, n, lane, False, from_tail, None, None, check)
             return [e[1] for e in entries], [(e[2], e[3]) for e in entries]
 
     def take_first(self: Engine, nss: list[bytes], lease: Optional[float] = None,
                    block: bool = False, timeout: Optional[float] = None,
-                   owner: Any = None) -> tuple[bytes, Entry]:
+                   owner: Any = None, *, check: Check = None) -> tuple[bytes, Entry]:
         """Take one item from the first namespace in ``nss`` that has one (strict order)."""
         end = _deadline(block, timeout)
         with self._lock:
@@ -87,34 +94,35 @@ class Takes:
                 for ns in nss:
                     sp = self._space(ns)
                     if sp.ready:
-                        return ns, self._take(sp, 1, None, False, False, lease, owner)[0]
+                        return ns, self._take(sp, 1, None, False, False, lease, owner,
+                                              check)[0]
                 self._wait_readable(block, end, f"nothing ready in {len(nss)} queues")
 
     def pop_one(self: Engine, ns: bytes, lane: Optional[bytes], desc: bool = False,
                 from_tail: bool = False, block: bool = False,
-                timeout: Optional[float] = None) -> Entry:
+                timeout: Optional[float] = None, *, check: Check = None) -> Entry:
         """``take`` of one item without a lease: the hot path of dequeue and pop."""
         with self._lock:
             if self.closed or self.forked:
                 self._refuse()
             sp = self._spaces.get(ns) or self._space(ns)
             if lane is not None and not self._leases:
-                entry = self._take_one(sp, lane, desc, from_tail)
+                entry = self._take_one(sp, lane, desc, from_tail, check)
                 if entry is not None:
                     return entry
             if self._leases or not (sp.ready if lane is None else lane in sp.active):
                 self._await_ready(sp, lane, block, timeout)
-            return self._take_one(sp, lane, desc, from_tail) or self._take(
-                sp, 1, lane, desc, from_tail, None
+            return self._take_one(sp, lane, desc, from_tail, check) or self._take(
+                sp, 1, lane, desc, from_tail, None, None, check
             )[0]
 
     def _take(self: Engine, sp: Space, n: int, lane: Optional[bytes], desc: bool, from_tail: bool,
-              lease: Optional[float], owner: Any = None) -> list[Entry]:
+              lease: Optional[float], owner: Any = None, check: Check = None) -> list[Entry]:
         """The general take, with the lock held and at least one item ready."""
         if lease is None and n > 1:
             runs = self._plan_runs(sp, n, lane, desc, from_tail)
             if runs is not None:
-                return self._take_runs(sp, runs, from_tail)
+                return self._take_runs(sp, runs, from_tail, check)
         if from_tail:
             self._ahead.clear()  # a Stack gives the popped seqs to its next pushes
         picked = self._pick(sp, n, lane, desc, from_tail)
@@ -136,6 +144,8 @@ class Takes:
                 attempts += 1
                 puts.append((sp.aside_key(ln_key, seq), msgpack.packb(attempts)))
                 entries.append((ln_key, seq, key, data, attempts))
+        if check is not None:
+            check([entry[3] for entry in entries])
         moved = self._moved_pointers(sp, picked, from_tail)
         puts.extend(sp.pointer(lane_key, ln) for lane_key, ln in moved)
         self._store.write(puts, deletes)
@@ -167,16 +177,17 @@ class Takes:
         return runs
 
     def _take_runs(self: Engine, sp: Space, runs: list[tuple[bytes, int, int]],
-                   from_tail: bool) -> list[Entry]:
+                   from_tail: bool, check: Check = None) -> list[Entry]:
         """Dequeue whole runs as entries."""
         entries: list[Entry] = []
-        for lane, seqs, pairs in self._drain_runs(sp, runs, from_tail):
+        for lane, seqs, pairs in self._drain_runs(sp, runs, from_tail, check):
             run_keys, datas = zip(*pairs, strict=True)
             entries += zip(repeat(lane), seqs, run_keys, datas, repeat(0))
         return entries
 
     def _drain_runs(self: Engine, sp: Space, runs: list[tuple[bytes, int, int]],
-                    from_tail: bool) -> list[tuple[bytes, range, list[tuple[bytes, bytes]]]]:
+                    from_tail: bool, check: Check = None
+                    ) -> list[tuple[bytes, range, list[tuple[bytes, bytes]]]]:
         """Dequeue whole runs: one range read each and one batch for all, however many
         items. Returns each run's lane, seqs and ``(key, data)`` pairs in dequeue order."""
         if from_tail:
@@ -200,6 +211,8 @@ class Takes:
             taken.append(pairs)
             head, tail = (ln.head, lo) if from_tail else (hi, ln.tail)
             puts.append((ln.pointer_key, _pack(head, tail)))
+        if check is not None:
+            check([data for pairs in taken for _, data in pairs])
         self._store.write(puts, taken=taken)
         for lane, lo, hi in runs:
             ln = sp.lanes[lane]
@@ -216,7 +229,7 @@ class Takes:
         return out
 
     def _take_one(self: Engine, sp: Space, lane: Optional[bytes], desc: bool,
-                  from_tail: bool) -> Optional[Entry]:
+                  from_tail: bool, check: Check = None) -> Optional[Entry]:
         """The common dequeue: one item from a lane's run, nothing put aside before."""
         if lane is None:
             lane = sp.active[-1] if desc else sp.active[0]
@@ -243,7 +256,18 @@ class Takes:
             if not ahead or ahead[0][0] != key:
                 raise self._missing(key)
         if ahead and ahead[0][0] == key:
-            data = ahead.popleft()[1]
+            data = ahead[0][1]
+            if check is not None:
+                check([data])
+            ahead.popleft()
+            self._store.delete_put(key, ln.pointer_key, _pack(head, tail))
+        elif check is not None:
+            self._ahead_lane = ln
+            got = self._store.get(key)
+            if got is None:
+                raise self._missing(key)
+            data = got
+            check([data])
             self._store.delete_put(key, ln.pointer_key, _pack(head, tail))
         else:
             self._ahead_lane = ln

@@ -91,3 +91,57 @@ class PermissionDenied(DiskQueueError, PermissionError):
 class SharedDirectoryWarning(UserWarning):
     """Raised (as a warning, once per directory) when a queue's existing directory lets
     its group or other users read or write it beyond the ``mode=`` it was opened with."""
+class Undecodable(DiskQueueError):
+    """Raised when a stored item's bytes cannot be decoded with the handle's codec.
+
+    Nothing was taken: the item is still in place. ``id``, ``key``, ``priority`` and
+    ``prefix`` say which item it is (``None`` when it could not be told, for instance
+    because another consumer took it meanwhile), ``data`` holds its raw bytes and the
+    codec's own error is the ``__cause__``. To remove or inspect it on purpose, take it
+    undecoded with ``raw=True`` (``dequeue``, ``dequeue_many``, ``pop``, ``reserve`` and
+    ``peek`` accept it), or open the directory with the codec that wrote it.
+    """
+
+    def __init__(self, message: str = "", *, path: str = "", data: bytes = b"",
+                 reason: str = "", index: int = 0, id: int | None = None,
+                 key: bytes | None = None, priority: int | None = None,
+                 prefix: bytes | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.data = data
+        self.reason = reason
+        self.index = index  # its place among the items of the call (0: the first)
+        self.id = id
+        self.key = key
+        self.priority = priority
+        self.prefix = prefix
+        if not message:
+            self.args = (self._describe(),)
+
+    def locate(self, id: int, key: bytes, priority: int | None = None,
+               prefix: bytes | None = None) -> None:
+        """Name the item (known only once the handle has found it again)."""
+        self.id, self.key, self.priority, self.prefix = id, key, priority, prefix
+        self.args = (self._describe(),)
+
+    def _describe(self) -> str:
+        what = "an item" if self.id is None else f"item {self.id}"
+        if self.priority is not None:
+            what += f" at priority {self.priority}"
+        if self.prefix is not None:
+            what += f" of prefix {self.prefix!r}"
+        return (
+            f"{self.path}: {what} ({len(self.data)} bytes) cannot be decoded: {self.reason}. "
+            "It was left in place; open the directory with the codec that wrote it, or take "
+            "it undecoded with raw=True (dequeue(raw=True), pop(raw=True), reserve(raw=True)) "
+            "to remove or inspect it"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _rebuild_undecodable, (str(self), self.__dict__)
+
+
+def _rebuild_undecodable(message: str, fields: dict[str, object]) -> Undecodable:
+    exc = Undecodable(message)
+    exc.__dict__.update(fields)
+    return exc

@@ -5,12 +5,13 @@ Both use the same on-disk format, so a directory written by one opens as the oth
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Optional
 
 from . import engine as engine_mod
+from .errors import Undecodable
 from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
-from .item import Item, items_of, items_run, make_item
+from .item import Item, items_of, make_item
 from .stdlib import QueueFace
 
 _LANE = b""
@@ -24,9 +25,11 @@ class _Line(Handle, QueueFace):
     _accepts = ("queue",)
     _from_tail = False
 
-    def _item(self, entry: engine_mod.Entry) -> Item:
-        _, seq, key, data, attempts = entry
-        return make_item(seq, key, self._loads(data), None, None, attempts)
+    def _where(self, lane: bytes) -> tuple[None, None]:
+        return None, None
+
+    def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
+        return _new(Item, (entry[1], entry[2], value, None, None, entry[4]))  # type: ignore[no-any-return]
 
     def _add(self, value: Any) -> Item:
         seq, key = self._append(_LANE, self._encode(value))
@@ -39,36 +42,27 @@ class _Line(Handle, QueueFace):
         seqs, item_keys = self._append_run(_LANE, values)
         return items_of(seqs, item_keys, values)
 
-    def _remove(self, block: bool, timeout: Optional[float]) -> Item:
-        timeout = check_timeout(block, timeout)
-        lane, seq, key, data, _ = self._engine.pop_one(
-            self._ns, _LANE, False, self._from_tail, block, timeout
-        )
-        if self._sync:
-            self._engine.sync()
-        return _new(Item, (seq, key, self._loads(data), None, None, 0))
+    def _remove(self, block: bool, timeout: Optional[float], raw: bool = False) -> Item:
+        return self._pop(_LANE, False, self._from_tail, block, timeout, raw)
 
-    def _remove_many(self, n: int, block: bool, timeout: Optional[float]) -> list[Item]:
-        check_count("n", n)
-        timeout = check_timeout(block, timeout)
-        if n == 0:
-            return []
-        seqs, pairs = self._engine.take_run(self._ns, _LANE, n, self._from_tail, block,
-                                            timeout)
-        self._synced()
-        return items_run(seqs, pairs, self._loads)
+    def _remove_many(self, n: int, block: bool, timeout: Optional[float],
+                     raw: bool = False) -> list[Item]:
+        return self._take_run(_LANE, n, from_tail=self._from_tail, block=block,
+                              timeout=timeout, raw=raw)
 
-    def peek(self) -> Item:
-        """The item the next dequeue/pop would return, left in place."""
-        return self._item(self._engine.peek(self._ns, 0, from_tail=self._from_tail))
+    def peek(self, *, raw: bool = False) -> Item:
+        """The item the next dequeue/pop would return, left in place (``raw=True``: its
+        value undecoded, as stored)."""
+        return self._item(self._engine.peek(self._ns, 0, from_tail=self._from_tail), raw)
 
-    def peek_by_offset(self, offset: int) -> Item:
+    def peek_by_offset(self, offset: int, *, raw: bool = False) -> Item:
         """The item ``offset`` places from the head (Queue) or top (Stack)."""
         check_count("offset", offset)
-        return self._item(self._engine.peek(self._ns, offset, from_tail=self._from_tail))
+        return self._item(self._engine.peek(self._ns, offset, from_tail=self._from_tail),
+                          raw)
 
-    def peek_by_id(self, id: int) -> Item:
-        return self._item(self._engine.get(self._ns, _LANE, check_id(id)))
+    def peek_by_id(self, id: int, *, raw: bool = False) -> Item:
+        return self._item(self._engine.get(self._ns, _LANE, check_id(id)), raw)
 
     def update(self, id: int, value: Any) -> Item:
         """Replace the value of a ready item, keeping its place and id."""
@@ -107,29 +101,45 @@ class Queue(_Line, Reliable):
         """Append several values atomically: all of them, or none."""
         return self._add_many(values)
 
-    def dequeue(self, *, block: bool = False, timeout: Optional[float] = None) -> Item:
-        """Remove and return the head; ``Empty`` if there is none (after waiting, if asked)."""
+    def dequeue(self, *, block: bool = False, timeout: Optional[float] = None,
+                raw: bool = False) -> Item:
+        """Remove and return the head; ``Empty`` if there is none (after waiting, if asked).
+
+        A head the codec cannot decode raises ``Undecodable`` and stays the head;
+        ``raw=True`` takes it anyway, its value the bytes as stored.
+        """
+        # The hot path, written out: the same as self._pop(_LANE, ...).
         timeout = check_timeout(block, timeout)
-        lane, seq, key, data, _ = self._engine.pop_one(self._ns, _LANE, False, False, block,
-                                                        timeout)
+        values: Sequence[Any]
+        if raw or self._plain:
+            values, check = (), None
+        else:
+            values, check = self._decoding()
+        try:
+            entry = self._engine.pop_one(self._ns, _LANE, False, False, block, timeout,
+                                         check=check)
+        except Undecodable as exc:
+            self._locate(exc, _LANE)
+            raise
         if self._sync:
             self._engine.sync()
-        return _new(Item, (seq, key, self._loads(data), None, None, 0))
+        if values:
+            value = values[0]
+        else:
+            value = entry[3] if check is None else self._value(entry)
+        return _new(Item, (entry[1], entry[2], value, None, None, 0))
 
     def dequeue_many(self, n: int, *, block: bool = False,
-                     timeout: Optional[float] = None) -> list[Item]:
-        """Remove up to ``n`` items from the head in one atomic step."""
-        return self._remove_many(n, block, timeout)
+                     timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
+        """Remove up to ``n`` items from the head in one atomic step; if any of them is
+        ``Undecodable``, none is taken."""
+        return self._remove_many(n, block, timeout, raw)
 
     def reserve(self, *, lease: float = 30.0, block: bool = False,
-                timeout: Optional[float] = None) -> Item:
+                timeout: Optional[float] = None, raw: bool = False) -> Item:
         """Take the head into the in-flight set until ``ack``, ``nack`` or the lease ends."""
-        lease = check_lease(lease)
-        timeout = check_timeout(block, timeout)
-        entries = self._engine.take(self._ns, 1, lane=_LANE, lease=lease, block=block,
-                                    timeout=timeout)
-        self._synced()
-        return self._item(entries[0])
+        return self._take(1, _LANE, lease=check_lease(lease), block=block, timeout=timeout,
+                          raw=raw)[0]
 
     def _lane_of(self, item: Item) -> bytes:
         return _LANE
@@ -148,11 +158,14 @@ class Stack(_Line):
         """Put several values on top atomically; the last one ends on top."""
         return self._add_many(values)
 
-    def pop(self, *, block: bool = False, timeout: Optional[float] = None) -> Item:
-        """Remove and return the top item."""
-        return self._remove(block, timeout)
+    def pop(self, *, block: bool = False, timeout: Optional[float] = None,
+            raw: bool = False) -> Item:
+        """Remove and return the top item (``raw=True``: its value undecoded, the way to
+        take an ``Undecodable`` one)."""
+        return self._pop(_LANE, False, True, block, timeout, raw)
 
     def pop_many(self, n: int, *, block: bool = False,
-                 timeout: Optional[float] = None) -> list[Item]:
-        """Remove up to ``n`` items from the top in one atomic step."""
-        return self._remove_many(n, block, timeout)
+                 timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
+        """Remove up to ``n`` items from the top in one atomic step; if any of them is
+        ``Undecodable``, none is taken."""
+        return self._remove_many(n, block, timeout, raw)

@@ -10,8 +10,9 @@ from typing import Any, NoReturn, Optional
 from . import codecs, permissions
 from . import engine as engine_mod
 from ._checks import check_lease, check_timeout  # noqa: F401 - the structures import them here
-from .errors import Closed, NotReserved
-from .item import Item
+from .dequeue import Check
+from .errors import Closed, DiskQueueError, NotReserved, Undecodable
+from .item import Item, items_run
 
 
 class _ClosedEngine:
@@ -47,8 +48,21 @@ def check_id(value: Any) -> int:
     return value
 
 
+def _reason(codec: str, exc: Exception) -> str:
+    """The codec's complaint, short enough for a message."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"the {codec} codec raised {text}"
+
+
 class Handle(abc.ABC):
-    """An open structure in a directory. Subclasses say what kind and how items look."""
+    """An open structure in a directory. Subclasses say what kind and how items look.
+
+    Takes decode before anything is taken: a handle passes ``check=`` to the engine,
+    which runs it on the raw data after reading the items and before deleting or
+    reserving them, so an item the codec cannot decode raises ``Undecodable`` and stays
+    where it was. ``raw=True`` skips decoding: the way to take such an item on purpose.
+    """
 
     _kind = ""
     _accepts: tuple[str, ...] = ()
@@ -62,6 +76,9 @@ class Handle(abc.ABC):
             raise TypeError(f"sync must be a bool, not {type(sync).__name__}")
         self.maxsize = check_count("maxsize", maxsize)
         dumps, self._loads = codecs.resolve(codec)
+        self._codec = codec if isinstance(codec, str) else type(codec).__name__
+        # A codec whose loads cannot fail (raw) needs no check on the take paths.
+        self._plain = self._loads is codecs.identity
         self._encode = codecs.encoder(dumps)
         # Hot paths call the bare dumps of a named codec and fall back to _encode on failure.
         self._dumps = dumps if isinstance(codec, str) else self._encode
@@ -167,11 +184,137 @@ class Handle(abc.ABC):
         self._synced()
         return placed  # type: ignore[no-any-return]
 
+    # -- decoding ---------------------------------------------------------------
     @abc.abstractmethod
-    def _item(self, entry: engine_mod.Entry) -> Item:
-        """Turn an engine entry into an Item: each structure says how its lanes read."""
+    def _where(self, lane: bytes) -> tuple[Optional[int], Optional[bytes]]:
+        """The ``(priority, prefix)`` of an item in ``lane``: each structure's lanes read
+        their own way."""
+
+    @abc.abstractmethod
+    def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
+        """The Item of an engine entry with its value (``_where`` written out, as every
+        take builds one)."""
+
+    def _item(self, entry: engine_mod.Entry, raw: bool = False) -> Item:
+        """Turn an engine entry into an Item, decoding its value unless ``raw``."""
+        return self._make(entry, entry[3] if raw else self._value(entry))
+
+    def _value(self, entry: engine_mod.Entry) -> Any:
+        """The decoded value of an entry; ``Undecodable`` naming it if the codec refuses."""
+        try:
+            return self._loads(entry[3])
+        except Exception as exc:
+            error = Undecodable(path=self.path, data=entry[3],
+                                reason=_reason(self._codec, exc))
+            error.locate(entry[1], entry[2], *self._where(entry[0]))
+            raise error from exc
+
+    def _decoding(self) -> tuple[list[Any], Check]:
+        """The ``check=`` of one take, and the list of values it decodes (so nothing is
+        decoded twice). Callers pass none for ``raw`` or a codec that cannot fail."""
+        values: list[Any] = []
+        loads, path, codec = self._loads, self.path, self._codec
+
+        def check(datas: list[bytes]) -> None:
+            values.clear()  # a call repeated after a takeover checks again
+            try:
+                if len(datas) == 1:  # a dequeue: append() costs less than extend(map())
+                    values.append(loads(datas[0]))
+                else:
+                    values.extend(map(loads, datas))
+            except Exception as exc:
+                bad = len(values)
+                raise Undecodable(path=path, data=datas[bad], reason=_reason(codec, exc),
+                                  index=bad) from exc
+
+        return values, check
+
+    def _locate(self, exc: Undecodable, lane: Optional[bytes] = None, desc: bool = False,
+                from_tail: bool = False) -> None:
+        """Name the item a take refused: nothing was taken, so it is still ``exc.index``
+        places into the order that take reads (unless another consumer moved it since;
+        then the first item with the same bytes, if any)."""
+        where = {"lane": lane, "desc": desc, "from_tail": from_tail}
+        try:
+            entry: Optional[engine_mod.Entry] = self._engine.peek(self._ns, exc.index, **where)
+            if entry is None or entry[3] != exc.data:
+                entry = next((e for e in self._engine.scan(self._ns, **where)
+                              if e[3] == exc.data), None)
+        except DiskQueueError:
+            entry = None
+        if entry is not None:
+            exc.locate(entry[1], entry[2], *self._where(entry[0]))
+
+    def _items(self, entries: list[engine_mod.Entry], values: Sequence[Any],
+               raw: bool = False) -> list[Item]:
+        """Items of taken entries, with the values their check decoded."""
+        if raw or self._plain:
+            return [self._make(entry, entry[3]) for entry in entries]
+        if len(values) != len(entries):  # no check ran (an engine without the hook)
+            return [self._item(entry) for entry in entries]
+        return list(map(self._make, entries, values))
+
+    def _take(self, n: int, lane: Optional[bytes], *, desc: bool = False,
+              from_tail: bool = False, lease: Optional[float] = None, block: bool = False,
+              timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
+        """Remove (or, with ``lease``, reserve) up to ``n`` items, decoded before they are
+        taken."""
+        timeout = check_timeout(block, timeout)
+        values, check = ((), None) if raw or self._plain else self._decoding()
+        try:
+            entries = self._engine.take(self._ns, n, lane=lane, desc=desc,
+                                        from_tail=from_tail, lease=lease, block=block,
+                                        timeout=timeout, check=check)
+        except Undecodable as exc:
+            self._locate(exc, lane, desc, from_tail)
+            raise
+        self._synced()
+        return self._items(entries, values, raw)
+
+    def _pop(self, lane: Optional[bytes], desc: bool, from_tail: bool, block: bool,
+             timeout: Optional[float], raw: bool) -> Item:
+        """Remove one item, decoded before it is taken (a hot path: positional)."""
+        timeout = check_timeout(block, timeout)
+        values, check = ((), None) if raw or self._plain else self._decoding()
+        try:
+            entry = self._engine.pop_one(self._ns, lane, desc, from_tail, block, timeout,
+                                         check=check)
+        except Undecodable as exc:
+            self._locate(exc, lane, desc, from_tail)
+            raise
+        if self._sync:
+            self._engine.sync()
+        if values:
+            return self._make(entry, values[0])
+        return self._make(entry, entry[3] if check is None else self._value(entry))
+
+    def _take_run(self, lane: bytes, n: int, *, from_tail: bool = False, block: bool = False,
+                  timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
+        """Remove up to ``n`` items of one lane atomically: all of them decode, or none
+        is taken."""
+        check_count("n", n)
+        timeout = check_timeout(block, timeout)
+        if n == 0:
+            return []
+        values, check = ((), None) if raw or self._plain else self._decoding()
+        try:
+            seqs, pairs = self._engine.take_run(self._ns, lane, n, from_tail, block, timeout,
+                                                check=check)
+        except Undecodable as exc:
+            self._locate(exc, lane, False, from_tail)
+            raise
+        self._synced()
+        priority, prefix = self._where(lane)
+        if raw or self._plain:
+            return items_run(seqs, pairs, None, priority, prefix)
+        if len(values) != len(pairs):  # no check ran (an engine without the hook)
+            return [self._item((lane, seq, key, data, 0))
+                    for seq, (key, data) in zip(seqs, pairs, strict=True)]
+        return items_run(seqs, pairs, values, priority, prefix)
 
     def _scan(self, **where: Any) -> Iterator[Item]:
+        """Items in dequeue order, a page at a time (``Undecodable`` at one that does not
+        decode: iteration cannot skip it silently)."""
         after = None
         while True:
             page = self._engine.scan(self._ns, after=after, **where)

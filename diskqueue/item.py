@@ -7,8 +7,6 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
-from .codecs import _identity
-
 _tuple_new = tuple.__new__
 
 
@@ -76,24 +74,16 @@ def items_of(seqs: Any, keys: Any, values: Any, priorities: Any = None,
     )))
 
 
-def items_taken(entries: Any, loads: Any, priority_of: Any = None,
-                prefix: bytes | None = None) -> list[Item]:
-    """Items of engine entries ``(lane, seq, key, data, attempts)``."""
-    if not entries:
-        return []
-    lanes, seqs, keys, datas, attempts = zip(*entries, strict=True)
-    return items_of(seqs, keys, datas if loads is _identity else map(loads, datas),
-                    None if priority_of is None else map(priority_of, lanes), prefix, attempts)
-
-
-def items_run(seqs: Any, pairs: Any, loads: Any, prefix: bytes | None = None) -> list[Item]:
-    """Items of one lane's run: its seqs and ``(key, data)`` pairs."""
+def items_run(seqs: Any, pairs: Any, values: Any = None, priority: int | None = None,
+              prefix: bytes | None = None) -> list[Item]:
+    """Items of one lane's run: its seqs, ``(key, data)`` pairs and the values decoded
+    from the data (``None``: the data as it is)."""
     new = _tuple_new
-    if loads is _identity:
-        return [new(Item, (seq, key, data, None, prefix, 0))
+    if values is None:
+        return [new(Item, (seq, key, data, priority, prefix, 0))
                 for seq, (key, data) in zip(seqs, pairs, strict=True)]
-    return [new(Item, (seq, key, loads(data), None, prefix, 0))
-            for seq, (key, data) in zip(seqs, pairs, strict=True)]
+    return [new(Item, (seq, key, value, priority, prefix, 0))
+            for seq, (key, _), value in zip(seqs, pairs, values, strict=True)]
 
 
 def items_placed(placed: Any, values: Any, priorities: Any = None,

@@ -11,8 +11,8 @@ from typing import Any, Optional
 
 from . import engine as engine_mod
 from . import keys
-from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
-from .item import Item, items_of, items_run, items_taken, make_item
+from .handle import Handle, Reliable, check_count, check_id, check_lease
+from .item import Item, items_of, make_item
 
 
 class PrefixQueue(Handle, Reliable):
@@ -21,9 +21,12 @@ class PrefixQueue(Handle, Reliable):
     _kind = "prefix"
     _accepts = ("prefix",)
 
-    def _item(self, entry: engine_mod.Entry) -> Item:
-        lane, seq, key, data, attempts = entry
-        return make_item(seq, key, self._loads(data), None, keys.lane_prefix(lane), attempts)
+    def _where(self, lane: bytes) -> tuple[None, bytes]:
+        return None, keys.lane_prefix(lane)
+
+    def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
+        return make_item(entry[1], entry[2], value, None, keys.lane_prefix(entry[0]),
+                         entry[4])
 
     def _lane_of(self, item: Item) -> bytes:
         return keys.prefix_lane(item.prefix)
@@ -42,49 +45,36 @@ class PrefixQueue(Handle, Reliable):
         seqs, item_keys = self._append_run(lane, values)
         return items_of(seqs, item_keys, values, prefix=keys.lane_prefix(lane))
 
-    def _take(self, prefix: str | bytes, n: int, block: bool, timeout: Optional[float],
-              lease: Optional[float] = None) -> list[Item]:
-        lane = keys.prefix_lane(prefix)
-        timeout = check_timeout(block, timeout)
-        entries = self._engine.take(self._ns, n, lane=lane, lease=lease, block=block,
-                                    timeout=timeout)
-        self._synced()
-        return items_taken(entries, self._loads,
-                           prefix=keys.lane_prefix(entries[0][0]) if entries else None)
-
     def dequeue(self, prefix: str | bytes, *, block: bool = False,
-                timeout: Optional[float] = None) -> Item:
-        lane = keys.prefix_lane(prefix)
-        timeout = check_timeout(block, timeout)
-        entry = self._engine.pop_one(self._ns, lane, False, False, block, timeout)
-        self._synced()
-        return self._item(entry)
+                timeout: Optional[float] = None, raw: bool = False) -> Item:
+        """Remove the first item of one prefix; ``raw=True`` leaves its value undecoded
+        (the way to take an ``Undecodable`` one)."""
+        return self._pop(keys.prefix_lane(prefix), False, False, block, timeout, raw)
 
     def dequeue_many(self, prefix: str | bytes, n: int, *, block: bool = False,
-                     timeout: Optional[float] = None) -> list[Item]:
-        if check_count("n", n) == 0:
-            return []
+                     timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
+        """Remove up to ``n`` items of one prefix atomically; if any of them is
+        ``Undecodable``, none is taken."""
         lane = keys.prefix_lane(prefix)
-        timeout = check_timeout(block, timeout)
-        seqs, pairs = self._engine.take_run(self._ns, lane, n, False, block, timeout)
-        self._synced()
-        return items_run(seqs, pairs, self._loads, keys.lane_prefix(lane))
+        return self._take_run(lane, n, block=block, timeout=timeout, raw=raw)
 
     def reserve(self, prefix: str | bytes, *, lease: float = 30.0, block: bool = False,
-                timeout: Optional[float] = None) -> Item:
-        return self._take(prefix, 1, block, timeout, check_lease(lease))[0]
+                timeout: Optional[float] = None, raw: bool = False) -> Item:
+        lane = keys.prefix_lane(prefix)
+        return self._take(1, lane, lease=check_lease(lease), block=block, timeout=timeout,
+                          raw=raw)[0]
 
-    def peek(self, prefix: str | bytes) -> Item:
-        return self._item(self._engine.peek(self._ns, 0, lane=keys.prefix_lane(prefix)))
+    def peek(self, prefix: str | bytes, *, raw: bool = False) -> Item:
+        return self._item(self._engine.peek(self._ns, 0, lane=keys.prefix_lane(prefix)), raw)
 
-    def peek_by_offset(self, prefix: str | bytes, offset: int) -> Item:
+    def peek_by_offset(self, prefix: str | bytes, offset: int, *, raw: bool = False) -> Item:
         lane = keys.prefix_lane(prefix)
         check_count("offset", offset)
-        return self._item(self._engine.peek(self._ns, offset, lane=lane))
+        return self._item(self._engine.peek(self._ns, offset, lane=lane), raw)
 
-    def peek_by_id(self, prefix: str | bytes, id: int) -> Item:
+    def peek_by_id(self, prefix: str | bytes, id: int, *, raw: bool = False) -> Item:
         lane = keys.prefix_lane(prefix)
-        return self._item(self._engine.get(self._ns, lane, check_id(id)))
+        return self._item(self._engine.get(self._ns, lane, check_id(id)), raw)
 
     def update(self, prefix: str | bytes, id: int, value: Any) -> Item:
         lane = keys.prefix_lane(prefix)

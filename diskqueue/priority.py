@@ -11,8 +11,8 @@ from typing import Any, Optional
 
 from . import engine as engine_mod
 from . import keys
-from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
-from .item import Item, items_placed, items_taken, make_item
+from .handle import Handle, Reliable, check_count, check_id, check_lease
+from .item import Item, items_placed, make_item
 from .stdlib import QueueFace
 
 
@@ -32,9 +32,12 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         self._desc = order == "desc"
         super().__init__(path, codec=codec, sync=sync, maxsize=maxsize, mode=mode)
 
-    def _item(self, entry: engine_mod.Entry) -> Item:
-        lane, seq, key, data, attempts = entry
-        return make_item(seq, key, self._loads(data), keys.lane_priority(lane), None, attempts)
+    def _where(self, lane: bytes) -> tuple[int, None]:
+        return keys.lane_priority(lane), None
+
+    def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
+        return make_item(entry[1], entry[2], value, keys.lane_priority(entry[0]), None,
+                         entry[4])
 
     def _lane_of(self, item: Item) -> bytes:
         return keys.priority_lane(item.priority)
@@ -57,53 +60,43 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         placed = self._append_many(entries)
         return items_placed(placed, [v for _, v in pairs], [p for p, _ in pairs])
 
-    def _take(self, n: int, lane: Optional[bytes], block: bool, timeout: Optional[float],
-              lease: Optional[float] = None) -> list[Item]:
-        timeout = check_timeout(block, timeout)
-        entries = self._engine.take(self._ns, n, lane=lane, desc=self._desc, lease=lease,
-                                    block=block, timeout=timeout)
-        self._synced()
-        return items_taken(entries, self._loads, keys.lane_priority)
-
-    def dequeue(self, *, block: bool = False, timeout: Optional[float] = None) -> Item:
-        """Remove the first item of the first level (lowest with "asc")."""
-        timeout = check_timeout(block, timeout)
-        entry = self._engine.pop_one(self._ns, None, self._desc, False, block, timeout)
-        self._synced()
-        return self._item(entry)
+    def dequeue(self, *, block: bool = False, timeout: Optional[float] = None,
+                raw: bool = False) -> Item:
+        """Remove the first item of the first level (lowest with "asc"); ``raw=True``
+        leaves its value undecoded (the way to take an ``Undecodable`` one)."""
+        return self._pop(None, self._desc, False, block, timeout, raw)
 
     def dequeue_many(self, n: int, *, block: bool = False,
-                     timeout: Optional[float] = None) -> list[Item]:
-        """Remove up to ``n`` items across levels, in dequeue order, atomically."""
+                     timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
+        """Remove up to ``n`` items across levels, in dequeue order, atomically; if any of
+        them is ``Undecodable``, none is taken."""
         if check_count("n", n) == 0:
             return []
-        return self._take(n, None, block, timeout)
+        return self._take(n, None, desc=self._desc, block=block, timeout=timeout, raw=raw)
 
     def dequeue_by_priority(self, priority: int, *, block: bool = False,
-                            timeout: Optional[float] = None) -> Item:
+                            timeout: Optional[float] = None, raw: bool = False) -> Item:
         """Remove the first item of one level."""
         lane = keys.priority_lane(priority)
-        timeout = check_timeout(block, timeout)
-        entry = self._engine.pop_one(self._ns, lane, False, False, block, timeout)
-        self._synced()
-        return self._item(entry)
+        return self._pop(lane, False, False, block, timeout, raw)
 
     def reserve(self, *, lease: float = 30.0, block: bool = False,
-                timeout: Optional[float] = None) -> Item:
+                timeout: Optional[float] = None, raw: bool = False) -> Item:
         """Take the next item into the in-flight set until ``ack``/``nack``/lease end."""
-        return self._take(1, None, block, timeout, check_lease(lease))[0]
+        return self._take(1, None, desc=self._desc, lease=check_lease(lease), block=block,
+                          timeout=timeout, raw=raw)[0]
 
-    def peek(self) -> Item:
-        return self._item(self._engine.peek(self._ns, 0, desc=self._desc))
+    def peek(self, *, raw: bool = False) -> Item:
+        return self._item(self._engine.peek(self._ns, 0, desc=self._desc), raw)
 
-    def peek_by_offset(self, offset: int) -> Item:
+    def peek_by_offset(self, offset: int, *, raw: bool = False) -> Item:
         """The item ``offset`` places into the dequeue order, across levels."""
         check_count("offset", offset)
-        return self._item(self._engine.peek(self._ns, offset, desc=self._desc))
+        return self._item(self._engine.peek(self._ns, offset, desc=self._desc), raw)
 
-    def peek_by_priority_id(self, priority: int, id: int) -> Item:
+    def peek_by_priority_id(self, priority: int, id: int, *, raw: bool = False) -> Item:
         lane = keys.priority_lane(priority)
-        return self._item(self._engine.get(self._ns, lane, check_id(id)))
+        return self._item(self._engine.get(self._ns, lane, check_id(id)), raw)
 
     def update(self, priority: int, id: int, value: Any) -> Item:
         lane = keys.priority_lane(priority)
@@ -126,39 +119,56 @@ class PriorityQueue(Handle, Reliable, QueueFace):
 
     # -- queue.PriorityQueue face ----------------------------------------------
     # A (priority, value) pair is stored as enqueue(priority, value), so both faces see
-    # the same items. Anything else queue.PriorityQueue accepts (a bare int, a 3-tuple
-    # with a tie-breaker, a string) is stored whole in an envelope, at its leading int
-    # (or 0), and get() hands it back exactly as it was put.
+    # the same items. A bare int, or a longer tuple or list led by an int priority (a
+    # tie-breaker, say), is stored whole in an envelope at that priority, and get()
+    # hands it back exactly as it was put. Anything else has no priority a disk queue
+    # could order by: a TypeError, and nothing is stored.
     def _put_value(self, value: Any, block: bool, timeout: Optional[float]) -> None:
-        if _is_pair(value):
-            priority, payload = value
-        else:
-            priority, payload = _leading_int(value), {_ENVELOPE: value}
+        priority, payload = _put_entry(value)
         self._append(keys.priority_lane(priority), self._encode(payload), block, timeout)
 
     def _get_value(self, block: bool, timeout: Optional[float]) -> Any:
         item = self.dequeue(block=block, timeout=timeout)
         value = item.value
-        if isinstance(value, dict) and len(value) == 1 and _ENVELOPE in value:
-            whole = value[_ENVELOPE]
-            return tuple(whole) if isinstance(whole, list) else whole
+        if isinstance(value, dict) and len(value) == 1:
+            if _ENVELOPE in value:
+                whole = value[_ENVELOPE]
+                return tuple(whole) if isinstance(whole, list) else whole
+            if _LISTED in value:
+                return list(value[_LISTED])
         return (item.priority, value)
 
 
-_ENVELOPE = "__diskqueue_item__"
+_ENVELOPE = "__diskqueue_item__"  # a bare int or a tuple, as put
+_LISTED = "__diskqueue_list__"  # a list, as put (a codec may turn tuples into lists)
 
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _is_pair(value: Any) -> bool:
-    return isinstance(value, tuple) and len(value) == 2 and _is_int(value[0])
-
-
-def _leading_int(value: Any) -> int:
+def _put_entry(value: Any) -> tuple[int, Any]:
+    """The priority and the stored payload of what ``put`` was given."""
+    if isinstance(value, tuple) and len(value) == 2 and _is_int(value[0]):
+        return value[0], value[1]
     if _is_int(value):
-        return int(value)
+        return value, {_ENVELOPE: value}
     if isinstance(value, (tuple, list)) and value and _is_int(value[0]):
-        return int(value[0])
-    return 0
+        return value[0], {_LISTED if isinstance(value, list) else _ENVELOPE: value}
+    led = isinstance(value, (tuple, list)) and bool(value)
+    first = value[0] if led else value
+    what = f"{type(first).__name__} {_short(first)}"
+    if led:
+        what = f"a {type(value).__name__} led by {what}"
+    if isinstance(first, bool):
+        what += " (bool is not a priority)"
+    raise TypeError(
+        "PriorityQueue.put takes an int priority, or a tuple or list whose first element "
+        f"is an int priority, such as (1, value); not {what}. Nothing was stored; "
+        "enqueue(priority, value) stores any value at a priority"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
