@@ -135,8 +135,9 @@ def test_an_infinite_timeout_waits_for_ever_like_none(tmp_path, kind):
         with pytest.raises(dq.Empty):  # infinity is ignored when not blocking
             _take(kind, q)(block=False, timeout=INF)
         if kind in STDLIB:
-            q.put("x", timeout=INF)  # room: returns at once
-            assert q.get(timeout=INF) == "x"
+            x = (1, "x") if kind == "priority" else "x"  # a PriorityQueue puts (priority, v)
+            q.put(x, timeout=INF)  # room: returns at once
+            assert q.get(timeout=INF) == x
     finally:
         q.close()
 
