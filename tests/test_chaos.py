@@ -24,7 +24,7 @@ CONNECT_TIMEOUT = 2.0
 def test_short_soak_keeps_every_promise(tmp_path):
     result = tmp_path / "chaos.json"
     proc = subprocess.run(
-        [sys.executable, "benchmarks/chaos.py", "--handovers", "100", "--seconds", "40",
+        [sys.executable, "benchmarks/chaos.py", "--handovers", "100", "--seconds", "45",
          "--workers", "4", "--connect-timeout", str(CONNECT_TIMEOUT), "--seed", "7",
          "--dir", str(tmp_path), "--json", str(result)],
         cwd=faults.REPO_ROOT, env=faults.child_env(), capture_output=True, text=True,
@@ -33,7 +33,7 @@ def test_short_soak_keeps_every_promise(tmp_path):
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     r = json.loads(result.read_text())
     problems = [text for bad, text in [
-        (r["handovers"] < 60, f"only {r['handovers']} holder rounds ran"),
+        (r["handovers"] < 50, f"only {r['handovers']} holder rounds ran"),
         (r["stuck"], f"the rounds ended early: {r['stuck']}"),
         (any(not r["rounds"].get(k) for k in KINDS), f"not every kind ran: {r['rounds']}"),
         (r["lost"], f"{r['lost']} acknowledged items lost"),
