@@ -143,6 +143,7 @@ def soak(cfg: Config, base: Optional[str], keep: bool) -> tuple[Tally, str]:
     _count_rounds(chaos, tally)
     left, tally.drain_notes = drain(run_dir, cfg.connect_timeout)
     account = Accounting(cfg, tally)
+    account.holders = chaos.holders
     account.read(fleet.logs)
     account.settle(_fates(fleet, tally), left, time.time())
     if not keep:

@@ -271,7 +271,8 @@ class Chaos:
 
     def __init__(self, cfg: Config, fleet: Fleet, run_dir: str) -> None:
         self.cfg, self.fleet, self.run_dir = cfg, fleet, run_dir
-        self.rng = random.Random(cfg.seed)
+        self.rng = random.Random(cfg.seed)  # the kinds: the same sequence for a seed
+        self.jitter = random.Random(cfg.seed + 1)  # delays, drawn as timing allows
         self.kinds, self.weights = zip(*cfg.mix.items(), strict=True)
         self.rounds: list[Round] = []
         self.active: list[Round] = []
@@ -281,6 +282,7 @@ class Chaos:
         self.pid_file_missed = 0  # rounds whose holder the pid file did not name
         self.unnamed: dict[str, tuple[int, float]] = {}  # dir -> (lock holder, since)
         self.missed_examples: list[str] = []
+        self.holders: dict[str, list[tuple[float, int]]] = {d: [] for d in DIRS}
 
     def run(self) -> None:
         end = time.monotonic() + self.cfg.seconds
@@ -305,24 +307,26 @@ class Chaos:
             i = DIRS.index(d) + 1  # directories take turns
             last = time.monotonic()
             self.hit(self.rng.choices(self.kinds, self.weights)[0], d, pid)
-            time.sleep(self.rng.uniform(0, 0.05))
+            time.sleep(self.jitter.uniform(0, 0.05))
         self.finish()
 
     def finish(self) -> None:
-        """Run what is scheduled now (SIGCONT, lifting limits) and let takeovers show."""
-        for _, action in sorted(self.todo, key=lambda x: x[0]):
-            action()
-        self.todo.clear()
+        """Let the rounds under way end (SIGCONT, limits lifted, takeovers seen); what
+        is still scheduled after that runs now."""
         end = time.monotonic() + self.cfg.connect_timeout + 3
-        while self.active and time.monotonic() < end:
+        while (self.active or self.todo) and time.monotonic() < end:
             self.fleet.reap()
             self.tick()
             time.sleep(0.01)
+        todo, self.todo = self.todo, []
+        for _, action in todo:
+            action()
 
     def later(self, delay: float, action: Callable[[], None]) -> None:
         self.todo.append((time.monotonic() + delay, action))
 
     def tick(self) -> None:
+        self.note_holders()
         now = time.monotonic()
         due = [a for a in self.todo if a[0] <= now]
         self.todo = [a for a in self.todo if a[0] > now]
@@ -332,6 +336,14 @@ class Chaos:
             if rnd.watching:
                 self.watch(rnd)
         self.active = [r for r in self.active if not r.done]
+
+    def note_holders(self) -> None:
+        """Each directory's holders over time, as its pid file names them: the tally
+        tells a reservation handed out again after a handover from one without."""
+        for d in DIRS:
+            pid = holder_of(os.path.join(self.run_dir, d))
+            if pid is not None and (not self.holders[d] or self.holders[d][-1][1] != pid):
+                self.holders[d].append((time.time(), pid))
 
     def pick(self, start: int) -> Optional[tuple[str, int]]:
         """The next directory, from ``start`` on, held by a live process of ours, with
@@ -390,9 +402,8 @@ class Chaos:
             _signal(pid, signal.SIGSTOP)
             self.later(self.cfg.connect_timeout + 1.5, lambda: self.resume(rnd))
         elif kind == "fork":
-            _signal(pid, signal.SIGUSR2)
-            # The worker forks at its next op boundary, a few ms away unless it is stuck
-            self.later(self.rng.uniform(0.1, 0.4), lambda: self.kill_parent(rnd))
+            _signal(pid, signal.SIGUSR2)  # the worker forks at its next op boundary
+            self.later(0.01, lambda: self.kill_parent(rnd))
         elif kind == "disk":
             self.starve(rnd)
 
@@ -401,7 +412,15 @@ class Chaos:
         rnd.done = True
 
     def kill_parent(self, rnd: Round) -> None:
-        rnd.forked = rnd.pid in self.fleet.forks
+        """Once the child is there (or after 2 s: the parent may be stuck in a call),
+        let parent and child work side by side a moment, then kill the parent."""
+        if rnd.forked is None:
+            if rnd.pid not in self.fleet.forks and time.monotonic() - rnd.started < 2:
+                self.later(0.01, lambda: self.kill_parent(rnd))
+                return
+            rnd.forked = rnd.pid in self.fleet.forks
+            self.later(self.jitter.uniform(0, 0.1), lambda: self.kill_parent(rnd))
+            return
         self.fleet.doom(rnd.pid, signal.SIGKILL)
         rnd.started, rnd.watching = time.monotonic(), True
 
@@ -427,7 +446,7 @@ class Chaos:
                 pass
             rnd.done = True
 
-        self.later(self.rng.uniform(0.2, 0.6), lift)
+        self.later(self.jitter.uniform(0.2, 0.6), lift)
 
     def watch(self, rnd: Round) -> None:
         """Has another live holder taken the directory? (A closing holder may get it

@@ -22,35 +22,39 @@ from chaos_worker import DIRS, TAKES, Line
 
 import diskqueue as dq
 
+Left = tuple[object, str, str]  # an item drained at the end: value, key hex, directory
 
-def drain(run_dir: str, connect_timeout: float) -> tuple[list[list[object]], dict[str, str]]:
-    """Everything left in the three directories as [token, key hex, None] rows, and a
-    note per directory that could not be opened as it was."""
-    rows: list[list[object]] = []
+
+def drain(run_dir: str, connect_timeout: float) -> tuple[list[Left], dict[str, str]]:
+    """Everything left in the three directories, and a note per directory that could
+    not be opened as it was (then it is repaired and drained)."""
+    rows: list[Left] = []
     notes: dict[str, str] = {}
     for d in DIRS:
         path = os.path.join(run_dir, d)
         try:
-            rows += _drain_one(d, path, connect_timeout)
+            items = _drain_one(d, path, connect_timeout)
         except dq.DiskQueueError as exc:
             notes[d] = f"{type(exc).__name__}: {str(exc)[:200]}"
             subprocess.run([sys.executable, "-m", "diskqueue", "repair", path],
                            capture_output=True, cwd=ROOT, check=False)
             try:
-                rows += _drain_one(d, path, connect_timeout)
+                items = _drain_one(d, path, connect_timeout)
                 notes[d] += "; drained after `diskq repair`"
             except dq.DiskQueueError as again:
                 notes[d] += f"; after repair: {type(again).__name__}: {str(again)[:200]}"
+                items = []
+        rows += [(i.value, i.key.hex(), d) for i in items]
     return rows, notes
 
 
-def _drain_one(d: str, path: str, connect_timeout: float) -> list[list[object]]:
+def _drain_one(d: str, path: str, connect_timeout: float) -> list[dq.Item]:
     if d == "prefix":
         with dq.PrefixQueue(path, connect_timeout=connect_timeout) as px:
-            rows: list[list[object]] = []
+            items: list[dq.Item] = []
             for prefix in px.prefixes():
-                rows += _take_all(functools.partial(px.dequeue_many, prefix, 256))
-            return rows
+                items += _take_all(functools.partial(px.dequeue_many, prefix, 256))
+            return items
     q: Union[dq.Queue, dq.PriorityQueue]
     q = dq.Queue(path, connect_timeout=connect_timeout) if d == "line" else \
         dq.PriorityQueue(path, connect_timeout=connect_timeout)
@@ -58,13 +62,13 @@ def _drain_one(d: str, path: str, connect_timeout: float) -> list[list[object]]:
         return _take_all(lambda: q.dequeue_many(256))
 
 
-def _take_all(take: Callable[[], list[dq.Item]]) -> list[list[object]]:
-    rows: list[list[object]] = []
+def _take_all(take: Callable[[], list[dq.Item]]) -> list[dq.Item]:
+    items: list[dq.Item] = []
     while True:
         try:
-            rows += [[i.value, i.key.hex(), None] for i in take()]
+            items += take()
         except dq.Empty:
-            return rows
+            return items
 
 
 @dataclass
@@ -76,6 +80,7 @@ class Delivery:
     w: str
     key: Optional[str]
     attempts: int
+    d: str
     t0: float = 0.0  # a reservation's call start: its lease ends no sooner than t0 + lease
 
 
@@ -100,7 +105,7 @@ class Tally:
     lost_excused: int = 0  # missing, but a process died inside a take on that directory
     duplicated: Counter[str] = field(default_factory=Counter)
     redelivered_allowed: Counter[str] = field(default_factory=Counter)
-    redelivered_disallowed: int = 0
+    redelivered_disallowed: Counter[str] = field(default_factory=Counter)
     phantom: int = 0  # came out, but nobody ever tried to put it in
     stall: float = 0.0
     stall_call: str = ""
@@ -120,7 +125,8 @@ class Tally:
             self.examples[kind].append(text)
 
     def failed(self, bound: float) -> bool:
-        return bool(self.lost or sum(self.duplicated.values()) or self.redelivered_disallowed
+        return bool(self.lost or sum(self.duplicated.values())
+                    or sum(self.redelivered_disallowed.values())
                     or self.phantom or self.stuck or self.drain_notes or self.stall > bound
                     or self.hanging or self.crashed)
 
@@ -137,6 +143,7 @@ class Accounting:
         self.deliveries: dict[str, list[Delivery]] = defaultdict(list)
         self.settled: dict[tuple[str, str, int], tuple[str, str]] = {}
         self.stalls: list[tuple[float, str]] = []
+        self.holders: dict[str, list[tuple[float, int]]] = {}  # see Chaos.note_holders
 
     def read(self, logs: str) -> None:
         for name in sorted(os.listdir(logs)):
@@ -183,7 +190,7 @@ class Accounting:
             how = "reserve" if op == "reserve" else "take"
             for tok, k, attempts in end["got"] or []:
                 self.deliveries[tok].append(Delivery(float(end["t1"]), how, w, k,
-                                                     attempts, float(call["t0"])))
+                                                     attempts, d, float(call["t0"])))
 
     def stalled(self, call: Line, dt: float, note: str) -> None:
         stall = dt - float(call.get("wait") or 0)
@@ -194,7 +201,7 @@ class Accounting:
         if stall > self.t.stall:
             self.t.stall, self.t.stall_call = stall, f"{call['d']}.{call['op']}{note}"
 
-    def settle(self, deaths: dict[str, float], left: list[list[object]], end: float) -> None:
+    def settle(self, deaths: dict[str, float], left: list[Left], end: float) -> None:
         """Unfinished calls, then each token's deliveries in order."""
         excuse: Counter[str] = Counter()
         for (w, _), call in self.open.items():
@@ -207,8 +214,8 @@ class Accounting:
                 self.t.maybe += len(call["tok"])
         for _, text in sorted(self.stalls, reverse=True)[:5]:
             self.t.example("stall", text)
-        for tok, key, _ in left:
-            self.deliveries[str(tok)].append(Delivery(end, "left", "-", str(key), 0))
+        for tok, key, d in left:
+            self.deliveries[str(tok)].append(Delivery(end, "left", "-", key, 0, d))
         self.t.left = len(left)
         self.t.acked = len(self.acked)
         self.t.delivered = sum(len(v) for v in self.deliveries.values()) - len(left)
@@ -249,14 +256,22 @@ class Accounting:
                 self.t.redelivered_allowed["lease ran out"] += 1
             elif b.how == "left":
                 self.t.redelivered_allowed["reserver gone at the end"] += 1
+            elif self.handed_over(a.d, a.t, b.t):
+                self.t.redelivered_disallowed["after a handover"] += 1
+                self.t.example("redelivered, not allowed, after a handover", text)
             else:
-                self.t.redelivered_disallowed += 1
-                self.t.example("redelivered, not allowed", text)
+                self.t.redelivered_disallowed["without a handover"] += 1
+                self.t.example("redelivered, not allowed, without a handover", text)
             return
         if a.key and b.key and a.key != b.key:
             self.dup("stored twice", text)
         else:
             self.dup("dequeued item came back", text)
+
+    def handed_over(self, d: str, start: float, end: float) -> bool:
+        """Did another process take directory ``d`` between two times?"""
+        times = self.holders.get(d, [])
+        return any(start < t <= end for t, _ in times)
 
     def dup(self, why: str, text: str) -> None:
         self.t.duplicated[why] += 1
@@ -297,7 +312,7 @@ def rows(t: Tally, cfg: Config) -> list[tuple[str, str]]:
                                 "mid-call, allowed)" if t.lost_excused else "")),
         ("duplicated", _counts(t.duplicated)),
         ("redelivered, allowed", _counts(t.redelivered_allowed)),
-        ("redelivered, not allowed", str(t.redelivered_disallowed)),
+        ("redelivered, not allowed", _counts(t.redelivered_disallowed)),
         ("never enqueued but delivered", str(t.phantom)),
         ("longest stall", f"{t.stall:.2f} s ({t.stall_call}); {t.stalls_over} calls over "
                           f"{cfg.connect_timeout + 1:g} s"),

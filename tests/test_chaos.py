@@ -39,8 +39,8 @@ def test_short_soak_keeps_every_promise(tmp_path):
         (r["lost"], f"{r['lost']} acknowledged items lost"),
         (sum(r["duplicated"].values()), f"duplicated: {r['duplicated']}"),
         (r["redelivered_disallowed"],
-         f"{r['redelivered_disallowed']} reservations came back to another while their "
-         "reserver lived and its lease ran"),
+         f"reservations handed out again while their reserver lived and its lease ran: "
+         f"{r['redelivered_disallowed']}"),
         (r["phantom"], f"{r['phantom']} items came out that nobody put in"),
         (r["stall"] > CONNECT_TIMEOUT + 1, f"a call stalled {r['stall']:.1f} s "
                                            f"({r['stall_call']})"),
