@@ -144,6 +144,7 @@ def soak(cfg: Config, base: Optional[str], keep: bool) -> tuple[Tally, str]:
     left, tally.drain_notes = drain(run_dir, cfg.connect_timeout)
     account = Accounting(cfg, tally)
     account.holders = chaos.holders
+    account.pid_deaths = {p.pid: p.doomed_at for p in fleet.procs.values() if p.doomed_at}
     account.read(fleet.logs)
     account.settle(_fates(fleet, tally), left, time.time())
     if not keep:

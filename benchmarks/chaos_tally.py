@@ -144,6 +144,7 @@ class Accounting:
         self.settled: dict[tuple[str, str, int], tuple[str, str]] = {}
         self.stalls: list[tuple[float, str]] = []
         self.holders: dict[str, list[tuple[float, int]]] = {}  # see Chaos.note_holders
+        self.pid_deaths: dict[int, float] = {}  # pid -> when it was sent a fatal signal
 
     def read(self, logs: str) -> None:
         for name in sorted(os.listdir(logs)):
@@ -269,9 +270,15 @@ class Accounting:
             self.dup("dequeued item came back", text)
 
     def handed_over(self, d: str, start: float, end: float) -> bool:
-        """Did another process take directory ``d`` between two times?"""
+        """Did directory ``d`` change holder between two times? Its pid file says so,
+        or the holder it named at ``start`` was killed before ``end`` (the pid file of
+        a new holder can lag behind)."""
         times = self.holders.get(d, [])
-        return any(start < t <= end for t, _ in times)
+        if any(start < t <= end for t, _ in times):
+            return True
+        before = [pid for t, pid in times if t <= start]
+        died = self.pid_deaths.get(before[-1]) if before else None
+        return died is not None and died <= end
 
     def dup(self, why: str, text: str) -> None:
         self.t.duplicated[why] += 1
