@@ -191,7 +191,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser().parse_args(argv)
     if args.worker:
         worker = Worker(args.worker, args.run_dir, args.connect_timeout, args.lease,
-                        args.seed, None)
+                        args.seed)
         worker.install_signals()
         worker.run()
         return 0

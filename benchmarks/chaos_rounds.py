@@ -237,6 +237,15 @@ class Round:
     takeover: Optional[float] = None  # seconds until another holder was seen
 
 
+@dataclass(frozen=True)
+class Holder:
+    """A directory's pid file named a new holder at some time in (since, seen]."""
+
+    since: float
+    seen: float
+    pid: int
+
+
 def holder_of(path: str) -> Optional[int]:
     try:
         with open(os.path.join(path, "diskqueue.pid")) as fh:
@@ -282,7 +291,8 @@ class Chaos:
         self.pid_file_missed = 0  # rounds whose holder the pid file did not name
         self.unnamed: dict[str, tuple[int, float]] = {}  # dir -> (lock holder, since)
         self.missed_examples: list[str] = []
-        self.holders: dict[str, list[tuple[float, int]]] = {d: [] for d in DIRS}
+        self.holders: dict[str, list[Holder]] = {d: [] for d in DIRS}
+        self.looked = 0.0  # time.time() of the previous look at the pid files
 
     def run(self) -> None:
         end = time.monotonic() + self.cfg.seconds
@@ -339,11 +349,14 @@ class Chaos:
 
     def note_holders(self) -> None:
         """Each directory's holders over time, as its pid file names them: the tally
-        tells a reservation handed out again after a handover from one without."""
+        tells a reservation handed out again after a handover from one without. A
+        change is known to lie between the previous look and this one."""
+        now = time.time()
         for d in DIRS:
             pid = holder_of(os.path.join(self.run_dir, d))
-            if pid is not None and (not self.holders[d] or self.holders[d][-1][1] != pid):
-                self.holders[d].append((time.time(), pid))
+            if pid is not None and (not self.holders[d] or self.holders[d][-1].pid != pid):
+                self.holders[d].append(Holder(self.looked, now, pid))
+        self.looked = now
 
     def pick(self, start: int) -> Optional[tuple[str, int]]:
         """The next directory, from ``start`` on, held by a live process of ours, with

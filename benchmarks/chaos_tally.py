@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional, Union, cast
 
-from chaos_rounds import KINDS, ROOT, Config
+from chaos_rounds import KINDS, ROOT, Config, Holder
 from chaos_worker import DIRS, TAKES, Line
 
 import diskqueue as dq
@@ -143,7 +143,7 @@ class Accounting:
         self.deliveries: dict[str, list[Delivery]] = defaultdict(list)
         self.settled: dict[tuple[str, str, int], tuple[str, str]] = {}
         self.stalls: list[tuple[float, str]] = []
-        self.holders: dict[str, list[tuple[float, int]]] = {}  # see Chaos.note_holders
+        self.holders: dict[str, list[Holder]] = {}  # see Chaos.note_holders
         self.pid_deaths: dict[int, float] = {}  # pid -> when it was sent a fatal signal
 
     def read(self, logs: str) -> None:
@@ -273,10 +273,10 @@ class Accounting:
         """Did directory ``d`` change holder between two times? Its pid file says so,
         or the holder it named at ``start`` was killed before ``end`` (the pid file of
         a new holder can lag behind)."""
-        times = self.holders.get(d, [])
-        if any(start < t <= end for t, _ in times):
+        changes = self.holders.get(d, [])
+        if any(h.since < end and h.seen > start for h in changes):
             return True
-        before = [pid for t, pid in times if t <= start]
+        before = [h.pid for h in changes if h.seen <= start]
         died = self.pid_deaths.get(before[-1]) if before else None
         return died is not None and died <= end
 

@@ -76,12 +76,12 @@ class Worker:
     """One soak process: random calls on the three directories, each logged twice."""
 
     def __init__(self, wid: str, run_dir: str, connect_timeout: float, lease: float,
-                 seed: int, life: Optional[float]) -> None:
+                 seed: int) -> None:
         self.wid, self.run_dir, self.lease = wid, run_dir, lease
         self.connect_timeout = connect_timeout
         self.rng = random.Random(f"{seed}/{wid}")
         self.flags: set[str] = set()
-        self.until = time.monotonic() + life if life else None
+        self.until: Optional[float] = None  # a forked child's end of life
         self.n = 0  # op counter, also the token counter
         self.h = Handles()
         self.retry_at: dict[str, float] = {}  # handle name -> when to try opening again
