@@ -11,6 +11,7 @@ from .errors import (
     JobTimeout,
     Locked,
     NotReserved,
+    OutcomeUnknown,
     OutOfBounds,
 )
 from .fifo import Queue, Stack
@@ -26,4 +27,5 @@ __all__ = [
     "JobFailed", "JobTimeout", "Locked", "NotReserved", "OutOfBounds", "PrefixQueue",
     "PriorityQueue", "Queue", "Stack", "__version__",
     "TaskQueue", "Job", "Retry",
+    "OutcomeUnknown",
 ]

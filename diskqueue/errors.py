@@ -34,12 +34,16 @@ class IncompatibleType(DiskQueueError):
 
 
 class Locked(DiskQueueError):
-    """Raised when another process holds the directory and cannot be reached."""
+    """Raised when another process holds the directory and cannot be reached.
 
-    def __init__(self, path: str, pid: int | None) -> None:
+    A plain ``Locked`` from a call means the call did not and will not take effect:
+    nothing reached the holder, or the holder refused it as past its deadline.
+    """
+
+    def __init__(self, path: str, pid: int | None, reason: str = "") -> None:
         who = f"process {pid}" if pid else "another process"
         super().__init__(
-            f"{path} is held by {who}; close it there, or wait for it to exit"
+            f"{path} is held by {who}{reason}; close it there, or wait for it to exit"
         )
         self.path = path
         self.pid = pid
@@ -77,3 +81,21 @@ class JobFailed(DiskQueueError):
 
 class JobTimeout(JobFailed):
     """Raised when a job ran past its ``timeout``, or ``result(timeout=)`` ran out waiting."""
+
+
+class OutcomeUnknown(Locked):
+    """Raised when a call reached the holder, which then did not answer in time.
+
+    The holder is alive but stopped or hung. The call may have taken effect, or may
+    still do so once the holder runs again, but only if it started before its deadline
+    (the holder refuses a request it reaches later). An item a take would have
+    returned is not lost: the holder keeps it until this client confirms it, and puts
+    it back when this client's connection closes.
+    """
+
+    def __init__(self, path: str, pid: int | None, waited: float) -> None:
+        super().__init__(
+            path, pid,
+            f", which did not answer within {waited:g} s: the call was sent and may "
+            "have taken effect",
+        )

@@ -62,7 +62,8 @@ class Handle(abc.ABC):
     _ns = b""
 
     def __init__(self, path: str | os.PathLike[str], *, codec: codecs.CodecSpec = "msgpack",
-                 sync: bool = False, maxsize: int = 0) -> None:
+                 sync: bool = False, maxsize: int = 0,
+                 connect_timeout: float = 10.0) -> None:
         self.path = check_path(path)
         if not isinstance(sync, bool):
             raise TypeError(f"sync must be a bool, not {type(sync).__name__}")
@@ -73,7 +74,7 @@ class Handle(abc.ABC):
         self._dumps = dumps if isinstance(codec, str) else self._encode
         self._dumps_many = codecs.many(self._dumps)
         self._sync = sync
-        engine = engine_mod.acquire(self.path)
+        engine = engine_mod.acquire(self.path, connect_timeout=connect_timeout)
         try:
             engine.ensure_kind(self._kind, self._accepts)
         except BaseException:

@@ -24,12 +24,13 @@ class PriorityQueue(Handle, Reliable, QueueFace):
     _accepts = ("priority",)
 
     def __init__(self, path: Any, *, order: str = "asc", codec: Any = "msgpack",
-                 sync: bool = False, maxsize: int = 0) -> None:
+                 sync: bool = False, maxsize: int = 0, connect_timeout: float = 10.0) -> None:
         if order not in ("asc", "desc"):
             raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
         self.order = order
         self._desc = order == "desc"
-        super().__init__(path, codec=codec, sync=sync, maxsize=maxsize)
+        super().__init__(path, codec=codec, sync=sync, maxsize=maxsize,
+                         connect_timeout=connect_timeout)
 
     def _item(self, entry: engine_mod.Entry) -> Item:
         lane, seq, key, data, attempts = entry
