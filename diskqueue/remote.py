@@ -50,6 +50,8 @@ _BLOCK_AT: dict[str, Optional[int]] = {
     "take": None, "take_first": 2, "take_run": 4, "pop_one": 4,
     "push_one": 4, "push": 3, "push_run": 4,
 }
+# Pushes wait only for room under a maxsize, passed just before ``block``.
+_PUSHES = frozenset({"push_one", "push", "push_run"})
 _TIMEVAL = struct.Struct("@ll")
 CheckData = Callable[[list[bytes]], None]
 
@@ -63,19 +65,17 @@ class _Conn:
 
     __slots__ = ("sock", "reader", "pid", "_wait")
 
-    def __init__(self, sock: socket.socket, pid: Optional[int]) -> None:
+    def __init__(self, sock: socket.socket, pid: Optional[int], send_bound: float) -> None:
         self.sock = sock
         self.reader = protocol.FrameReader(sock)
         self.pid = pid  # the owner's, as the kernel says
         self._wait = -1.0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_bound))
 
     def bound(self, seconds: float) -> None:
-        """Sends and each receive give up after ``seconds`` without progress."""
+        """Each receive gives up after ``seconds`` without data."""
         if seconds != self._wait:
-            whole = int(seconds)
-            value = _TIMEVAL.pack(whole, max(1, int((seconds - whole) * 1e6)))
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
             self._wait = seconds
 
     def close(self, goodbye: bool) -> None:
@@ -88,6 +88,11 @@ class _Conn:
             self.sock.close()
         except OSError:
             pass
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return _TIMEVAL.pack(whole, max(1, int((seconds - whole) * 1e6)))
 
 
 class _TimedOut(Exception):
@@ -182,7 +187,7 @@ class RemoteEngine:
                 f"to the directory may have replaced {protocol.SOCKET_NAME}: make the "
                 "directory writable by its owner only"
             )
-        conn = _Conn(sock, peer.pid if peer else None)
+        conn = _Conn(sock, peer.pid if peer else None, self.connect_timeout)
         with self._lock:
             self._open.add(conn)
         return conn
@@ -194,7 +199,7 @@ class RemoteEngine:
         owner lets them go (contract of the engine's takes)."""
         block_at = _BLOCK_AT.get(method, -1)
         if block_at != -1:
-            block, timeout = _waiting(block_at, args, kwargs)
+            block, timeout = _waiting(method, block_at, args, kwargs)
             if block and timeout is None:
                 return self._block_for_ever(method, block_at, args, kwargs, check)
             wait = float(timeout) if block and timeout is not None and timeout > 0 else 0.0
@@ -388,15 +393,20 @@ class RemoteEngine:
         return self.call("pop_one", args, kwargs, check)
 
 
-def _waiting(block_at: Optional[int], args: Any, kwargs: dict[str, Any]
+def _waiting(method: str, block_at: Optional[int], args: Any, kwargs: dict[str, Any]
              ) -> tuple[bool, Optional[float]]:
-    """``block`` and ``timeout`` of a blocking method's call, wherever they were passed."""
+    """``block`` and ``timeout`` of a blocking method's call, wherever they were passed
+    (a push without a maxsize never waits, whatever its ``block`` says)."""
     block, timeout = kwargs.get("block", False), kwargs.get("timeout")
     if block_at is not None:
         if len(args) > block_at:
             block = args[block_at]
         if len(args) > block_at + 1:
             timeout = args[block_at + 1]
+        if method in _PUSHES:
+            maxsize = args[block_at - 1] if len(args) >= block_at else kwargs.get("maxsize", 0)
+            if not maxsize:
+                return False, None
     return bool(block), timeout
 
 
@@ -427,13 +437,18 @@ def _timed_out(exc: OSError) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc here: it exists, so count it alive
 
 
 def _method(name: str) -> Any:

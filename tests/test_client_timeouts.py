@@ -190,3 +190,20 @@ def test_a_holder_that_resumes_past_the_deadline_refuses_the_call(tmp_path):
         assert "before its deadline" in str(caught.value)
         assert took < 10
         assert values(q) == ["keep"]
+
+
+def test_a_put_waiting_for_room_without_timeout_waits_across_slices(tmp_path, monkeypatch):
+    monkeypatch.setattr(remote, "BLOCK_SLICE", 0.5)
+    path = str(tmp_path / "q")
+    with holder(path), dq.Queue(path, maxsize=1, connect_timeout=BOUND) as q:
+        q.put("a")
+        done: list[float] = []
+        started = time.monotonic()
+        putter = threading.Thread(target=lambda: (q.put("b"), done.append(time.monotonic())))
+        putter.start()
+        time.sleep(1.6)  # three slices ran out meanwhile
+        assert not done
+        assert q.get() == "a"
+        putter.join(timeout=10)
+        assert done and done[0] - started >= 1.5
+        assert q.get(timeout=5) == "b"
