@@ -21,6 +21,7 @@ import errno
 import logging
 import os
 import socket
+import stat
 import struct
 import threading
 import time
@@ -156,7 +157,8 @@ class RemoteEngine:
                     if time.monotonic() >= deadline:
                         raise Locked(self.path, exc.pid,
                                      f", which did not let it in within "
-                                     f"{self.connect_timeout:g} s") from None
+                                     f"{self.connect_timeout:g} s{_why_not(self.path)}"
+                                     ) from None
             time.sleep(pause)
             pause = min(pause * 2, 0.1)
         return None
@@ -434,6 +436,18 @@ def _taken_data(method: str, result: Any) -> list[bytes]:
 def _timed_out(exc: OSError) -> bool:
     return isinstance(exc, (BlockingIOError, TimeoutError)) or exc.errno in (
         errno.EAGAIN, errno.EWOULDBLOCK)
+
+
+def _why_not(path: str) -> str:
+    """What keeps a holder from serving ``path``, when the directory says."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ""
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        return (" (it does not serve a world-writable directory, whose socket another "
+                f"user could replace: run `chmod o-w {path}`)")
+    return ""
 
 
 def _alive(pid: int) -> bool:

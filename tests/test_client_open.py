@@ -13,6 +13,9 @@ import textwrap
 
 import faults
 import pytest
+from test_sharing import holding
+
+import diskqueue as dq
 
 OPENER = r"""
 import os, sys, diskqueue as dq
@@ -80,7 +83,18 @@ def test_many_processes_opening_a_new_directory_at_once_all_get_in(tmp_path, kin
         roles = sorted(line.split()[1] for line in lines)
         assert roles.count("owner") >= 1, roles
         # every opener's item landed in the one directory
-        import diskqueue as dq
-
         with getattr(dq, kind)(path) as q:
             assert len(q) == n
+
+
+def test_a_holder_that_does_not_serve_is_named_with_the_reason(tmp_path):
+    """A world-writable directory (no sticky bit) is not served: an opener gets Locked
+    after connect_timeout, and the message says what to do."""
+    path = str(tmp_path / "q")
+    os.makedirs(path)
+    os.chmod(path, 0o777)
+    with holding(path) as holder:
+        with pytest.raises(dq.Locked) as caught:
+            dq.Queue(path, connect_timeout=1)
+        assert caught.value.pid == holder.proc.pid
+        assert "chmod o-w" in str(caught.value)
