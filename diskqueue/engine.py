@@ -114,6 +114,15 @@ def forget(engine: Any) -> bool:
         return True
 
 
+def check_connect_timeout(value: Any) -> float:
+    """A ``connect_timeout=`` argument as seconds, or a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"connect_timeout must be a number of seconds, not {type(value).__name__}")
+    if not 0 < value < float("inf"):  # NaN fails this too
+        raise ValueError(f"connect_timeout must be a finite number of seconds > 0, not {value}")
+    return float(value)
+
+
 def acquire(path: str, *, connect_timeout: float = 10.0) -> Any:
     """Return this process's engine for ``path``: the owner's, or a client of it.
 
@@ -135,15 +144,6 @@ def acquire(path: str, *, connect_timeout: float = 10.0) -> Any:
             _registry[path] = engine
         engine.refs += 1
         return engine
-
-
-def check_connect_timeout(value: Any) -> float:
-    """A ``connect_timeout=`` argument as seconds, or a clear error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"connect_timeout must be a number of seconds, not {type(value).__name__}")
-    if not 0 < value < float("inf"):  # NaN fails this too
-        raise ValueError(f"connect_timeout must be a finite number of seconds > 0, not {value}")
-    return float(value)
 
 
 class Engine(Pushes, Takes, Reservations, Records, Compaction):
