@@ -47,6 +47,11 @@ class Locked(DiskQueueError):
         )
         self.path = path
         self.pid = pid
+        self._reason = reason
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # so that it crosses process boundaries (a process pool) intact
+        return (type(self), (self.path, self.pid, self._reason))
 
 
 class Corrupted(DiskQueueError):
@@ -99,3 +104,7 @@ class OutcomeUnknown(Locked):
             f", which did not answer within {waited:g} s: the call was sent and may "
             "have taken effect",
         )
+        self.waited = waited
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.pid, self.waited))

@@ -207,3 +207,12 @@ def test_a_put_waiting_for_room_without_timeout_waits_across_slices(tmp_path, mo
         putter.join(timeout=10)
         assert done and done[0] - started >= 1.5
         assert q.get(timeout=5) == "b"
+
+
+def test_the_errors_of_a_call_that_gave_up_cross_processes_intact():
+    """A process pool sends a task's exception back pickled: pid and message survive."""
+    import pickle
+
+    for exc in (dq.Locked("/q", 41, ", which did not answer"), dq.OutcomeUnknown("/q", 42, 2.5)):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc) and back.pid == exc.pid
