@@ -270,9 +270,13 @@ class RemoteEngine:
                                  "before its deadline; nothing was done")
                 protocol.raise_reply(reply[1], reply[2])
             result = reply[1]
-            if method in _TAKES:
-                self._settle(conn, method, result, check)
-            else:
+            if method in _TAKES and not self._settle(conn, method, result, check):
+                # The owner went before it could read that the items arrived: it held
+                # them, so they come back when the directory is opened again. Handing
+                # them out here too would deliver them twice; take again instead.
+                deadline = deadline or time.monotonic() + self.connect_timeout
+                continue
+            if method not in _TAKES:
                 self._put_back(conn)
             return result
 
@@ -296,9 +300,10 @@ class RemoteEngine:
             raise
 
     def _settle(self, conn: _Conn, method: str, result: Any,
-                check: Optional[CheckData]) -> None:
+                check: Optional[CheckData]) -> bool:
         """Tell the owner at once whether a take's items arrived, so it lets them go
-        (or puts them back when ``check`` refuses them)."""
+        (or puts them back when ``check`` refuses them, whose error is raised). False
+        when the owner could not be told."""
         refused: Optional[BaseException] = None
         if check is not None:
             try:
@@ -308,14 +313,15 @@ class RemoteEngine:
         try:
             conn.sock.sendall(PUT_BACK if refused is not None else GOT_IT)
         except OSError:
-            # The owner went away after replying: whatever it held comes back when the
-            # directory is opened again. This connection is dead.
             self._discard(conn)
-            self._drop_idle()
-        else:
-            self._put_back(conn)
+            self._drop_idle()  # the owner went away: its other connections are dead
+            if refused is not None:
+                raise refused from None
+            return False
+        self._put_back(conn)
         if refused is not None:
             raise refused
+        return True
 
     def _put_back(self, conn: _Conn) -> None:
         """An idle connection again, for the next call."""
