@@ -54,6 +54,7 @@ _BLOCK_AT: dict[str, Optional[int]] = {
 # Pushes wait only for room under a maxsize, passed just before ``block``.
 _PUSHES = frozenset({"push_one", "push", "push_run"})
 _TIMEVAL = struct.Struct("@ll")
+_ONE_SEND = 64 * 1024  # a request this small fits the socket's buffer: one sendall
 CheckData = Callable[[list[bytes]], None]
 
 
@@ -78,6 +79,26 @@ class _Conn:
         if seconds != self._wait:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
             self._wait = seconds
+
+    def send(self, data: bytes, within: float) -> None:
+        """Send all of ``data`` within ``within`` seconds (a timeout is an OSError).
+
+        Each blocking send may wait the whole send bound, so a message bigger than the
+        socket's buffer is sent piece by piece against one deadline instead."""
+        if len(data) <= _ONE_SEND:
+            self.sock.sendall(data)
+            return
+        end = time.monotonic() + within
+        view = memoryview(data)
+        try:
+            while view:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the owner took no more of the request")
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(left))
+                view = view[self.sock.send(view):]
+        finally:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(within))
 
     def close(self, goodbye: bool) -> None:
         try:
@@ -287,7 +308,7 @@ class RemoteEngine:
         frame = protocol.pack([method, list(args), kwargs, time.time() + bound])
         conn.bound(wait + bound)
         try:
-            conn.sock.sendall(frame)
+            conn.send(frame, bound)
         except OSError as exc:
             if _timed_out(exc):  # the owner reads nothing: the frame is not all there
                 raise _TimedOut(sent=False) from None
