@@ -17,18 +17,17 @@ either started before its deadline or never will.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import socket
 import stat
-import struct
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Optional
 
 from . import peercred, protocol
+from .connection import Connection, alive, timed_out
 from .errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
 from .server import _METHODS
 
@@ -42,7 +41,6 @@ BLOCK_SLICE = 10.0
 # Control words (sent as their own frame, never answered).
 GOT_IT = protocol.pack("got it")  # the reply to my last take arrived: let it go
 PUT_BACK = protocol.pack("put back")  # the items of my last reply were not delivered
-BYE = protocol.pack("bye")
 # Takes whose items the owner holds until the client says "got it".
 _TAKES = frozenset({"take", "take_run", "take_first", "pop_one"})
 # Where a blocking method takes ``block`` (and ``timeout`` next) when they are passed by
@@ -53,68 +51,7 @@ _BLOCK_AT: dict[str, Optional[int]] = {
 }
 # Pushes wait only for room under a maxsize, passed just before ``block``.
 _PUSHES = frozenset({"push_one", "push", "push_run"})
-_TIMEVAL = struct.Struct("@ll")
-_ONE_SEND = 64 * 1024  # a request this small fits the socket's buffer: one sendall
 CheckData = Callable[[list[bytes]], None]
-
-
-class _Conn:
-    """One connection to the owner; a thread has it to itself for the length of a call.
-
-    Its sends and receives time out in the kernel (``SO_SNDTIMEO``/``SO_RCVTIMEO``), so
-    the fast path pays no system call for the bound: only a change of bound does.
-    """
-
-    __slots__ = ("sock", "reader", "pid", "_wait")
-
-    def __init__(self, sock: socket.socket, pid: Optional[int], send_bound: float) -> None:
-        self.sock = sock
-        self.reader = protocol.FrameReader(sock)
-        self.pid = pid  # the owner's, as the kernel says
-        self._wait = -1.0
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_bound))
-
-    def bound(self, seconds: float) -> None:
-        """Each receive gives up after ``seconds`` without data."""
-        if seconds != self._wait:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
-            self._wait = seconds
-
-    def send(self, data: bytes, within: float) -> None:
-        """Send all of ``data`` within ``within`` seconds (a timeout is an OSError).
-
-        Each blocking send may wait the whole send bound, so a message bigger than the
-        socket's buffer is sent piece by piece against one deadline instead."""
-        if len(data) <= _ONE_SEND:
-            self.sock.sendall(data)
-            return
-        end = time.monotonic() + within
-        view = memoryview(data)
-        try:
-            while view:
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("the owner took no more of the request")
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(left))
-                view = view[self.sock.send(view):]
-        finally:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(within))
-
-    def close(self, goodbye: bool) -> None:
-        try:
-            if goodbye:
-                self.sock.sendall(BYE)
-        except OSError:
-            pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-def _timeval(seconds: float) -> bytes:
-    whole = int(seconds)
-    return _TIMEVAL.pack(whole, max(1, int((seconds - whole) * 1e6)))
 
 
 class _TimedOut(Exception):
@@ -147,8 +84,8 @@ class RemoteEngine:
         self.pid = os.getpid()
         self._lock = threading.Lock()  # guards _idle, _open and closed
         self._taking_over = threading.Lock()  # one thread at a time opens the directory
-        self._idle: list[_Conn] = []
-        self._open: set[_Conn] = set()  # every connection, idle or in a call
+        self._idle: list[Connection] = []
+        self._open: set[Connection] = set()  # every connection, idle or in a call
         self._local: Any = None  # an Engine once this process took the directory over
 
     @property
@@ -156,7 +93,7 @@ class RemoteEngine:
         return "owner" if self._local is not None else "client"
 
     # -- reaching the directory ------------------------------------------------
-    def _reach(self, deadline: float) -> Optional[_Conn]:
+    def _reach(self, deadline: float) -> Optional[Connection]:
         """A new connection to the owner, or None once this process is the owner;
         ``Locked`` at ``deadline``."""
         from .engine import Engine
@@ -184,7 +121,7 @@ class RemoteEngine:
             pause = min(pause * 2, 0.1)
         return None
 
-    def _connect(self, deadline: float) -> _Conn:
+    def _connect(self, deadline: float) -> Connection:
         """Connect, and make sure the owner is this user before sending it anything."""
         address, keep = protocol.socket_address(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -210,7 +147,7 @@ class RemoteEngine:
                 f"to the directory may have replaced {protocol.SOCKET_NAME}: make the "
                 "directory writable by its owner only"
             )
-        conn = _Conn(sock, peer.pid if peer else None, self.connect_timeout)
+        conn = Connection(sock, peer.pid if peer else None, self.connect_timeout)
         with self._lock:
             self._open.add(conn)
         return conn
@@ -269,7 +206,7 @@ class RemoteEngine:
                 reply = self._exchange(conn, method, args, kwargs, wait)
             except _TimedOut as exc:
                 self._discard(conn)
-                if conn.pid is not None and not _alive(conn.pid):
+                if conn.pid is not None and not alive(conn.pid):
                     # Its sockets live on in a process it forked: it is gone all the same.
                     self._drop_idle()
                     deadline = deadline or time.monotonic() + self.connect_timeout
@@ -301,7 +238,7 @@ class RemoteEngine:
                 self._put_back(conn)
             return result
 
-    def _exchange(self, conn: _Conn, method: str, args: Any, kwargs: dict[str, Any],
+    def _exchange(self, conn: Connection, method: str, args: Any, kwargs: dict[str, Any],
                   wait: float) -> Any:
         """Send one request and read its reply within ``wait`` + connect_timeout."""
         bound = self.connect_timeout
@@ -310,17 +247,17 @@ class RemoteEngine:
         try:
             conn.send(frame, bound)
         except OSError as exc:
-            if _timed_out(exc):  # the owner reads nothing: the frame is not all there
+            if timed_out(exc):  # the owner reads nothing: the frame is not all there
                 raise _TimedOut(sent=False) from None
             raise
         try:
             return conn.reader.read()
         except OSError as exc:
-            if _timed_out(exc):
+            if timed_out(exc):
                 raise _TimedOut(sent=True) from None
             raise
 
-    def _settle(self, conn: _Conn, method: str, result: Any,
+    def _settle(self, conn: Connection, method: str, result: Any,
                 check: Optional[CheckData]) -> bool:
         """Tell the owner at once whether a take's items arrived, so it lets them go
         (or puts them back when ``check`` refuses them, whose error is raised). False
@@ -344,7 +281,7 @@ class RemoteEngine:
             raise refused
         return True
 
-    def _put_back(self, conn: _Conn) -> None:
+    def _put_back(self, conn: Connection) -> None:
         """An idle connection again, for the next call."""
         with self._lock:
             if not self.closed and self.pid == os.getpid():
@@ -352,7 +289,7 @@ class RemoteEngine:
                 return
         self._discard(conn, goodbye=self.pid == os.getpid())
 
-    def _discard(self, conn: _Conn, goodbye: bool = False) -> None:
+    def _discard(self, conn: Connection, goodbye: bool = False) -> None:
         with self._lock:
             self._open.discard(conn)
         conn.close(goodbye)
@@ -460,11 +397,6 @@ def _taken_data(method: str, result: Any) -> list[bytes]:
     return [pair[1] for pair in result[1]]  # take_run: seqs, then (key, data) pairs
 
 
-def _timed_out(exc: OSError) -> bool:
-    return isinstance(exc, (BlockingIOError, TimeoutError)) or exc.errno in (
-        errno.EAGAIN, errno.EWOULDBLOCK)
-
-
 def _why_not(path: str) -> str:
     """What keeps a holder from serving ``path``, when the directory says."""
     try:
@@ -475,21 +407,6 @@ def _why_not(path: str) -> str:
         return (" (it does not serve a world-writable directory, whose socket another "
                 f"user could replace: run `chmod o-w {path}`)")
     return ""
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True  # no /proc here: it exists, so count it alive
 
 
 def _method(name: str) -> Any:
