@@ -56,7 +56,14 @@ _orphans: list[Store] = []
 
 
 def orphan(engine: Engine) -> None:
-    """Forget an engine inherited across fork() without ever touching its LevelDB."""
+    """Forget an engine inherited across fork() without ever touching its LevelDB, and
+    let go of the child's copies of its server's sockets: the listening one and the
+    server ends of its clients' connections (else, once the parent dies, those clients
+    and this child would wait on sockets that nobody serves)."""
+    # forget_after_fork() closes the copies without shutting anything down.
+    forget_server = getattr(engine._server, "forget_after_fork", None)
+    if forget_server is not None:
+        forget_server()
     engine.forked = True
     _orphans.append(engine._store)
 
@@ -72,20 +79,14 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     """Handles inherited across fork() become clients of the parent (or its successor).
 
-    The child also lets go of its copies of the parent's sockets: the listening one and
-    the server ends of its clients' connections (else, once the parent dies, those
-    clients and this child would wait on sockets that nobody serves), and the client
-    ends of the parent's own connections.
+    The child lets go of its copies of the parent's sockets: those its server serves on
+    (see ``orphan``), and the client ends of the parent's own connections.
     """
     from .remote import CONNECT_TIMEOUT, RemoteEngine
 
     try:
         for engine in _registry.values():
             if isinstance(engine, Engine):
-                # forget_after_fork() closes the copies without shutting anything down.
-                forget_server = getattr(engine._server, "forget_after_fork", None)
-                if forget_server is not None:
-                    forget_server()
                 orphan(engine)
                 engine.__class__ = RemoteEngine  # type: ignore[assignment]
                 engine.forked = False

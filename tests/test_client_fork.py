@@ -13,6 +13,8 @@ import signal
 import time
 
 import faults
+import pytest
+from test_sharing import start_holder
 
 import diskqueue as dq
 
@@ -21,6 +23,10 @@ import os, sys, time, diskqueue as dq
 path, go, worker_log = sys.argv[1], sys.argv[2], sys.argv[3]
 q = dq.Queue(path, connect_timeout=3)
 print("role", q.role, flush=True)
+while q.role != "owner":  # a client until the test kills the holder: then it takes over
+    len(q)
+    time.sleep(0.02)
+print("holding", flush=True)
 while not os.path.exists(go):
     time.sleep(0.01)
 pid = os.fork()
@@ -79,17 +85,25 @@ def _wait_for(what, timeout: float) -> bool:
     return False
 
 
-def test_a_forked_worker_and_the_clients_carry_on_after_the_holder_is_killed(tmp_path):
+@pytest.mark.parametrize("came_to_hold", ["opened", "took over"])
+def test_a_forked_worker_and_the_clients_carry_on_after_the_holder_is_killed(tmp_path,
+                                                                           came_to_hold):
+    """The holder opened the directory, or took it over from a holder that died: either
+    way, the worker it forks lets go of the sockets it serves on."""
     path, go, worker_log = str(tmp_path / "q"), str(tmp_path / "go"), str(tmp_path / "w.log")
+    first = start_holder(path) if came_to_hold == "took over" else None
     holder = faults.Child(HOLDER_THAT_FORKS, path, go, worker_log)
     client = None
     worker_pid = None
     try:
-        assert holder.wait_lines(1, timeout=30) == ["role owner"]
+        if first is not None:
+            assert holder.wait_lines(1, timeout=30) == ["role client"]
+            first.kill()
+        assert holder.wait_lines(2, timeout=30)[1] == "holding"
         client = faults.Child(CLIENT, path)
         assert client.wait_lines(1, timeout=30)[0] == "ready client"  # connected before the fork
         open(go, "w").close()
-        worker_pid = int(holder.wait_lines(2, timeout=30)[1].split()[1])
+        worker_pid = int(holder.wait_lines(3, timeout=30)[2].split()[1])
         assert _wait_for(lambda: len(_worker_lines(worker_log)) >= 3, 30), "worker not served"
         holder.kill()
         killed = time.monotonic()
