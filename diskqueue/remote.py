@@ -27,8 +27,8 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from . import peercred, protocol
-from .connection import Connection, alive, timed_out
 from .errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
+from .remote_connection import Connection, alive, timed_out
 from .server import _METHODS
 
 log = logging.getLogger("diskqueue.remote")

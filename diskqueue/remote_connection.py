@@ -1,4 +1,4 @@
-"""One client connection to a directory's owner, whose waits are bounded.
+"""A client's connection to a directory's owner, whose waits are bounded.
 
 Sends and receives time out in the kernel (``SO_SNDTIMEO``/``SO_RCVTIMEO``) rather than
 through Python's socket timeouts: those would make every receive poll first, which
