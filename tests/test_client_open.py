@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import faults
 import pytest
@@ -94,7 +95,8 @@ def test_a_holder_that_does_not_serve_is_named_with_the_reason(tmp_path):
     os.makedirs(path)
     os.chmod(path, 0o777)
     with holding(path) as holder:
-        with pytest.raises(dq.Locked) as caught:
+        with pytest.raises(dq.Locked) as caught, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a directory open to all may also warn
             dq.Queue(path, connect_timeout=1)
         assert caught.value.pid == holder.proc.pid
         assert "chmod o-w" in str(caught.value)
