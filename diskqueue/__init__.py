@@ -11,6 +11,7 @@ from .errors import (
     JobTimeout,
     Locked,
     NotReserved,
+    OutcomeUnknown,
     OutOfBounds,
     PermissionDenied,
     SharedDirectoryWarning,
@@ -31,4 +32,5 @@ __all__ = [
     "TaskQueue", "Job", "Retry",
     "PermissionDenied", "SharedDirectoryWarning",
     "Undecodable",
+    "OutcomeUnknown",
 ]

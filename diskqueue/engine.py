@@ -56,7 +56,14 @@ _orphans: list[Store] = []
 
 
 def orphan(engine: Engine) -> None:
-    """Forget an engine inherited across fork() without ever touching its LevelDB."""
+    """Forget an engine inherited across fork() without ever touching its LevelDB, and
+    let go of the child's copies of its server's sockets: the listening one and the
+    server ends of its clients' connections (else, once the parent dies, those clients
+    and this child would wait on sockets that nobody serves)."""
+    # forget_after_fork() closes the copies without shutting anything down.
+    forget_server = getattr(engine._server, "forget_after_fork", None)
+    if forget_server is not None:
+        forget_server()
     engine.forked = True
     _orphans.append(engine._store)
 
@@ -70,8 +77,12 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    """Handles inherited across fork() become clients of the parent (or its successor)."""
-    from .remote import RemoteEngine
+    """Handles inherited across fork() become clients of the parent (or its successor).
+
+    The child lets go of its copies of the parent's sockets: those its server serves on
+    (see ``orphan``), and the client ends of the parent's own connections.
+    """
+    from .remote import CONNECT_TIMEOUT, RemoteEngine
 
     try:
         for engine in _registry.values():
@@ -80,6 +91,7 @@ def _after_fork_in_child() -> None:
                 engine.__class__ = RemoteEngine  # type: ignore[assignment]
                 engine.forked = False
                 engine.closed = False
+                engine.connect_timeout = getattr(engine, "connect_timeout", CONNECT_TIMEOUT)  # type: ignore[attr-defined]
                 RemoteEngine._reset(engine)  # type: ignore[arg-type]
             else:
                 engine._reset_after_fork()
@@ -103,17 +115,33 @@ def forget(engine: Any) -> bool:
         return True
 
 
-def acquire(path: str) -> Any:
-    """Return this process's engine for ``path``: the owner's, or a client of it."""
+def check_connect_timeout(value: Any) -> float:
+    """A ``connect_timeout=`` argument as seconds, or a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"connect_timeout must be a number of seconds, not {type(value).__name__}")
+    if not 0 < value < float("inf"):  # NaN fails this too
+        raise ValueError(f"connect_timeout must be a finite number of seconds > 0, not {value}")
+    return float(value)
+
+
+def acquire(path: str, *, connect_timeout: float = 10.0) -> Any:
+    """Return this process's engine for ``path``: the owner's, or a client of it.
+
+    A holder that does not let this process in within ``connect_timeout`` seconds
+    makes it ``Locked``. The handles of one path in one process share the engine, and
+    with it the ``connect_timeout`` of the first one opened.
+    """
     from .remote import RemoteEngine
 
+    connect_timeout = check_connect_timeout(connect_timeout)
     with _registry_lock:
-        engine = _registry.get(path)
+        engine: Any = _registry.get(path)
         if engine is None or engine.closed:
             try:
                 engine = Engine(path)
             except Locked:
-                engine = RemoteEngine(path)
+                engine = RemoteEngine(path, connect_timeout=connect_timeout)
+            engine.connect_timeout = connect_timeout
             _registry[path] = engine
         engine.refs += 1
         return engine

@@ -34,15 +34,24 @@ class IncompatibleType(DiskQueueError):
 
 
 class Locked(DiskQueueError):
-    """Raised when another process holds the directory and cannot be reached."""
+    """Raised when another process holds the directory and cannot be reached.
 
-    def __init__(self, path: str, pid: int | None) -> None:
+    A plain ``Locked`` from a call means the call did not and will not take effect:
+    nothing reached the holder, or the holder refused it as past its deadline.
+    """
+
+    def __init__(self, path: str, pid: int | None, reason: str = "") -> None:
         who = f"process {pid}" if pid else "another process"
         super().__init__(
-            f"{path} is held by {who}; close it there, or wait for it to exit"
+            f"{path} is held by {who}{reason}; close it there, or wait for it to exit"
         )
         self.path = path
         self.pid = pid
+        self._reason = reason
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # so that it crosses process boundaries (a process pool) intact
+        return (type(self), (self.path, self.pid, self._reason))
 
 
 class Corrupted(DiskQueueError):
@@ -91,6 +100,8 @@ class PermissionDenied(DiskQueueError, PermissionError):
 class SharedDirectoryWarning(UserWarning):
     """Raised (as a warning, once per directory) when a queue's existing directory lets
     its group or other users read or write it beyond the ``mode=`` it was opened with."""
+
+
 class Undecodable(DiskQueueError):
     """Raised when a stored item's bytes cannot be decoded with the handle's codec.
 
@@ -145,3 +156,25 @@ def _rebuild_undecodable(message: str, fields: dict[str, object]) -> Undecodable
     exc = Undecodable(message)
     exc.__dict__.update(fields)
     return exc
+
+
+class OutcomeUnknown(Locked):
+    """Raised when a call reached the holder, which then did not answer in time.
+
+    The holder is alive but stopped or hung. The call may have taken effect, or may
+    still do so once the holder runs again, but only if it started before its deadline
+    (the holder refuses a request it reaches later). An item a take would have
+    returned is not lost: the holder keeps it until this client confirms it, and puts
+    it back when this client's connection closes.
+    """
+
+    def __init__(self, path: str, pid: int | None, waited: float) -> None:
+        super().__init__(
+            path, pid,
+            f", which did not answer within {waited:g} s: the call was sent and may "
+            "have taken effect",
+        )
+        self.waited = waited
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.pid, self.waited))

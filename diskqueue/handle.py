@@ -69,7 +69,8 @@ class Handle(abc.ABC):
     _ns = b""
 
     def __init__(self, path: str | os.PathLike[str], *, codec: codecs.CodecSpec = "msgpack",
-                 sync: bool = False, maxsize: int = 0, mode: int = 0o700) -> None:
+                 sync: bool = False, maxsize: int = 0, mode: int = 0o700,
+                 connect_timeout: float = 10.0) -> None:
         self.path = check_path(path)
         mode = permissions.check_mode(mode)
         if not isinstance(sync, bool):
@@ -86,7 +87,7 @@ class Handle(abc.ABC):
         self._sync = sync
         # The directory is created with exactly ``mode``; a wider one found warns.
         permissions.prepare_directory(self.path, mode)
-        engine = engine_mod.acquire(self.path)
+        engine = engine_mod.acquire(self.path, connect_timeout=connect_timeout)
         try:
             engine.ensure_kind(self._kind, self._accepts)
         except BaseException:

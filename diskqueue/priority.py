@@ -24,13 +24,14 @@ class PriorityQueue(Handle, Reliable, QueueFace):
     _accepts = ("priority",)
 
     def __init__(self, path: Any, *, order: str = "asc", codec: Any = "msgpack",
-                 sync: bool = False, maxsize: int = 0,
-                 mode: int = 0o700) -> None:
+                 sync: bool = False, maxsize: int = 0, mode: int = 0o700,
+                 connect_timeout: float = 10.0) -> None:
         if order not in ("asc", "desc"):
             raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
         self.order = order
         self._desc = order == "desc"
-        super().__init__(path, codec=codec, sync=sync, maxsize=maxsize, mode=mode)
+        super().__init__(path, codec=codec, sync=sync, maxsize=maxsize, mode=mode,
+                         connect_timeout=connect_timeout)
 
     def _where(self, lane: bytes) -> tuple[int, None]:
         return keys.lane_priority(lane), None

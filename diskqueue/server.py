@@ -17,6 +17,7 @@ import select
 import socket
 import stat
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import protocol
@@ -100,6 +101,11 @@ class Server:
         try:
             while True:
                 request = reader.read()
+                if request == "put back":  # the client refused its last take's items
+                    for ns, lane, seq, attempts in held:
+                        self._engine.nack(ns, lane, seq, attempts, True)
+                    held.clear()
+                    continue
                 if held:
                     self._confirm(held)
                 if request == RECEIVED:
@@ -129,7 +135,10 @@ class Server:
     def _call(self, conn: socket.socket, request: Any, owner: object,
               held: list[Any]) -> list[Any]:
         try:
-            method, args, kwargs = request
+            method, args, kwargs, *rest = request
+            if rest and rest[0] is not None and time.time() > rest[0]:
+                return [1, "Expired", f"{self.path}: the holder did not start the call "
+                        "before its deadline; nothing was done"]
             if method not in _METHODS or not isinstance(args, list) \
                     or not isinstance(kwargs, dict):
                 raise protocol.ProtocolError(f"no such call: {method!r}")
@@ -199,6 +208,17 @@ class Server:
                         raise
                 if _gone(conn):
                     raise ConnectionError("client left during a blocking call") from None
+
+    def forget_after_fork(self) -> None:
+        """In a child after fork(): close this process's copies of the listening socket
+        and of the clients' connections, shutting nothing down (they are the parent's)."""
+        self._closing = True
+        for sock in [self._sock, *self._conns]:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self._conns = set()
 
     def close(self) -> None:
         with self._lock:

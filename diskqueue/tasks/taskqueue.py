@@ -81,12 +81,15 @@ class TaskQueue:
     with such a ``time()`` method) drives delays,
     backoff, periodic ticks and rate limits, so tests can move time; ``sync=True`` makes
     every enqueue and every finished job survive power loss; ``middleware`` is a list of
-    :class:`~diskqueue.tasks.Middleware`.
+    :class:`~diskqueue.tasks.Middleware`; ``connect_timeout`` (seconds, default 10) bounds
+    the wait for another process holding the directory that does not answer.
     """
 
     def __init__(self, path: Any, *, clock: Optional[Callable[[], float]] = None,
-                 sync: bool = False, middleware: Iterable[Any] = ()) -> None:
+                 sync: bool = False, middleware: Iterable[Any] = (),
+                 connect_timeout: float = 10.0) -> None:
         self._path = check_path(path)
+        self._connect_timeout = engine_mod.check_connect_timeout(connect_timeout)
         if clock is not None and not callable(clock):
             clock = getattr(clock, "time", None)  # an object with .time() will do too
             if not callable(clock):
@@ -126,7 +129,7 @@ class TaskQueue:
             if self._closed:
                 raise Closed(f"task queue {self._path} is closed")
             if self._eng is None:
-                eng = engine_mod.acquire(self._path)
+                eng = engine_mod.acquire(self._path, connect_timeout=self._connect_timeout)
                 try:
                     eng.ensure_kind("tasks", ())
                     if eng.get_record(R.NS_META, b"format") is None:
