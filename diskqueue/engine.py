@@ -33,6 +33,7 @@ from .errors import (
     OutOfBounds,
 )
 from .groupcommit import GroupCommit
+from .holds import Holds
 from .lanes import Lane, Space
 from .records import Records
 from .reservations import Holdings, Reservations
@@ -119,7 +120,7 @@ def acquire(path: str) -> Any:
         return engine
 
 
-class Engine(Pushes, Takes, Reservations, Records, Compaction):
+class Engine(Pushes, Takes, Holds, Reservations, Records, Compaction):
     def __init__(self, path: str) -> None:
         self.path = path
         self.pid = os.getpid()
@@ -148,6 +149,8 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
         self._ahead: deque[tuple[bytes, bytes]] = deque()
         self._ahead_lane: Optional[Lane] = None
         self._owned: dict[Any, Holdings] = {}
+        self._tops: dict[int, tuple[bytes, bytes]] = {}  # pops held for clients
+        self._top_ids = itertools.count(1)
         self._compactor: threading.Thread | None = None
         self._server: Any = None
         try:
@@ -179,6 +182,7 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
             self._parse_pointers()
         except (ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
             raise Corrupted(self.path, f"unreadable pointer record: {exc}") from exc
+        self._restore_tops()
 
     def _parse_pointers(self) -> None:
         for key, value in self._store.iter_prefix(keys.POINTER):

@@ -1,226 +1,460 @@
 """The owner's side of a shared directory: serve the engine over a Unix socket.
 
 The process holding a directory's LevelDB runs one accept thread and one thread per
-connected client; each request is one engine method call. Only the methods in
-``_METHODS`` can be called. A client's reservations are returned when it goes away,
-and an item it dequeues from the head is held (not deleted) until the client confirms
-that the reply arrived (it says so at once, and any next request or its goodbye says it
-too), so a client dying mid-call loses nothing.
+connected client; each request is one engine method call, checked first
+(:mod:`diskqueue.requests`: a bad one gets a ``TypeError``/``ValueError`` reply, an
+expired one an ``Expired`` reply, and the connection stays up).
+
+Nothing a client takes is gone before the client has it. Every take of its last reply
+is *held*: a take from the head as a reservation of its connection, a pop from the top
+as a held record (:mod:`diskqueue.holds`). The client's ``"got it"`` (or its next
+request) lets them go; its ``"put back"`` returns them, and the reservations that
+reply made, with their attempts as before; a connection that ends returns them too,
+and a holder that dies leaves them on disk for the next one to return.
+
+Messages of any size travel in chunks (:mod:`diskqueue.protocol`); a request over
+:data:`MAX_REQUEST` is read past and refused, and partly received requests of all
+clients together are bounded by :data:`MAX_BUFFERED`. The accept thread keeps going
+when the process runs out of file descriptors (a spare one lets it tell the opener so),
+and recreates the socket file when someone removes it. ``close()`` first waits, briefly,
+for the confirmations of replies already sent, so that a graceful handover never
+delivers an item twice.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
 import select
 import socket
 import stat
+import struct
 import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import protocol
-from .errors import DiskQueueError, Empty
+from . import protocol, requests
+from .errors import DiskQueueError, Empty, Full
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .engine import Engine, Entry
 
 log = logging.getLogger("diskqueue.server")
 
-# Engine methods a client may call, by name.
-_METHODS = frozenset({
-    "push_one", "push", "push_run", "push_unless", "push_durable", "take", "take_run",
-    "take_first", "pop_one",
-    "find_reserved", "ack", "ack_many", "nack", "in_flight", "peek", "get", "update",
-    "length", "lanes", "scan", "clear", "task_done", "join", "sync", "write_records",
-    "get_record", "scan_records", "ensure_kind", "info",
-})
-_BLOCKING = frozenset({"take", "take_run", "take_first", "pop_one", "push_one", "push",
-                       "push_run"})
-_SLICE = 0.2  # seconds a blocking call waits before checking its client is still there
-_HEAD_TAKES = frozenset({"take", "take_run", "take_first", "pop_one"})
+_METHODS = requests.METHODS  # what remote.py builds its methods from
+_HEAD_TAKES = requests.TAKES
 RECEIVED = "got it"  # a client's word that a reply arrived; no reply to it
+PUT_BACK = "put back"  # ...that it did not: return what the reply took
+BYE = "bye"
+_SLICE = 0.2  # seconds a blocking call waits before checking its client is still there
+SETTLE_WAIT = 0.05  # close(): the longest wait for confirmations of replies sent
+WATCH_EVERY = 1.0  # seconds between checks that the socket file is still ours
+MAX_REQUEST = 256 * 1024 * 1024  # bytes of one request
+MAX_BUFFERED = 1024 * 1024 * 1024  # bytes of partly received requests, all clients
+_FD_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+Held = tuple[bytes, bytes, int, int]  # (ns, lane, seq, attempts) of a reservation
+
+
+class _Leaving(Exception):
+    """The client left, or the holder is closing, during a blocking call."""
+
+
+class _Client:
+    """One connection, and what the holder keeps for it until it confirms its last
+    reply. The object is also the owner of the connection's reservations."""
+
+    __slots__ = ("sock", "held", "tops", "reserved", "calling", "__weakref__")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.held: list[Held] = []  # takes from the head, held as reservations
+        self.tops: list[int] = []  # pops from the top, held as records
+        self.reserved: list[Held] = []  # reservations the last reply made (reserve)
+        self.calling = False
 
 
 class Server:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.path = engine.path
+        self._sock_path = os.path.join(self.path, protocol.SOCKET_NAME)
         self._closing = False
-        self._conns: set[socket.socket] = set()
+        self._clients: set[_Client] = set()
         self._lock = threading.Lock()
-        self._sock = self._listen()
+        self._settled = threading.Condition(self._lock)  # a client settled or left
+        self._budget = protocol.Budget(MAX_BUFFERED)
+        self._starved = False  # out of file descriptors since the last accept
+        self._spare: Optional[int] = _spare_fd()
+        self._sock, self._ino = self._listen()
         self._thread = threading.Thread(target=self._accept_loop, name="diskqueue-serve",
                                         daemon=True)
         self._thread.start()
 
-    def _listen(self) -> socket.socket:
+    # -- the listening socket -------------------------------------------------
+    def _listen(self) -> tuple[socket.socket, int]:
         mode = os.stat(self.path).st_mode
         if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
             raise DiskQueueError(
                 f"{self.path} is world-writable; other users could replace its socket. "
                 f"Run `chmod o-w {self.path}` to share it between processes"
             )
-        sock_path = os.path.join(self.path, protocol.SOCKET_NAME)
         address, keep = protocol.socket_address(self.path)
         try:
             try:
-                os.unlink(sock_path)  # left by an owner that died: we hold the lock now
+                os.unlink(self._sock_path)  # left by an owner that died: we hold the lock
             except FileNotFoundError:
                 pass
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(address)
-            os.chmod(sock_path, 0o600)  # before listen(): nobody can connect until then
-            sock.listen(128)
-            return sock
+            try:
+                sock.bind(address)
+                os.chmod(self._sock_path, 0o600)  # before listen(): nobody connects yet
+                sock.listen(128)
+                ino = os.stat(self._sock_path).st_ino
+            except BaseException:
+                sock.close()
+                raise
+            sock.settimeout(WATCH_EVERY)  # accept() wakes up to check the socket file
+            return sock, ino
         finally:
             protocol.release_address(keep)
 
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return  # closed
-            if not _same_user(conn):
-                conn.close()
-                continue
-            with self._lock:
-                if self._closing:
-                    conn.close()
-                    return
-                self._conns.add(conn)
-            threading.Thread(target=self._serve, args=(conn,), name="diskqueue-client",
-                             daemon=True).start()
+    def _check_socket_file(self) -> None:
+        """Bind a new socket when ours was removed (a tmp cleaner) or replaced."""
+        try:
+            ours = os.stat(self._sock_path).st_ino == self._ino
+        except OSError:
+            ours = False
+        if ours or self._closing:
+            return
+        log.warning("%s was removed; listening on a new one", self._sock_path)
+        try:
+            sock, ino = self._listen()
+        except (OSError, DiskQueueError) as exc:
+            log.warning("cannot recreate %s: %s", self._sock_path, exc)
+            return
+        old, self._sock, self._ino = self._sock, sock, ino
+        old.close()
 
-    def _serve(self, conn: socket.socket) -> None:
-        owner = object()
-        held: list[Any] = []  # head items this client took, not yet confirmed
-        reader = protocol.FrameReader(conn)
+    def _accept_loop(self) -> None:
+        checked = time.monotonic()
+        while not self._closing:
+            if time.monotonic() - checked >= WATCH_EVERY:
+                self._check_socket_file()
+                checked = time.monotonic()
+            listener = self._sock
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._closing:
+                    return
+                if exc.errno in _FD_ERRORS:
+                    self._out_of_fds(listener)
+                elif listener is self._sock:
+                    log.warning("accept on %s failed: %s", self._sock_path, exc)
+                    time.sleep(0.05)
+                continue
+            self._starved = False
+            self._admit(conn)
+
+    def _admit(self, conn: socket.socket) -> None:
+        conn.setblocking(True)
+        if not _same_user(conn):
+            conn.close()
+            return
+        client = _Client(conn)
+        with self._lock:
+            if self._closing:
+                conn.close()
+                return
+            self._clients.add(client)
+        try:
+            threading.Thread(target=self._serve, args=(client,), name="diskqueue-client",
+                             daemon=True).start()
+        except RuntimeError:  # no thread to be had: tell the opener rather than hang it
+            with self._lock:
+                self._clients.discard(client)
+            _refuse(conn, "the holder cannot start a thread for another connection")
+
+    def _out_of_fds(self, listener: socket.socket) -> None:
+        """No file descriptor for a new connection: log it once per burst, refuse the
+        opener through the spare descriptor (it gets an error, not a hang), back off."""
+        if not self._starved:
+            log.warning("%s: out of file descriptors; refusing new connections until "
+                        "some close (raise RLIMIT_NOFILE to serve more)", self.path)
+            self._starved = True
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                pass
+            else:
+                _refuse(conn, "the holder is out of file descriptors; retry later or "
+                              "raise its RLIMIT_NOFILE")
+            self._spare = _spare_fd()
+        time.sleep(0.01)
+
+    # -- one connection ---------------------------------------------------------
+    def _serve(self, client: _Client) -> None:
+        reader = protocol.FrameReader(client.sock, MAX_REQUEST, self._budget)
         try:
             while True:
-                request = reader.read()
-                if held:
-                    self._confirm(held)
-                if request == RECEIVED:
-                    continue
-                if request == "bye":
-                    return
-                reply = self._call(conn, request, owner, held)
-                conn.sendall(protocol.pack(reply))
-        except (ConnectionError, protocol.ProtocolError, OSError) as exc:
+                reply: Optional[list[Any]] = None
+                try:
+                    request = reader.read()
+                except protocol.TooLarge as exc:
+                    self._settle(client, put_back=False)
+                    request, reply = None, [1, "DiskQueueError", str(exc)]
+                else:
+                    if request == PUT_BACK:
+                        self._settle(client, put_back=True)
+                        continue
+                    self._settle(client, put_back=False)  # any next word confirms
+                    if request == RECEIVED:
+                        continue
+                    if request == BYE:
+                        return
+                if not self._begin(client):
+                    return  # closing: the call is left to the next holder
+                try:
+                    if reply is None:
+                        reply = self._call(client, request)
+                    client.sock.sendall(protocol.pack(reply))
+                finally:
+                    self._end(client)
+        except (ConnectionError, protocol.ProtocolError, OSError, _Leaving) as exc:
             log.debug("client of %s went away: %s", self.path, exc)
         finally:
             with self._lock:
-                self._conns.discard(conn)
-            conn.close()
-            if not self._engine.closed:
-                returned = self._engine.release_owner(owner)
-                if returned:
-                    log.info("returned %d items of a client that went away", returned)
+                self._clients.discard(client)
+                self._settled.notify_all()
+            client.sock.close()
+            self._let_go(client)
 
-    def _confirm(self, held: list[Any]) -> None:
+    def _begin(self, client: _Client) -> bool:
+        with self._lock:
+            if self._closing:
+                return False
+            client.calling = True
+            return True
+
+    def _end(self, client: _Client) -> None:
+        with self._lock:
+            client.calling = False
+            if self._closing:
+                self._settled.notify_all()
+
+    def _settle(self, client: _Client, put_back: bool) -> None:
+        """The client's word on its last reply: let go of its takes, or return them."""
+        held, tops, reserved = client.held, client.tops, client.reserved
+        if not (held or tops or reserved):
+            return
+        client.held, client.tops, client.reserved = [], [], []
+        engine = self._engine
+        try:
+            if put_back:
+                engine.unreserve(held + reserved)
+            elif held:
+                self._ack(held)
+            if tops:
+                engine.settle_tops(tops, put_back)
+        except DiskQueueError as exc:
+            log.debug("settling a client's takes: %s", exc)
+        if self._closing:
+            with self._lock:
+                self._settled.notify_all()
+
+    def _ack(self, held: list[Held]) -> None:
         try:
             self._engine.ack_many(held)
-        except DiskQueueError:
-            log.debug("held items were cleared meanwhile")
-        held.clear()
+        except DiskQueueError:  # one was cleared meanwhile: let go of the others
+            for one in held:
+                try:
+                    self._engine.ack_many([one])
+                except DiskQueueError:
+                    pass
 
-    def _call(self, conn: socket.socket, request: Any, owner: object,
-              held: list[Any]) -> list[Any]:
+    def _let_go(self, client: _Client) -> None:
+        """A connection ended: what it held and its reservations go back."""
+        engine = self._engine
+        if engine.closed:
+            return  # held items stay on disk, and the next open returns them
         try:
-            method, args, kwargs = request
-            if method not in _METHODS or not isinstance(args, list) \
-                    or not isinstance(kwargs, dict):
-                raise protocol.ProtocolError(f"no such call: {method!r}")
+            returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, True)
+            returned += engine.release_owner(client)
+        except DiskQueueError as exc:
+            log.debug("returning a client's items: %s", exc)
+            return
+        if returned:
+            log.info("returned %d items of a client that went away", returned)
+
+    # -- calls ------------------------------------------------------------------
+    def _call(self, client: _Client, request: object) -> list[Any]:
+        try:
+            method, kwargs, deadline = requests.parse(request)
         except (TypeError, ValueError) as exc:
-            raise protocol.ProtocolError(f"malformed request: {exc}") from exc
+            return protocol.error_reply(exc)
+        if deadline is not None and time.time() > deadline:
+            return [1, "Expired", f"the holder did not start {method}() before its "
+                                  "deadline; it was not run"]
         try:
             if method in _HEAD_TAKES:
-                return [0, self._head_take(conn, method, args, kwargs, owner, held)]
-            if method in _BLOCKING and kwargs.get("block"):
-                return [0, self._sliced(conn, getattr(self._engine, method), args, kwargs)]
-            return [0, getattr(self._engine, method)(*args, **kwargs)]
-        except protocol.ProtocolError:
+                return [0, self._take(client, method, kwargs)]
+            call = getattr(self._engine, method)
+            if kwargs.get("block"):
+                return [0, self._sliced(client, call, kwargs)]
+            return [0, call(**kwargs)]
+        except _Leaving:
             raise
-        except (DiskQueueError, TypeError, ValueError, KeyError) as exc:
+        except Exception as exc:  # a reply, never a dropped connection
+            if not isinstance(exc, (DiskQueueError, TypeError, ValueError, KeyError)):
+                log.warning("%s() of a client raised", method, exc_info=True)
             return protocol.error_reply(exc)
 
-    def _head_take(self, conn: socket.socket, method: str, args: list[Any],
-                   kwargs: dict[str, Any], owner: object, held: list[Any]) -> Any:
-        """A dequeue from the head is a reservation until the client confirms it."""
+    def _take(self, client: _Client, method: str, a: dict[str, Any]) -> Any:
+        """Serve a take so that what it takes is held for the client."""
         engine = self._engine
-        shape = "list"  # of entries; "one" entry for pop_one, "columns" for take_run
-        if method == "pop_one":
-            ns, lane, desc, from_tail, block, timeout = (args + [False, False, False, None])[:6]
-            method, args, shape = "take", [ns, 1], "one"
-            kwargs = {"lane": lane, "desc": desc, "from_tail": from_tail, "block": block,
-                      "timeout": timeout}
-        elif method == "take_run":
-            ns, lane, n, from_tail, block, timeout = (args + [False, False, None])[:6]
-            method, args, shape = "take", [ns, n], "columns"
-            kwargs = {"lane": lane, "from_tail": from_tail, "block": block, "timeout": timeout}
-        lease = kwargs.get("lease")
-        if lease is None and not kwargs.get("from_tail"):
-            kwargs["lease"] = math.inf
-        kwargs["owner"] = owner
-        call = getattr(engine, method)
-        result = self._sliced(conn, call, args, kwargs) if kwargs.get("block") \
-            else call(*args, **kwargs)
+        lease = a.get("lease")
         if method == "take_first":
-            ns, (lane, seq, key, data, attempts) = result
-            if lease is None:
-                held.append((ns, lane, seq, attempts))
-                return [ns, [lane, seq, key, data, 0]]
-            return result
-        if lease is None and not kwargs.get("from_tail"):
-            for lane, seq, _, _, attempts in result:
-                held.append((args[0], lane, seq, attempts))
-            result = [[lane, seq, key, data, 0] for lane, seq, key, data, _ in result]
-        if shape == "one":
-            return result[0]
-        if shape == "columns":
-            return [[e[1] for e in result], [[e[2], e[3]] for e in result]]
-        return result
+            if lease is not None:
+                ns, entry = self._sliced(client, engine.take_first, {**a, "owner": client})
+                client.reserved = [(ns, entry[0], entry[1], entry[4])]
+                return [ns, entry]
+            ns, entry = self._sliced(client, engine.take_first,
+                                     {**a, "lease": math.inf, "owner": client})
+            return [ns, self._hold(client, ns, [entry])[0]]
+        n = a.get("n", 1)
+        where = {"lane": a["lane"], "block": a["block"], "timeout": a["timeout"]}
+        if method != "take_run":
+            where["desc"] = a["desc"]
+        if method == "take" and lease is not None:
+            entries = self._sliced(client, engine.take, {**a, "owner": client})
+            client.reserved = [(a["ns"], e[0], e[1], e[4]) for e in entries]
+            return entries
+        if a["from_tail"]:
+            entries, client.tops = self._sliced(client, engine.hold_top,
+                                                {"ns": a["ns"], "n": n, **where})
+        else:
+            entries = self._hold(client, a["ns"], self._sliced(
+                client, engine.take,
+                {"ns": a["ns"], "n": n, **where, "lease": math.inf, "owner": client}))
+        if method == "pop_one":
+            return entries[0]
+        if method == "take_run":
+            return [[e[1] for e in entries], [[e[2], e[3]] for e in entries]]
+        return entries
 
-    def _sliced(self, conn: socket.socket, call: Any, args: list[Any],
+    @staticmethod
+    def _hold(client: _Client, ns: bytes, entries: list[Entry]) -> list[Any]:
+        """Note head takes as held; the client sees them as dequeued (attempts 0)."""
+        client.held = [(ns, e[0], e[1], e[4]) for e in entries]
+        return [[lane, seq, key, data, 0] for lane, seq, key, data, _ in entries]
+
+    def _sliced(self, client: _Client, call: Callable[..., Any],
                 kwargs: dict[str, Any]) -> Any:
-        """Run a blocking call in slices, giving up when the client has gone."""
+        """Run a call that may block in slices, giving up when the client has gone or
+        the holder closes (the call did nothing then, and the client asks the next)."""
+        if not kwargs.get("block"):
+            return call(**kwargs)
         timeout: Optional[float] = kwargs.get("timeout")
         left = timeout
         while True:
             step = _SLICE if left is None else min(_SLICE, left)
             try:
-                return call(*args, **{**kwargs, "timeout": step})
-            except Empty:
+                return call(**{**kwargs, "timeout": step})
+            except (Empty, Full):
                 if left is not None:
                     left -= step
                     if left <= 0:
                         raise
-                if _gone(conn):
-                    raise ConnectionError("client left during a blocking call") from None
+                if self._closing or _gone(client.sock):
+                    raise _Leaving("client left during a blocking call") from None
 
+    # -- closing ------------------------------------------------------------------
     def close(self) -> None:
+        """Stop serving: wait (at most :data:`SETTLE_WAIT`) for confirmations of the
+        replies sent, then end every connection; clients move to the next holder."""
         with self._lock:
+            if self._closing:
+                return
             self._closing = True
-            conns = list(self._conns)
+            end = time.monotonic() + SETTLE_WAIT
+            while any(c.calling or c.held or c.tops for c in self._clients):
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                self._settled.wait(left)
+            clients = list(self._clients)
         try:
             self._sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
         except OSError:
             pass
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-        for conn in conns:
+        self._sock.close()
+        for client in clients:
             try:
-                conn.shutdown(socket.SHUT_RDWR)
+                client.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
         try:
-            os.unlink(os.path.join(self.path, protocol.SOCKET_NAME))
+            if os.stat(self._sock_path).st_ino == self._ino:
+                os.unlink(self._sock_path)
         except OSError:
             pass
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+
+    def forget_after_fork(self) -> None:
+        """In a child after fork(): close this process's copies of the listening socket
+        and of every connection, with close() alone. shutdown() would end them for the
+        parent too; the parent (or the next holder) goes on serving."""
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._settled = threading.Condition(self._lock)
+        self._closing = True
+        clients, self._clients = list(self._clients), set()
+        for sock in [self._sock, *(c.sock for c in clients)]:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        if self._spare is not None:
+            try:
+                os.close(self._spare)
+            except OSError:
+                pass
+            self._spare = None
+
+
+def _refuse(conn: socket.socket, why: str) -> None:
+    """Answer an opener's first request with an error, then close."""
+    try:
+        conn.settimeout(0.2)
+        try:
+            protocol.FrameReader(conn, limit=0).read()
+        except (protocol.TooLarge, protocol.ProtocolError, OSError):
+            pass
+        conn.sendall(protocol.pack([1, "DiskQueueError", why]))
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _spare_fd() -> Optional[int]:
+    """A descriptor kept in reserve to accept (and refuse) an opener when the process
+    has none left."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return None
 
 
 def _gone(conn: socket.socket) -> bool:
@@ -243,8 +477,9 @@ def _same_user(conn: socket.socket) -> bool:
     peercred = getattr(socket, "SO_PEERCRED", None)
     if peercred is None:
         return True
-    import struct
-
-    creds = conn.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i"))
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i"))
+    except OSError:
+        return False
     _, uid, _ = struct.unpack("3i", creds)
     return uid == os.getuid()
