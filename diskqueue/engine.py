@@ -399,12 +399,15 @@ class Engine(Pushes, Takes, Holds, Reservations, Records, Compaction):
             if sp.unfinished == 0:
                 self._all_done.notify_all()
 
-    def join(self, ns: bytes) -> None:
+    def join(self, ns: bytes, timeout: Optional[float] = None) -> None:
+        """Wait until every item put was marked done; ``Empty`` after ``timeout``
+        (a holder serves a client's join in slices, to notice the client leaving)."""
         with self._lock:
             self._check()
             sp = self._space(ns)
             while sp.unfinished:
-                self._all_done.wait()
+                if not self._all_done.wait(timeout) and sp.unfinished:
+                    raise Empty(f"{self.path}: {sp.unfinished} items not done yet")
                 self._check()
 
     def sync(self) -> None:

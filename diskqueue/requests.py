@@ -15,7 +15,7 @@ import inspect
 import math
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Optional
 
 # Engine methods a client may call, by name.
@@ -44,23 +44,41 @@ class Request(NamedTuple):
     deadline: Optional[float]
 
 
+Check = Callable[[object], bool]
+
+
+class _Param(NamedTuple):
+    name: str
+    check: Check
+    default: Any  # inspect.Parameter.empty when required
+    what: str  # the type, as an error message says it
+
+
 class _Shape(NamedTuple):
-    signature: inspect.Signature
-    types: dict[str, Any]
+    positional: tuple[_Param, ...]  # in order; may also be passed by name
+    by_name: dict[str, _Param]  # every parameter
 
 
 _shapes: dict[str, _Shape] = {}
 
 
 def _shape(method: str) -> _Shape:
+    """The parameters of an engine method a client may pass, with their checks
+    (compiled once per method: the hot path only runs them)."""
     shape = _shapes.get(method)
     if shape is None:
         from .engine import Engine
 
-        full = inspect.signature(getattr(Engine, method))
-        params = [p for p in full.parameters.values() if p.name not in _LOCAL_ONLY]
-        types = {p.name: _type(p.annotation) for p in params}
-        shape = _shapes[method] = _Shape(full.replace(parameters=params), types)
+        positional, by_name = [], {}
+        for p in inspect.signature(getattr(Engine, method)).parameters.values():
+            if p.name in _LOCAL_ONLY:
+                continue
+            wanted = _type(p.annotation)
+            param = _Param(p.name, _checker(wanted), p.default, _say(wanted))
+            by_name[p.name] = param
+            if p.kind is p.POSITIONAL_OR_KEYWORD:
+                positional.append(param)
+        shape = _shapes[method] = _Shape(tuple(positional), by_name)
     return shape
 
 
@@ -75,60 +93,88 @@ def _type(annotation: Any) -> Any:
 
 def parse(request: object) -> Request:
     """The request, checked; ``TypeError``/``ValueError`` saying what is wrong."""
-    if not isinstance(request, list) or len(request) not in (3, 4):
+    if type(request) is not list or len(request) not in (3, 4):
         raise TypeError("a request is [method, args, kwargs] or [method, args, kwargs, "
                         "deadline]")
     method, args, kwargs = request[:3]
     deadline = request[3] if len(request) == 4 else None
-    if not isinstance(method, str) or method not in METHODS:
+    if type(method) is not str or method not in METHODS:
         raise TypeError(f"no such call: {method!r}")
-    if not isinstance(args, list) or not isinstance(kwargs, dict) \
-            or not all(isinstance(k, str) for k in kwargs):
+    if type(args) is not list or type(kwargs) is not dict:
         raise TypeError(f"{method}(): arguments must be a list and a dict by name")
-    if deadline is not None and not _is(deadline, float):
+    if deadline is not None and not (_is_float(deadline) and not math.isnan(deadline)):
         raise TypeError(f"a deadline is a time.time() float, not {deadline!r}")
     shape = _shape(method)
-    try:
-        bound = shape.signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise TypeError(f"{method}(): {exc}") from None
-    for name, value in bound.arguments.items():
-        wanted = shape.types[name]
-        if not _is(value, wanted):
-            raise TypeError(f"{method}(): {name} must be {_say(wanted)}, "
-                            f"not {type(value).__name__}")
-        if name in _COUNTS and isinstance(value, int) and value < 0:
-            raise ValueError(f"{method}(): {name} must not be negative, got {value}")
-        if name in _DURATIONS and value is not None and not value >= 0:
-            raise ValueError(f"{method}(): {name} must be a number of seconds >= 0, "
-                             f"got {value}")
-    bound.apply_defaults()
-    return Request(method, dict(bound.arguments), deadline)
+    if len(args) > len(shape.positional):
+        raise TypeError(f"{method}() takes at most {len(shape.positional)} arguments by "
+                        f"position ({len(args)} given)")
+    arguments: dict[str, Any] = {}
+    for param, value in zip(shape.positional, args):  # noqa: B905 (args may be fewer)
+        _check(method, param, value)
+        arguments[param.name] = value
+    for name, value in kwargs.items():
+        found = shape.by_name.get(name)
+        if found is None:
+            raise TypeError(f"{method}() got an unexpected argument {name!r}")
+        if name in arguments:
+            raise TypeError(f"{method}() got {name!r} twice")
+        _check(method, found, value)
+        arguments[name] = value
+    if len(arguments) < len(shape.by_name):
+        for name, param in shape.by_name.items():
+            if name not in arguments:
+                if param.default is inspect.Parameter.empty:
+                    raise TypeError(f"{method}() is missing its argument {name!r}")
+                arguments[name] = param.default
+    return Request(method, arguments, deadline)
 
 
-def _is(value: object, wanted: Any) -> bool:
-    """True when ``value`` (as msgpack decoded it) is of the annotated type."""
+def _check(method: str, param: _Param, value: object) -> None:
+    if not param.check(value):
+        raise TypeError(f"{method}(): {param.name} must be {param.what}, "
+                        f"not {type(value).__name__}")
+    name = param.name
+    if name in _COUNTS and type(value) is int and value < 0:
+        raise ValueError(f"{method}(): {name} must not be negative, got {value}")
+    if name in _DURATIONS and value is not None and not value >= 0:  # type: ignore[operator]
+        raise ValueError(f"{method}(): {name} must be a number of seconds >= 0, "
+                         f"got {value}")
+
+
+def _is_float(value: object) -> bool:
+    """A float or an int (NaN passes here: where it matters, the value check says no)."""
+    return type(value) in (float, int)
+
+
+def _checker(wanted: Any) -> Check:
+    """A function telling whether a value (as msgpack decoded it) is of a type."""
     if wanted is Any:
-        return True
+        return lambda value: True
     if wanted is type(None):
-        return value is None
-    if wanted is bool:
-        return type(value) is bool
-    if wanted is int:
-        return type(value) is int
+        return lambda value: value is None
     if wanted is float:
-        return type(value) in (int, float) and not math.isnan(value)  # type: ignore[arg-type]
-    if wanted in (bytes, str):
-        return type(value) is wanted
+        return _is_float
+    if wanted in (bool, int, bytes, str):
+        return lambda value: type(value) is wanted
     origin, params = typing.get_origin(wanted), typing.get_args(wanted)
     if origin in (typing.Union, types.UnionType):
-        return any(_is(value, p) for p in params)
+        checks = [_checker(p) for p in params]
+        if len(checks) == 2 and type(None) in params:  # Optional: the common case
+            other = checks[params.index(type(None)) ^ 1]
+            return lambda value: value is None or other(value)
+        return lambda value: any(check(value) for check in checks)
     if origin is tuple:
-        return isinstance(value, (list, tuple)) and len(value) == len(params) and all(
-            _is(v, p) for v, p in zip(value, params, strict=True))
+        parts = [_checker(p) for p in params]
+
+        def fixed(value: Any) -> bool:
+            return type(value) in (list, tuple) and len(value) == len(parts) and all(
+                check(v) for check, v in zip(parts, value, strict=True))
+        return fixed
     if origin in (list, Iterable, Sequence):
-        return isinstance(value, (list, tuple)) and all(_is(v, params[0]) for v in value)
-    return False  # a type the wire has no use for (a dict, a callable)
+        each = _checker(params[0])
+        return lambda value: type(value) in (list, tuple) and all(
+            each(v) for v in value)  # type: ignore[attr-defined]
+    return lambda value: False  # a type the wire has no use for (a dict, a callable)
 
 
 def _say(wanted: Any) -> str:

@@ -308,9 +308,9 @@ class Server:
             if method in _HEAD_TAKES:
                 return [0, self._take(client, method, kwargs)]
             call = getattr(self._engine, method)
-            if kwargs.get("block"):
-                return [0, self._sliced(client, call, kwargs)]
-            return [0, call(**kwargs)]
+            if method == "join":  # waits as long as the items take: in slices too
+                return [0, self._sliced(client, call, kwargs, block=True)]
+            return [0, self._sliced(client, call, kwargs)]
         except _Leaving:
             raise
         except Exception as exc:  # a reply, never a dropped connection
@@ -357,11 +357,11 @@ class Server:
         client.held = [(ns, e[0], e[1], e[4]) for e in entries]
         return [[lane, seq, key, data, 0] for lane, seq, key, data, _ in entries]
 
-    def _sliced(self, client: _Client, call: Callable[..., Any],
-                kwargs: dict[str, Any]) -> Any:
+    def _sliced(self, client: _Client, call: Callable[..., Any], kwargs: dict[str, Any],
+                block: bool = False) -> Any:
         """Run a call that may block in slices, giving up when the client has gone or
         the holder closes (the call did nothing then, and the client asks the next)."""
-        if not kwargs.get("block"):
+        if not (block or kwargs.get("block")):
             return call(**kwargs)
         timeout: Optional[float] = kwargs.get("timeout")
         left = timeout
