@@ -36,7 +36,7 @@ SOCKET_NAME = "diskqueue.sock"
 CHUNK = 16 * 1024 * 1024  # the largest piece of a message behind one header
 _MORE = 0x80000000  # header bit: another chunk of this message follows
 _HEADER = struct.Struct(">I")
-_PIECE = 1024 * 1024  # a large chunk is received this much at a time, at most
+_PIECE = 256 * 1024  # a large chunk is received this much at a time, at most
 # sun_path holds 108 bytes on Linux and 104 on macOS, terminator included.
 _SUN_PATH_MAX = 100
 POLLS = 128  # non-blocking reads before a read sleeps (about 100 µs)
@@ -119,6 +119,7 @@ class FrameReader:
         self._polls = POLLS
         self._limit = limit
         self._budget = budget
+        self._counted = 0  # bytes of the message being read, taken from the budget
 
     def read(self) -> Any:
         """The next message; :class:`TooLarge` after reading past one over the limit."""
@@ -130,7 +131,7 @@ class FrameReader:
             self._consume(4 + size)
             return unpack(body)
         parts: list[bytes] = []
-        total = kept = 0
+        total = 0
         try:
             while True:
                 self._consume(4)
@@ -138,13 +139,14 @@ class FrameReader:
                 if self._limit is not None and total > self._limit:
                     self._skip(size)
                 else:
-                    kept += self._chunk(size, parts)
+                    self._chunk(size, parts)
                 if not more:
                     break
                 size, more = self._header()
         finally:
-            if self._budget is not None and kept:
-                self._budget.give(kept)
+            if self._counted:
+                self._budget.give(self._counted)  # type: ignore[union-attr]
+                self._counted = 0
         if self._limit is not None and total > self._limit:
             raise TooLarge(total, self._limit)
         return unpack(b"".join(parts))
@@ -157,25 +159,22 @@ class FrameReader:
             raise ProtocolError(f"a chunk of {size} bytes is over the {CHUNK}-byte limit")
         return size, bool(word & _MORE)
 
-    def _chunk(self, size: int, parts: list[bytes]) -> int:
-        """Receive a chunk's body (its header consumed) into ``parts``; return the bytes
-        counted against the budget."""
+    def _chunk(self, size: int, parts: list[bytes]) -> None:
+        """Receive a chunk's body (its header consumed) into ``parts``."""
         buffered = min(size, self._end - self._start)
         if buffered:
             parts.append(bytes(self._buf[self._start : self._start + buffered]))
             self._consume(buffered)
         left = size - buffered
-        counted = 0
         while left:
             piece = self._sock.recv(min(left, _PIECE))
             if not piece:
                 raise ConnectionError("peer closed the connection")
             if self._budget is not None:
                 self._budget.take(len(piece))
-                counted += len(piece)
+                self._counted += len(piece)
             parts.append(piece)
             left -= len(piece)
-        return counted
 
     def _skip(self, size: int) -> None:
         buffered = min(size, self._end - self._start)

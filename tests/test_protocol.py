@@ -4,8 +4,10 @@ that polls only while its peer answers fast."""
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
+import tracemalloc
 
 import pytest
 
@@ -56,3 +58,71 @@ def test_a_closed_peer_ends_the_read(pair):
     a.close()
     with pytest.raises(ConnectionError):
         reader.read()
+
+
+def _send_later(sock: socket.socket, data: bytes) -> threading.Thread:
+    def send() -> None:
+        try:
+            sock.sendall(data)
+        except OSError:  # the reader gave up on the rest
+            pass
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    return sender
+
+
+def test_a_message_over_a_chunk_travels_in_chunks(pair):
+    a, b = pair
+    big = b"z" * (2 * protocol.CHUNK + 12345)
+    wire = protocol.pack(["reply", big])
+    assert len(wire) > len(big) + 8  # several headers
+    sender = _send_later(a, wire + protocol.pack("next"))
+    reader = protocol.FrameReader(b)
+    assert reader.read() == ["reply", big]
+    assert reader.read() == "next"
+    sender.join()
+
+
+def test_a_message_over_the_limit_is_read_past_and_the_next_one_still_arrives(pair):
+    a, b = pair
+    sender = _send_later(a, protocol.pack(b"y" * 200_000) + protocol.pack("small"))
+    reader = protocol.FrameReader(b, limit=100_000)
+    with pytest.raises(protocol.TooLarge, match="smaller batches"):
+        reader.read()
+    assert reader.read() == "small"
+    sender.join()
+
+
+def test_a_header_is_not_trusted_with_memory(pair):
+    """A header announcing a whole chunk, then silence: nothing is allocated for it."""
+    a, b = pair
+    a.sendall(struct.pack(">I", protocol.CHUNK | 0x80000000) + b"abc")
+    reader = protocol.FrameReader(b)
+    b.settimeout(0.3)
+    tracemalloc.start()
+    try:
+        with pytest.raises(OSError):  # the time runs out: the rest never came
+            reader.read()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024
+
+
+def test_a_chunk_over_the_chunk_size_ends_the_connection(pair):
+    a, b = pair
+    a.sendall(struct.pack(">I", protocol.CHUNK + 1))
+    with pytest.raises(protocol.ProtocolError):
+        protocol.FrameReader(b).read()
+
+
+def test_a_shared_budget_bounds_what_readers_keep(pair):
+    a, b = pair
+    budget = protocol.Budget(1024 * 1024)
+    sender = _send_later(a, protocol.pack(b"w" * (3 * 1024 * 1024)))
+    with pytest.raises(protocol.ProtocolError, match="keeps"):
+        protocol.FrameReader(b, budget=budget).read()
+    assert budget.used == 0
+    b.shutdown(socket.SHUT_RDWR)
+    sender.join()
