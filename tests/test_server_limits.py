@@ -141,3 +141,101 @@ def test_a_graceful_handover_delivers_nothing_twice(tmp_path, run):
     twice = sorted({v for v in got if got.count(v) > 1})
     assert not twice, f"delivered twice: {twice}"
     assert sorted(got) == sorted(f"{t}-{i}" for t in "ab" for i in range(300))
+
+
+def _connect(path: str, within: float = 20) -> socket.socket:
+    """A connection to the holder (its backlog full: waiting until it takes one)."""
+    deadline = time.monotonic() + within
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.connect(os.path.join(path, protocol.SOCKET_NAME))
+            return s
+        except BlockingIOError:
+            s.close()
+            assert time.monotonic() < deadline, "the holder stopped accepting"
+            time.sleep(0.005)
+
+
+HOLDER_1024 = r"""
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+import diskqueue as dq
+q = dq.Queue(sys.argv[1])
+print("role", q.role, flush=True)
+time.sleep(600)
+"""
+
+OPENER = r"""
+import sys, diskqueue as dq
+try:
+    with dq.Queue(sys.argv[1]) as q:
+        q.enqueue("late")
+        print("served", q.role)
+except dq.DiskQueueError as exc:
+    print("refused", type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.timeout(240)
+def test_out_of_file_descriptors_the_holder_refuses_clearly_and_recovers(tmp_path):
+    path = str(tmp_path / "q")
+    holder = faults.Child(HOLDER_1024, path)
+    socks: list[socket.socket] = []
+    try:
+        assert holder.wait_lines(1) == ["role owner"]
+        for _ in range(1100):
+            socks.append(_connect(path))
+        started = time.monotonic()
+        late = faults.run_py(OPENER, path, timeout=60)
+        assert late.returncode == 0, late.stderr[-2000:]
+        assert late.stdout.startswith(("served client", "refused DiskQueueError")), late.stdout
+        if late.stdout.startswith("refused"):
+            assert "file descriptors" in late.stdout
+        assert time.monotonic() - started < 30
+        for s in socks[:200]:
+            s.close()
+        del socks[:200]
+        time.sleep(0.5)
+        again = faults.run_py(OPENER, path, timeout=60)
+        assert again.stdout.startswith("served client"), (again.stdout, again.stderr[-2000:])
+        assert holder.proc.poll() is None
+    finally:
+        for s in socks:
+            s.close()
+        holder.kill()
+
+
+MANY_WAITERS = r"""
+import sys, threading, time, diskqueue as dq
+q = dq.Queue(sys.argv[1])
+done = []
+def wait():
+    try:
+        q.dequeue(block=True, timeout=6)
+        done.append("item")
+    except dq.Empty:
+        done.append("empty")
+    except Exception as exc:
+        done.append(type(exc).__name__)
+threads = [threading.Thread(target=wait) for _ in range(1100)]
+started = time.monotonic()
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(120)
+print(len(done), sorted(set(done)), round(time.monotonic() - started, 1))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_client_with_1100_threads_in_a_blocking_dequeue_gets_every_one_back(tmp_path):
+    path = str(tmp_path / "q")
+    with holding(path) as holder:
+        done = faults.run_py(MANY_WAITERS, path, timeout=200)
+        assert done.returncode == 0, done.stderr[-2000:]
+        count, kinds, _ = done.stdout.split(" ", 2)
+        assert count == "1100", done.stdout
+        assert kinds.startswith("['empty']"), done.stdout
+        assert holder.proc.poll() is None
