@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 
 import faults
@@ -187,3 +188,59 @@ def test_got_it_lets_a_held_take_go(tmp_path):
         time.sleep(0.3)
         assert [i.value for i in s.pop_many(5)] == ["a"]
 
+
+
+FORKING_HOLDER = r"""
+import os, sys, time, diskqueue as dq
+path, go = sys.argv[1], sys.argv[2]
+q = dq.Queue(path)
+os.write(1, f"role {q.role}\n".encode())
+while not os.path.exists(go + ".fork"):
+    time.sleep(0.005)
+pid = os.fork()
+if pid == 0:
+    q._engine._server.forget_after_fork()  # what the at-fork hook does
+    os.write(1, f"child {os.getpid()}\n".encode())
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    q.enqueue("from the child")
+    os.write(1, f"child enqueued as {q.role}\n".encode())
+    os._exit(0)
+time.sleep(600)
+"""
+
+
+def test_a_forked_child_of_the_holder_lets_go_of_its_sockets(tmp_path):
+    """The holder forks, then dies: its clients and the child move on at once."""
+    path = str(tmp_path / "q")
+    go = str(tmp_path / "go")
+    holder = faults.Child(FORKING_HOLDER, path, go)
+    child_pid = None
+    try:
+        assert holder.wait_lines(1) == ["role owner"]
+        with dq.Queue(path) as q:
+            q.enqueue("before")  # this connection exists before the fork
+            open(go + ".fork", "w").close()
+            child_pid = int(holder.wait_lines(2)[1].split()[1])
+            os.kill(holder.proc.pid, signal.SIGKILL)  # the child keeps its output open
+            holder.proc.wait()
+            started = time.monotonic()
+            done: list[str] = []
+            caller = threading.Thread(target=lambda: done.append(q.enqueue("after").value))
+            caller.start()
+            caller.join(15)
+            assert done == ["after"], "a client of the dead holder hangs"
+            assert time.monotonic() - started < 10
+            open(go, "w").close()
+            deadline = time.monotonic() + 15
+            while len(q) < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert sorted(i.value for i in q) == ["after", "before", "from the child"]
+    finally:
+        if child_pid is not None:
+            try:
+                os.kill(child_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        holder.kill()
+    assert any(line.startswith("child enqueued") for line in holder.lines)
