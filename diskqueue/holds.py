@@ -160,3 +160,21 @@ class Holds:
             for sp, lane, seq, attempts in mine:
                 self._return_to_front(sp, lane, seq, max(attempts - 1, 0))
             return len(mine)
+
+    def wait_for_change(self: Engine, room: bool, timeout: float) -> bool:
+        """Sleep until an item is ready (``room``: until room is made) or ``timeout``:
+        how a server's one thread waits for all the calls it parked. True when woken."""
+        with self._lock:
+            if self.closed or self.forked:
+                return False
+            if room:
+                self._writers += 1
+                try:
+                    return self._writable.wait(timeout)
+                finally:
+                    self._writers -= 1
+            self._readers += 1
+            try:
+                return self._readable.wait(timeout)
+            finally:
+                self._readers -= 1

@@ -1,9 +1,14 @@
 """The owner's side of a shared directory: serve the engine over a Unix socket.
 
-The process holding a directory's LevelDB runs one accept thread and one thread per
-connected client; each request is one engine method call, checked first
-(:mod:`diskqueue.requests`: a bad one gets a ``TypeError``/``ValueError`` reply, an
-expired one an ``Expired`` reply, and the connection stays up).
+One I/O thread serves every connection (``selectors``, non-blocking sockets): it reads
+requests as their bytes come (:class:`diskqueue.connection.Inbox`), checks each before
+it runs (:mod:`diskqueue.requests`: a bad one gets a ``TypeError``/``ValueError``
+reply, an expired one an ``Expired`` reply, and the connection stays up), runs it, and
+sends the reply as fast as the client takes it. Calls that wait for an fsync run in a
+small pool. A call that blocks (``dequeue(block=True)``, a ``put`` under ``maxsize``,
+``join``) holds no thread: it is *parked*, and tried again when the engine has a new
+item or room (one waiter thread per kind listens for that), every :data:`RETRY`
+seconds, and at its deadline.
 
 Nothing a client takes is gone before the client has it. Every take of its last reply
 is *held*: a take from the head as a reservation of its connection, a pop from the top
@@ -14,9 +19,9 @@ and a holder that dies leaves them on disk for the next one to return.
 
 Messages of any size travel in chunks (:mod:`diskqueue.protocol`); a request over
 :data:`MAX_REQUEST` is read past and refused, and partly received requests of all
-clients together are bounded by :data:`MAX_BUFFERED`. The accept thread keeps going
-when the process runs out of file descriptors (a spare one lets it tell the opener so),
-and recreates the socket file when someone removes it. ``close()`` first waits, briefly,
+clients together are bounded by :data:`MAX_BUFFERED`. The loop keeps accepting when
+the process runs out of file descriptors (a spare one lets it tell the opener so), and
+recreates the socket file when someone removes it. ``close()`` first waits, briefly,
 for the confirmations of replies already sent, so that a graceful handover never
 delivers an item twice.
 """
@@ -27,20 +32,21 @@ import errno
 import logging
 import math
 import os
-import select
+import selectors
 import socket
 import stat
-import struct
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import protocol, requests
-from .errors import DiskQueueError, Empty, Full
+from .connection import MAX_PENDING, Client, Inbox, Parked, refuse, same_user, serve_take, spare_fd
+from .errors import DiskQueueError
 
 if TYPE_CHECKING:
-    from .engine import Engine, Entry
+    from .engine import Engine
 
 log = logging.getLogger("diskqueue.server")
 
@@ -49,32 +55,16 @@ _HEAD_TAKES = requests.TAKES
 RECEIVED = "got it"  # a client's word that a reply arrived; no reply to it
 PUT_BACK = "put back"  # ...that it did not: return what the reply took
 BYE = "bye"
-_SLICE = 0.2  # seconds a blocking call waits before checking its client is still there
+RETRY = 0.2  # seconds between tries of a parked call, whatever the engine says
 SETTLE_WAIT = 0.05  # close(): the longest wait for confirmations of replies sent
 WATCH_EVERY = 1.0  # seconds between checks that the socket file is still ours
 MAX_REQUEST = 256 * 1024 * 1024  # bytes of one request
 MAX_BUFFERED = 1024 * 1024 * 1024  # bytes of partly received requests, all clients
+_POOLED = frozenset({"sync", "push_durable", "clear"})  # calls that wait for the disk
+_POLLS = 64  # empty non-blocking selects before the loop sleeps (a busy client's next
+# call is usually microseconds away, and waking a sleeping thread costs more)
 _FD_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-
-Held = tuple[bytes, bytes, int, int]  # (ns, lane, seq, attempts) of a reservation
-
-
-class _Leaving(Exception):
-    """The client left, or the holder is closing, during a blocking call."""
-
-
-class _Client:
-    """One connection, and what the holder keeps for it until it confirms its last
-    reply. The object is also the owner of the connection's reservations."""
-
-    __slots__ = ("sock", "held", "tops", "reserved", "calling", "__weakref__")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.held: list[Held] = []  # takes from the head, held as reservations
-        self.tops: list[int] = []  # pops from the top, held as records
-        self.reserved: list[Held] = []  # reservations the last reply made (reserve)
-        self.calling = False
+_LISTENER, _WAKE = "listener", "wake"
 
 
 class Server:
@@ -83,16 +73,31 @@ class Server:
         self.path = engine.path
         self._sock_path = os.path.join(self.path, protocol.SOCKET_NAME)
         self._closing = False
-        self._clients: set[_Client] = set()
-        self._lock = threading.Lock()
-        self._settled = threading.Condition(self._lock)  # a client settled or left
+        self._clients: set[Client] = set()
+        self._parked: dict[Client, Parked] = {}
         self._budget = protocol.Budget(MAX_BUFFERED)
         self._starved = False  # out of file descriptors since the last accept
-        self._spare: Optional[int] = _spare_fd()
+        self._spare: Optional[int] = spare_fd()
+        self._scratch = bytearray(256 * 1024)  # what each recv reads into
+        self._view = memoryview(self._scratch)
+        self._soonest = math.inf  # the earliest deadline of a parked call
+        self._done: deque[tuple[Client, list[Any]]] = deque()  # replies from the pool
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._resume_at: Optional[float] = None  # listen again then (out of descriptors)
+        self._kick = {False: threading.Event(), True: threading.Event()}  # waiters
         self._sock, self._ino = self._listen()
-        self._thread = threading.Thread(target=self._accept_loop, name="diskqueue-serve",
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        self._sel.register(self._sock, selectors.EVENT_READ, _LISTENER)
+        self._thread = threading.Thread(target=self._run, name="diskqueue-serve",
                                         daemon=True)
         self._thread.start()
+        for room in (False, True):
+            threading.Thread(target=self._wait_engine, args=(room,), daemon=True,
+                             name="diskqueue-wait").start()
 
     # -- the listening socket -------------------------------------------------
     def _listen(self) -> tuple[socket.socket, int]:
@@ -117,7 +122,7 @@ class Server:
             except BaseException:
                 sock.close()
                 raise
-            sock.settimeout(WATCH_EVERY)  # accept() wakes up to check the socket file
+            sock.setblocking(False)
             return sock, ino
         finally:
             protocol.release_address(keep)
@@ -136,54 +141,36 @@ class Server:
         except (OSError, DiskQueueError) as exc:
             log.warning("cannot recreate %s: %s", self._sock_path, exc)
             return
-        old, self._sock, self._ino = self._sock, sock, ino
-        old.close()
+        self._sel.unregister(self._sock)
+        self._sock.close()
+        self._sock, self._ino = sock, ino
+        self._sel.register(sock, selectors.EVENT_READ, _LISTENER)
 
-    def _accept_loop(self) -> None:
-        checked = time.monotonic()
-        while not self._closing:
-            if time.monotonic() - checked >= WATCH_EVERY:
-                self._check_socket_file()
-                checked = time.monotonic()
-            listener = self._sock
+    def _accept(self) -> None:
+        for _ in range(64):
             try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                if self._closing:
-                    return
-                if exc.errno in _FD_ERRORS:
-                    self._out_of_fds(listener)
-                elif listener is self._sock:
-                    log.warning("accept on %s failed: %s", self._sock_path, exc)
-                    time.sleep(0.05)
-                continue
-            self._starved = False
-            self._admit(conn)
-
-    def _admit(self, conn: socket.socket) -> None:
-        conn.setblocking(True)
-        if not _same_user(conn):
-            conn.close()
-            return
-        client = _Client(conn)
-        with self._lock:
-            if self._closing:
-                conn.close()
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
                 return
+            except OSError as exc:
+                if exc.errno in _FD_ERRORS:
+                    self._out_of_fds()
+                else:
+                    log.warning("accept on %s failed: %s", self._sock_path, exc)
+                return
+            self._starved = False
+            if not same_user(conn):
+                conn.close()
+                continue
+            conn.setblocking(False)
+            client = Client(conn, Inbox(MAX_REQUEST, self._budget))
             self._clients.add(client)
-        try:
-            threading.Thread(target=self._serve, args=(client,), name="diskqueue-client",
-                             daemon=True).start()
-        except RuntimeError:  # no thread to be had: tell the opener rather than hang it
-            with self._lock:
-                self._clients.discard(client)
-            _refuse(conn, "the holder cannot start a thread for another connection")
+            self._sel.register(conn, selectors.EVENT_READ, client)
 
-    def _out_of_fds(self, listener: socket.socket) -> None:
-        """No file descriptor for a new connection: log it once per burst, refuse the
-        opener through the spare descriptor (it gets an error, not a hang), back off."""
+    def _out_of_fds(self) -> None:
+        """No file descriptor for a new connection: log it once per burst, refuse an
+        opener through the spare descriptor (it gets an error, not a hang), and stop
+        listening for a moment."""
         if not self._starved:
             log.warning("%s: out of file descriptors; refusing new connections until "
                         "some close (raise RLIMIT_NOFILE to serve more)", self.path)
@@ -192,66 +179,167 @@ class Server:
             os.close(self._spare)
             self._spare = None
             try:
-                conn, _ = listener.accept()
+                conn, _ = self._sock.accept()
             except OSError:
                 pass
             else:
-                _refuse(conn, "the holder is out of file descriptors; retry later or "
+                refuse(conn, "the holder is out of file descriptors; retry later or "
                               "raise its RLIMIT_NOFILE")
-            self._spare = _spare_fd()
-        time.sleep(0.01)
+            self._spare = spare_fd()
+        if self._spare is None:
+            self._sel.unregister(self._sock)
+            self._resume_at = time.monotonic() + 0.05
 
-    # -- one connection ---------------------------------------------------------
-    def _serve(self, client: _Client) -> None:
-        reader = protocol.FrameReader(client.sock, MAX_REQUEST, self._budget)
+    # -- the loop -----------------------------------------------------------------
+    def _run(self) -> None:
+        next_check = next_retry = time.monotonic() + WATCH_EVERY
+        polls = _POLLS
         try:
-            while True:
-                reply: Optional[list[Any]] = None
-                try:
-                    request = reader.read()
-                except protocol.TooLarge as exc:
-                    self._settle(client, put_back=False)
-                    request, reply = None, [1, "DiskQueueError", str(exc)]
+            while not self._closing:
+                events = self._sel.select(0)
+                if events:
+                    polls = _POLLS
+                elif polls:
+                    polls -= 1
+                    continue
                 else:
-                    if request == PUT_BACK:
-                        self._settle(client, put_back=True)
-                        continue
-                    self._settle(client, put_back=False)  # any next word confirms
-                    if request == RECEIVED:
-                        continue
-                    if request == BYE:
-                        return
-                if not self._begin(client):
-                    return  # closing: the call is left to the next holder
-                try:
-                    if reply is None:
-                        reply = self._call(client, request)
-                    client.sock.sendall(protocol.pack(reply))
-                finally:
-                    self._end(client)
-        except (ConnectionError, protocol.ProtocolError, OSError, _Leaving) as exc:
-            log.debug("client of %s went away: %s", self.path, exc)
+                    events = self._sel.select(self._sleep_for(next_retry))
+                    polls = _POLLS if events else 0
+                for key, mask in events:
+                    if key.data is _LISTENER:
+                        self._accept()
+                    elif key.data is _WAKE:
+                        self._woken()
+                    else:
+                        self._ready(key.data, mask)
+                now = time.monotonic()
+                if self._parked and (now >= next_retry or self._due(now)):
+                    self._retry(None, now)
+                    next_retry = now + RETRY
+                if now >= next_check:
+                    self._check_socket_file()
+                    next_check = now + WATCH_EVERY
+                if self._resume_at is not None and now >= self._resume_at:
+                    self._resume_at = None
+                    self._sel.register(self._sock, selectors.EVENT_READ, _LISTENER)
+        except Exception:  # the loop must not die silently: say why, close what it had
+            log.exception("the server of %s stopped", self.path)
         finally:
-            with self._lock:
-                self._clients.discard(client)
-                self._settled.notify_all()
-            client.sock.close()
-            self._let_go(client)
+            self._wind_down()
 
-    def _begin(self, client: _Client) -> bool:
-        with self._lock:
+    def _sleep_for(self, next_retry: float) -> Optional[float]:
+        now = time.monotonic()
+        until = now + WATCH_EVERY
+        if self._parked:
+            until = min(until, next_retry, self._soonest)
+        if self._resume_at is not None:
+            until = min(until, self._resume_at)
+        return max(until - now, 0.0)
+
+    def _due(self, now: float) -> bool:
+        return self._soonest <= now
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # already awake, or closed
+
+    def _woken(self) -> None:
+        try:
+            signals = os.read(self._wake_r, 4096)
+        except (BlockingIOError, OSError):
+            signals = b""
+        while self._done:
+            client, reply = self._done.popleft()
+            client.busy = False
+            if client in self._clients:
+                self._reply(client, reply)
+                self._serve(client)
+        if self._parked and (b"r" in signals or b"w" in signals):
+            room = None if b"r" in signals and b"w" in signals else b"w" in signals
+            self._retry(room, time.monotonic())
+
+    def _ready(self, client: Client, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush(client)
+        if mask & selectors.EVENT_READ and client in self._clients:
+            try:
+                n = client.sock.recv_into(self._scratch)
+                if not n:
+                    raise ConnectionError("the client closed its end")
+                client.pending.extend(client.inbox.feed(bytes(self._view[:n])))
+                if len(client.pending) > MAX_PENDING:
+                    raise protocol.ProtocolError("too many requests ahead of their replies")
+            except (BlockingIOError, InterruptedError):
+                return
+            except (ConnectionError, protocol.ProtocolError, OSError) as exc:
+                log.debug("client of %s went away: %s", self.path, exc)
+                self._drop(client)
+                return
+            self._serve(client)
+
+    def _serve(self, client: Client) -> None:
+        """Serve what the client sent; a client that fails goes, the others stay."""
+        try:
+            self._next(client)
+        except (ConnectionError, protocol.ProtocolError, OSError) as exc:
+            log.debug("client of %s went away: %s", self.path, exc)
+            self._drop(client)
+        except Exception:  # a bug must cost one connection, never the holder's serving
+            log.exception("serving a client of %s", self.path)
+            self._drop(client)
+
+    def _next(self, client: Client) -> None:
+        """Serve what the client sent, in order, while nothing of it is under way."""
+        while client.pending and not client.busy and client in self._clients:
+            message = client.pending.popleft()
+            if message == PUT_BACK:
+                self._settle(client, put_back=True)
+                continue
+            self._settle(client, put_back=False)  # any next word confirms
+            if message == RECEIVED:
+                continue
+            if message == BYE:
+                raise ConnectionError("the client said goodbye")
             if self._closing:
-                return False
-            client.calling = True
-            return True
+                raise ConnectionError("closing: the call is left to the next holder")
+            if isinstance(message, protocol.TooLarge):
+                self._reply(client, [1, "DiskQueueError", str(message)])
+                continue
+            self._call(client, message)
 
-    def _end(self, client: _Client) -> None:
-        with self._lock:
-            client.calling = False
-            if self._closing:
-                self._settled.notify_all()
+    def _reply(self, client: Client, reply: list[Any]) -> None:
+        client.send(reply)
+        self._flush(client)
 
-    def _settle(self, client: _Client, put_back: bool) -> None:
+    def _flush(self, client: Client) -> None:
+        try:
+            done = client.flush()
+        except OSError as exc:
+            log.debug("client of %s went away: %s", self.path, exc)
+            self._drop(client)
+            return
+        if done == client.writing:  # start or stop waiting for the socket to take more
+            client.writing = not done
+            events = selectors.EVENT_READ | (0 if done else selectors.EVENT_WRITE)
+            self._sel.modify(client.sock, events, client)
+
+    def _drop(self, client: Client) -> None:
+        if client not in self._clients:
+            return
+        self._clients.discard(client)
+        self._parked.pop(client, None)
+        try:
+            self._sel.unregister(client.sock)
+        except (KeyError, ValueError):
+            pass
+        client.sock.close()
+        client.inbox.release()
+        self._let_go(client)
+
+    # -- settling -------------------------------------------------------------------
+    def _settle(self, client: Client, put_back: bool) -> None:
         """The client's word on its last reply: let go of its takes, or return them."""
         held, tops, reserved = client.held, client.tops, client.reserved
         if not (held or tops or reserved):
@@ -267,11 +355,8 @@ class Server:
                 engine.settle_tops(tops, put_back)
         except DiskQueueError as exc:
             log.debug("settling a client's takes: %s", exc)
-        if self._closing:
-            with self._lock:
-                self._settled.notify_all()
 
-    def _ack(self, held: list[Held]) -> None:
+    def _ack(self, held: list[tuple[bytes, bytes, int, int]]) -> None:
         try:
             self._engine.ack_many(held)
         except DiskQueueError:  # one was cleared meanwhile: let go of the others
@@ -281,10 +366,10 @@ class Server:
                 except DiskQueueError:
                     pass
 
-    def _let_go(self, client: _Client) -> None:
+    def _let_go(self, client: Client) -> None:
         """A connection ended: what it held and its reservations go back."""
         engine = self._engine
-        if engine.closed:
+        if engine.closed or engine.forked:
             return  # held items stay on disk, and the next open returns them
         try:
             returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, True)
@@ -296,190 +381,168 @@ class Server:
             log.info("returned %d items of a client that went away", returned)
 
     # -- calls ------------------------------------------------------------------
-    def _call(self, client: _Client, request: object) -> list[Any]:
+    def _call(self, client: Client, request: object) -> None:
         try:
             method, kwargs, deadline = requests.parse(request)
         except (TypeError, ValueError) as exc:
-            return protocol.error_reply(exc)
+            return self._reply(client, protocol.error_reply(exc))
         if deadline is not None and time.time() > deadline:
-            return [1, "Expired", f"the holder did not start {method}() before its "
-                                  "deadline; it was not run"]
+            return self._reply(client, [1, "Expired", f"the holder did not start {method}() "
+                                                      "before its deadline; it was not run"])
+        if method in _POOLED:
+            client.busy = True
+            self._pooled(client, method, kwargs)
+            return None
+        wait = method == "join" or bool(kwargs.get("block"))
+        if wait:
+            timeout = kwargs.get("timeout")
+            parked = Parked(method, {**kwargs, "block": False} if method != "join"
+                            else {**kwargs, "timeout": 0},
+                            None if timeout is None else time.monotonic() + timeout,
+                            method in ("push_one", "push", "push_run"))
+            if self._try(client, parked, final=False):
+                return None
+            client.busy = True
+            self._parked[client] = parked
+            if parked.deadline is not None:
+                self._soonest = min(self._soonest, parked.deadline)
+            self._kick[parked.room].set()
+            return None
+        self._reply(client, self._run_call(client, method, kwargs))
+        return None
+
+    def _run_call(self, client: Client, method: str, kwargs: dict[str, Any]) -> list[Any]:
         try:
             if method in _HEAD_TAKES:
-                return [0, self._take(client, method, kwargs)]
-            call = getattr(self._engine, method)
-            if method == "join":  # waits as long as the items take: in slices too
-                return [0, self._sliced(client, call, kwargs, block=True)]
-            return [0, self._sliced(client, call, kwargs)]
-        except _Leaving:
-            raise
+                return [0, serve_take(self._engine, client, method, kwargs)]
+            return [0, getattr(self._engine, method)(**kwargs)]
         except Exception as exc:  # a reply, never a dropped connection
             if not isinstance(exc, (DiskQueueError, TypeError, ValueError, KeyError)):
                 log.warning("%s() of a client raised", method, exc_info=True)
             return protocol.error_reply(exc)
 
-    def _take(self, client: _Client, method: str, a: dict[str, Any]) -> Any:
-        """Serve a take so that what it takes is held for the client."""
-        engine = self._engine
-        lease = a.get("lease")
-        if method == "take_first":
-            if lease is not None:
-                ns, entry = self._sliced(client, engine.take_first, {**a, "owner": client})
-                client.reserved = [(ns, entry[0], entry[1], entry[4])]
-                return [ns, entry]
-            ns, entry = self._sliced(client, engine.take_first,
-                                     {**a, "lease": math.inf, "owner": client})
-            return [ns, self._hold(client, ns, [entry])[0]]
-        n = a.get("n", 1)
-        where = {"lane": a["lane"], "block": a["block"], "timeout": a["timeout"]}
-        if method != "take_run":
-            where["desc"] = a["desc"]
-        if method == "take" and lease is not None:
-            entries = self._sliced(client, engine.take, {**a, "owner": client})
-            client.reserved = [(a["ns"], e[0], e[1], e[4]) for e in entries]
-            return entries
-        if a["from_tail"]:
-            entries, client.tops = self._sliced(client, engine.hold_top,
-                                                {"ns": a["ns"], "n": n, **where})
-        else:
-            entries = self._hold(client, a["ns"], self._sliced(
-                client, engine.take,
-                {"ns": a["ns"], "n": n, **where, "lease": math.inf, "owner": client}))
-        if method == "pop_one":
-            return entries[0]
-        if method == "take_run":
-            return [[e[1] for e in entries], [[e[2], e[3]] for e in entries]]
-        return entries
+    def _try(self, client: Client, parked: Parked, final: bool) -> bool:
+        """One quick try of a waiting call; True when it answered the client."""
+        reply = self._run_call(client, parked.method, parked.kwargs)
+        if reply[0] == 1 and reply[1] in ("Empty", "Full") and not final:
+            return False
+        self._reply(client, reply)
+        return True
 
-    @staticmethod
-    def _hold(client: _Client, ns: bytes, entries: list[Entry]) -> list[Any]:
-        """Note head takes as held; the client sees them as dequeued (attempts 0)."""
-        client.held = [(ns, e[0], e[1], e[4]) for e in entries]
-        return [[lane, seq, key, data, 0] for lane, seq, key, data, _ in entries]
+    def _retry(self, room: Optional[bool], now: float) -> None:
+        """Try the parked calls again (those waiting for room, for an item, or all)."""
+        for client, parked in list(self._parked.items()):
+            if room is not None and parked.room != room:
+                continue
+            final = parked.deadline is not None and parked.deadline <= now
+            if client in self._clients and self._try(client, parked, final):
+                self._parked.pop(client, None)
+                client.busy = False
+                self._serve(client)
+        self._soonest = min((p.deadline for p in self._parked.values()
+                             if p.deadline is not None), default=math.inf)
 
-    def _sliced(self, client: _Client, call: Callable[..., Any], kwargs: dict[str, Any],
-                block: bool = False) -> Any:
-        """Run a call that may block in slices, giving up when the client has gone or
-        the holder closes (the call did nothing then, and the client asks the next)."""
-        if not (block or kwargs.get("block")):
-            return call(**kwargs)
-        timeout: Optional[float] = kwargs.get("timeout")
-        left = timeout
-        while True:
-            step = _SLICE if left is None else min(_SLICE, left)
-            try:
-                return call(**{**kwargs, "timeout": step})
-            except (Empty, Full):
-                if left is not None:
-                    left -= step
-                    if left <= 0:
-                        raise
-                if self._closing or _gone(client.sock):
-                    raise _Leaving("client left during a blocking call") from None
+    def _pooled(self, client: Client, method: str, kwargs: dict[str, Any]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(4, thread_name_prefix="diskqueue-disk")
+
+        def run() -> None:
+            self._done.append((client, self._run_call(client, method, kwargs)))
+            self._wake()
+
+        self._pool.submit(run)
+
+    def _wait_engine(self, room: bool) -> None:
+        """Sleep in the engine until it has an item (or room) for the parked calls,
+        then wake the loop: one thread for all of them."""
+        kick = self._kick[room]
+        signal = b"w" if room else b"r"
+        while not self._closing:
+            if not any(p.room == room for p in list(self._parked.values())):
+                kick.clear()
+                kick.wait(WATCH_EVERY)
+                continue
+            if self._engine.wait_for_change(room, RETRY):
+                self._wake_with(signal)
+
+    def _wake_with(self, signal: bytes) -> None:
+        try:
+            os.write(self._wake_w, signal)
+        except (BlockingIOError, OSError):
+            pass
 
     # -- closing ------------------------------------------------------------------
     def close(self) -> None:
         """Stop serving: wait (at most :data:`SETTLE_WAIT`) for confirmations of the
         replies sent, then end every connection; clients move to the next holder."""
-        with self._lock:
-            if self._closing:
-                return
-            self._closing = True
-            end = time.monotonic() + SETTLE_WAIT
-            while any(c.calling or c.held or c.tops for c in self._clients):
-                left = end - time.monotonic()
-                if left <= 0:
-                    break
-                self._settled.wait(left)
-            clients = list(self._clients)
+        if self._closing:
+            return
+        self._closing = True
+        self._wake()
+        for kick in self._kick.values():
+            kick.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(5)
+
+    def _wind_down(self) -> None:
+        """On the loop's way out: settle what can be settled in a moment, then end."""
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
-        except OSError:
+            self._sel.unregister(self._sock)
+        except (KeyError, ValueError):
             pass
         self._sock.close()
-        for client in clients:
+        end = time.monotonic() + SETTLE_WAIT
+        while any(c.held or c.tops or (c.busy and c not in self._parked)
+                  for c in self._clients):
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            for key, mask in self._sel.select(left):
+                if key.data is _WAKE:
+                    self._woken()
+                elif key.data is not _LISTENER:
+                    self._ready(key.data, mask)
+        for client in list(self._clients):
             try:
-                client.sock.shutdown(socket.SHUT_RDWR)
+                client.sock.shutdown(socket.SHUT_RDWR)  # forked copies end too
             except OSError:
                 pass
+            self._drop(client)
         try:
             if os.stat(self._sock_path).st_ino == self._ino:
                 os.unlink(self._sock_path)
         except OSError:
             pass
-        if self._spare is not None:
-            os.close(self._spare)
-            self._spare = None
+        for fd in (self._spare, self._wake_r, self._wake_w):
+            if fd is not None:
+                os.close(fd)
+        self._spare = None
+        self._sel.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
     def forget_after_fork(self) -> None:
-        """In a child after fork(): close this process's copies of the listening socket
-        and of every connection, with close() alone. shutdown() would end them for the
-        parent too; the parent (or the next holder) goes on serving."""
-        self._lock = threading.Lock()  # another thread may have held it at the fork
-        self._settled = threading.Condition(self._lock)
+        """In a child after fork(): close this process's copies of the listening socket,
+        of every connection and of the loop's descriptors, with close() alone.
+        shutdown() would end them for the parent too; the parent (or the next holder)
+        goes on serving. No thread of the server exists in the child."""
         self._closing = True
         clients, self._clients = list(self._clients), set()
+        self._parked = {}
+        self._pool = None
         for sock in [self._sock, *(c.sock for c in clients)]:
             try:
                 sock.close()
             except OSError:
                 pass
-        if self._spare is not None:
-            try:
-                os.close(self._spare)
-            except OSError:
-                pass
-            self._spare = None
-
-
-def _refuse(conn: socket.socket, why: str) -> None:
-    """Answer an opener's first request with an error, then close."""
-    try:
-        conn.settimeout(0.2)
+        for fd in (self._spare, self._wake_r, self._wake_w):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._spare = None
         try:
-            protocol.FrameReader(conn, limit=0).read()
-        except (protocol.TooLarge, protocol.ProtocolError, OSError):
+            self._sel.close()  # our copy of the epoll descriptor only
+        except OSError:
             pass
-        conn.sendall(protocol.pack([1, "DiskQueueError", why]))
-        conn.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-    finally:
-        conn.close()
-
-
-def _spare_fd() -> Optional[int]:
-    """A descriptor kept in reserve to accept (and refuse) an opener when the process
-    has none left."""
-    try:
-        return os.open(os.devnull, os.O_RDONLY)
-    except OSError:
-        return None
-
-
-def _gone(conn: socket.socket) -> bool:
-    """True when the peer closed its end (it may not send anything while it waits)."""
-    poller = select.poll()
-    poller.register(conn, select.POLLIN | select.POLLHUP)
-    for _, event in poller.poll(0):
-        if event & select.POLLHUP:
-            return True
-        if event & select.POLLIN:
-            try:
-                return conn.recv(1, socket.MSG_PEEK) == b""
-            except OSError:
-                return True
-    return False
-
-
-def _same_user(conn: socket.socket) -> bool:
-    """On Linux, refuse a peer of another user even if the socket's mode let it in."""
-    peercred = getattr(socket, "SO_PEERCRED", None)
-    if peercred is None:
-        return True
-    try:
-        creds = conn.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i"))
-    except OSError:
-        return False
-    _, uid, _ = struct.unpack("3i", creds)
-    return uid == os.getuid()

@@ -187,6 +187,8 @@ def test_out_of_file_descriptors_the_holder_refuses_clearly_and_recovers(tmp_pat
         assert holder.wait_lines(1) == ["role owner"]
         for _ in range(1100):
             socks.append(_connect(path))
+        _, threads, _ = _holder_stats(holder.proc.pid)
+        assert threads < 20, f"{threads} threads for 1,100 connections"
         started = time.monotonic()
         late = faults.run_py(OPENER, path, timeout=60)
         assert late.returncode == 0, late.stderr[-2000:]
@@ -210,6 +212,7 @@ def test_out_of_file_descriptors_the_holder_refuses_clearly_and_recovers(tmp_pat
 MANY_WAITERS = r"""
 import sys, threading, time, diskqueue as dq
 q = dq.Queue(sys.argv[1])
+print("ready", flush=True)
 done = []
 def wait():
     try:
@@ -233,9 +236,19 @@ print(len(done), sorted(set(done)), round(time.monotonic() - started, 1))
 def test_a_client_with_1100_threads_in_a_blocking_dequeue_gets_every_one_back(tmp_path):
     path = str(tmp_path / "q")
     with holding(path) as holder:
-        done = faults.run_py(MANY_WAITERS, path, timeout=200)
-        assert done.returncode == 0, done.stderr[-2000:]
-        count, kinds, _ = done.stdout.split(" ", 2)
-        assert count == "1100", done.stdout
-        assert kinds.startswith("['empty']"), done.stdout
+        waiters = faults.Child(MANY_WAITERS, path)
+        try:
+            waiters.wait_lines(1)
+            most = 0
+            while waiters.proc.poll() is None:  # the holder parks the calls: no threads
+                most = max(most, _holder_stats(holder.proc.pid)[1])
+                time.sleep(0.2)
+            code, lines = waiters.finish(timeout=200)
+        finally:
+            waiters.kill()
+        assert code == 0, waiters.stderr[-2000:]
+        count, kinds, _ = lines[-1].split(" ", 2)
+        assert count == "1100", lines
+        assert kinds.startswith("['empty']"), lines
+        assert most < 20, f"the holder ran {most} threads for 1,100 waiting calls"
         assert holder.proc.poll() is None
