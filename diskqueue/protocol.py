@@ -5,10 +5,10 @@ big-endian header and up to :data:`CHUNK` bytes of the body. The header's top bi
 that more chunks of the same message follow, its other 31 bits are the chunk's length,
 so a message of any size (a ``list(q)`` of gigabytes) travels, and a reader never
 needs more than a chunk's worth of trust in a header: memory for a body is taken as
-its bytes arrive, never because a header announced them. A reader may bound the size
-of one message (``limit``: the rest is read and dropped, and :class:`TooLarge` says
-so, leaving the connection usable) and share a :class:`Budget` of bytes of partly
-received messages with other readers.
+its bytes arrive, never because a header announced them. The holder's reader
+(:class:`diskqueue.connection.Inbox`) also bounds one message (the rest is read and
+dropped, and :class:`TooLarge` says so, leaving the connection usable) and charges
+partly received messages to a :class:`Budget` shared by all its connections.
 
 A request is ``[method, args, kwargs]`` or ``[method, args, kwargs, deadline]``; a
 reply is ``[0, result]`` or ``[1, error class name, message]``; control words (``"got
@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import msgpack
 
@@ -101,8 +101,9 @@ class Budget:
 
 
 class FrameReader:
-    """Reads messages from a socket; small chunks go through one reused buffer (no
-    allocation per ``recv``), large ones are received piece by piece.
+    """Reads messages from a blocking socket (a client's side); small chunks go through
+    one reused buffer (no allocation per ``recv``), large ones are received piece by
+    piece, so memory follows the bytes that arrived, not what a header announced.
 
     A read first polls the socket for a while before it sleeps in ``recv``: waking a
     sleeping process costs more than a round trip between two running ones (on small
@@ -111,18 +112,13 @@ class FrameReader:
     it keeps failing (an idle peer) and resumes when a sleep turns out short.
     """
 
-    def __init__(self, sock: socket.socket, limit: Optional[int] = None,
-                 budget: Optional[Budget] = None) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = bytearray(1 << 16)
         self._start = self._end = 0  # unread bytes are _buf[_start:_end]
         self._polls = POLLS
-        self._limit = limit
-        self._budget = budget
-        self._counted = 0  # bytes of the message being read, taken from the budget
 
     def read(self) -> Any:
-        """The next message; :class:`TooLarge` after reading past one over the limit."""
         size, more = self._header()
         if not more and size <= len(self._buf) - 4:  # the common case: one small chunk
             self._fill(4 + size)
@@ -131,25 +127,12 @@ class FrameReader:
             self._consume(4 + size)
             return unpack(body)
         parts: list[bytes] = []
-        total = 0
-        try:
-            while True:
-                self._consume(4)
-                total += size
-                if self._limit is not None and total > self._limit:
-                    self._skip(size)
-                else:
-                    self._chunk(size, parts)
-                if not more:
-                    break
-                size, more = self._header()
-        finally:
-            if self._counted:
-                self._budget.give(self._counted)  # type: ignore[union-attr]
-                self._counted = 0
-        if self._limit is not None and total > self._limit:
-            raise TooLarge(total, self._limit)
-        return unpack(b"".join(parts))
+        while True:
+            self._consume(4)
+            self._chunk(size, parts)
+            if not more:
+                return unpack(b"".join(parts))
+            size, more = self._header()
 
     def _header(self) -> tuple[int, bool]:
         self._fill(4)
@@ -170,20 +153,7 @@ class FrameReader:
             piece = self._sock.recv(min(left, _PIECE))
             if not piece:
                 raise ConnectionError("peer closed the connection")
-            if self._budget is not None:
-                self._budget.take(len(piece))
-                self._counted += len(piece)
             parts.append(piece)
-            left -= len(piece)
-
-    def _skip(self, size: int) -> None:
-        buffered = min(size, self._end - self._start)
-        self._consume(buffered)
-        left = size - buffered
-        while left:
-            piece = self._sock.recv(min(left, _PIECE))
-            if not piece:
-                raise ConnectionError("peer closed the connection")
             left -= len(piece)
 
     def _consume(self, n: int) -> None:

@@ -269,8 +269,11 @@ class Server:
                 if not n:
                     raise ConnectionError("the client closed its end")
                 client.pending.extend(client.inbox.feed(bytes(self._view[:n])))
-                if len(client.pending) > MAX_PENDING:
-                    raise protocol.ProtocolError("too many requests ahead of their replies")
+                # A client sends a request only once it has the last reply (control words
+                # aside): what one connection can make the holder keep stays bounded.
+                if len(client.pending) > MAX_PENDING or client.busy and any(
+                        type(m) is not str for m in client.pending):
+                    raise protocol.ProtocolError("a request ahead of the last one's reply")
             except (BlockingIOError, InterruptedError):
                 return
             except (ConnectionError, protocol.ProtocolError, OSError) as exc:
