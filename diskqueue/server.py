@@ -68,6 +68,10 @@ _LISTENER, _WAKE = "listener", "wake"
 
 
 class Server:
+    """Serves ``engine`` to other processes through the socket in its directory, from
+    the moment it is made until :meth:`close` (or, in a forked child,
+    :meth:`forget_after_fork`)."""
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.path = engine.path
