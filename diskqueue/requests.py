@@ -141,6 +141,23 @@ def _check(method: str, param: _Param, value: object) -> None:
                          f"got {value}")
 
 
+_SEQS = (list, tuple)
+
+
+def _byte_rows(width: int) -> Check:
+    def rows(value: Any) -> bool:
+        if type(value) not in _SEQS:
+            return False
+        for row in value:
+            if type(row) not in _SEQS or len(row) != width:
+                return False
+            for cell in row:
+                if type(cell) is not bytes:
+                    return False
+        return True
+    return rows
+
+
 def _is_float(value: object) -> bool:
     """A float or an int (NaN passes here: where it matters, the value check says no)."""
     return type(value) in (float, int)
@@ -164,6 +181,13 @@ def _checker(wanted: Any) -> Check:
             return lambda value: value is None or other(value)
         return lambda value: any(check(value) for check in checks)
     if origin is tuple:
+        if all(p in (bytes, int, str) for p in params):  # the hot case: (key, data)
+            kinds = params
+
+            def simple(value: Any) -> bool:
+                return type(value) in _SEQS and len(value) == len(kinds) and all(
+                    type(v) is k for v, k in zip(value, kinds, strict=True))
+            return simple
         parts = [_checker(p) for p in params]
 
         def fixed(value: Any) -> bool:
@@ -171,6 +195,9 @@ def _checker(wanted: Any) -> Check:
                 check(v) for check, v in zip(parts, value, strict=True))
         return fixed
     if origin in (list, Iterable, Sequence):
+        inner = typing.get_args(params[0])
+        if typing.get_origin(params[0]) is tuple and all(p is bytes for p in inner):
+            return _byte_rows(len(inner))  # a batch's entries: checked in one loop
         each = _checker(params[0])
         return lambda value: type(value) in (list, tuple) and all(
             each(v) for v in value)  # type: ignore[attr-defined]
