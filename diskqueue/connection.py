@@ -48,7 +48,14 @@ class Inbox:
         self._dropping = False
         self.counted = 0  # bytes of it charged to the budget
 
-    def feed(self, data: bytes) -> list[Any]:
+    def feed(self, data: bytes | memoryview) -> list[Any]:
+        if not self._in_body and not self._head and len(data) > 4:
+            (word,) = _HEADER.unpack_from(data, 0)  # the common case: one whole message
+            if word + 4 == len(data) and word <= protocol.CHUNK and (
+                    self._limit is None or word <= self._limit):
+                return [protocol.unpack(data[4:])]
+        if isinstance(data, memoryview):
+            data = bytes(data)  # its buffer is reused by the next read
         out: list[Any] = []
         i, n = 0, len(data)
         while i < n:

@@ -72,7 +72,7 @@ def pack(obj: Any) -> bytes:
     return b"".join(parts)
 
 
-def unpack(body: bytes | bytearray) -> Any:
+def unpack(body: bytes | bytearray | memoryview) -> Any:
     try:
         return msgpack.unpackb(body, raw=False, strict_map_key=False)
     except Exception as exc:
