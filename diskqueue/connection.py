@@ -141,9 +141,6 @@ class Client:
         self.busy = False  # a call of it runs in the pool, or is parked
         self.writing = False  # registered for EVENT_WRITE
 
-    def send(self, reply: list[Any]) -> None:
-        self.out.append(memoryview(protocol.pack(reply)))
-
     def flush(self) -> bool:
         """Send what the socket takes now; True when everything went."""
         out = self.out

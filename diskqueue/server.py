@@ -330,7 +330,21 @@ class Server:
             self._call(client, message)
 
     def _reply(self, client: Client, reply: list[Any]) -> None:
-        client.send(reply)
+        data = protocol.pack(reply)
+        if not client.out:  # the common case: the socket takes it all at once
+            try:
+                sent = client.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                log.debug("client of %s went away: %s", self.path, exc)
+                self._drop(client)
+                return
+            if sent == len(data):
+                return
+        else:
+            sent = 0
+        client.out.append(memoryview(data)[sent:])
         self._flush(client)
 
     def _flush(self, client: Client) -> None:
