@@ -33,6 +33,7 @@ from .errors import (
     OutOfBounds,
 )
 from .groupcommit import GroupCommit
+from .holds import Holds
 from .lanes import Lane, Space
 from .records import Records
 from .reservations import Holdings, Reservations
@@ -147,7 +148,7 @@ def acquire(path: str, *, connect_timeout: float = 10.0) -> Any:
         return engine
 
 
-class Engine(Pushes, Takes, Reservations, Records, Compaction):
+class Engine(Pushes, Takes, Holds, Reservations, Records, Compaction):
     def __init__(self, path: str) -> None:
         self.path = path
         self.pid = os.getpid()
@@ -177,6 +178,8 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
         self._ahead: deque[tuple[bytes, bytes]] = deque()
         self._ahead_lane: Optional[Lane] = None
         self._owned: dict[Any, Holdings] = {}
+        self._tops: dict[int, tuple[bytes, bytes]] = {}  # pops held for clients
+        self._top_ids = itertools.count(1)
         self._compactor: threading.Thread | None = None
         self._server: Any = None
         try:
@@ -208,6 +211,7 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
             self._parse_pointers()
         except (ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
             raise Corrupted(self.path, f"unreadable pointer record: {exc}") from exc
+        self._restore_tops()
 
     def _parse_pointers(self) -> None:
         for key, value in self._store.iter_prefix(keys.POINTER):
@@ -426,12 +430,15 @@ class Engine(Pushes, Takes, Reservations, Records, Compaction):
             if sp.unfinished == 0:
                 self._all_done.notify_all()
 
-    def join(self, ns: bytes) -> None:
+    def join(self, ns: bytes, timeout: Optional[float] = None) -> None:
+        """Wait until every item put was marked done; ``Empty`` after ``timeout``
+        (a holder serves a client's join in slices, to notice the client leaving)."""
         with self._lock:
             self._check()
             sp = self._space(ns)
             while sp.unfinished:
-                self._all_done.wait()
+                if not self._all_done.wait(timeout) and sp.unfinished:
+                    raise Empty(f"{self.path}: {sp.unfinished} items not done yet")
                 self._check()
 
     def sync(self) -> None:

@@ -14,6 +14,7 @@ ITEM = b"\x01"  # ns + lane + seq -> encoded value
 POINTER = b"\x02"  # ns + lane -> (head, tail)
 ASIDE = b"\x03"  # ns + lane + seq -> attempts, for items reserved at least once
 RECORD = b"\x04"  # ns + key -> value: the task layer's job records, schedules, results
+HELD = b"\x05"  # ns + lane + hold id -> attempts + data: popped from the top for a client
 
 SEQ_BYTES = 8
 PRIORITY_MIN = -(2**63)

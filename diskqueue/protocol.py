@@ -1,8 +1,19 @@
 """The wire format between a directory's owner and its clients.
 
-A frame is a 4-byte big-endian length and a msgpack body. A request is
-``[method, args]``; a reply is ``[0, result]`` or ``[1, error class name, message]``.
-Frames are bounded: an oversized or malformed frame ends that connection only.
+A message is a msgpack body sent as one or more *chunks*; each chunk is a 4-byte
+big-endian header and up to :data:`CHUNK` bytes of the body. The header's top bit says
+that more chunks of the same message follow, its other 31 bits are the chunk's length,
+so a message of any size (a ``list(q)`` of gigabytes) travels, and a reader never
+needs more than a chunk's worth of trust in a header: memory for a body is taken as
+its bytes arrive, never because a header announced them. The holder's reader
+(:class:`diskqueue.connection.Inbox`) also bounds one message (the rest is read and
+dropped, and :class:`TooLarge` says so, leaving the connection usable) and charges
+partly received messages to a :class:`Budget` shared by all its connections.
+
+A request is ``[method, args, kwargs]`` or ``[method, args, kwargs, deadline]``; a
+reply is ``[0, result]`` or ``[1, error class name, message]``; control words (``"got
+it"``, ``"put back"``, ``"bye"``) are plain strings. A malformed chunk ends that
+connection only.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ import socket
 import struct
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -21,8 +33,10 @@ import msgpack
 from . import errors
 
 SOCKET_NAME = "diskqueue.sock"
-MAX_FRAME = 64 * 1024 * 1024
+CHUNK = 16 * 1024 * 1024  # the largest piece of a message behind one header
+_MORE = 0x80000000  # header bit: another chunk of this message follows
 _HEADER = struct.Struct(">I")
+_PIECE = 256 * 1024  # a large chunk is received this much at a time, at most
 # sun_path holds 108 bytes on Linux and 104 on macOS, terminator included.
 _SUN_PATH_MAX = 100
 POLLS = 128  # non-blocking reads before a read sleeps (about 100 µs)
@@ -34,25 +48,62 @@ class ProtocolError(Exception):
     """A peer sent something that is not a frame of ours."""
 
 
-def pack(obj: Any) -> bytes:
-    body = msgpack.packb(obj, use_bin_type=True)
-    if len(body) > MAX_FRAME:
-        raise errors.DiskQueueError(
-            f"a request of {len(body)} bytes is over the {MAX_FRAME}-byte frame limit; "
-            "send it in smaller batches"
+class TooLarge(Exception):
+    """A whole message was read past and dropped: it was over the reader's limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"a request of at least {size} bytes is over the holder's limit of {limit} "
+            "bytes; send it in smaller batches"
         )
-    return _HEADER.pack(len(body)) + body
 
 
-def unpack(body: bytes) -> Any:
+def pack(obj: Any) -> bytes:
+    """``obj`` as a message ready to send: one chunk, or several when it is large."""
+    body = msgpack.packb(obj, use_bin_type=True)
+    if len(body) <= CHUNK:
+        return _HEADER.pack(len(body)) + body
+    view = memoryview(body)
+    parts: list[bytes | memoryview] = []
+    for at in range(0, len(body), CHUNK):
+        piece = view[at : at + CHUNK]
+        more = _MORE if at + CHUNK < len(body) else 0
+        parts += (_HEADER.pack(len(piece) | more), piece)
+    return b"".join(parts)
+
+
+def unpack(body: bytes | bytearray | memoryview) -> Any:
     try:
         return msgpack.unpackb(body, raw=False, strict_map_key=False)
     except Exception as exc:
         raise ProtocolError(f"malformed frame: {exc}") from exc
 
 
+class Budget:
+    """Bytes of partly received large messages, shared by the readers of one holder:
+    what many clients sending at once can make it keep. A reader that would go over it
+    fails (its connection is dropped; a client reconnects and sends again)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        with self._lock:
+            if self.used + n > self.limit:
+                raise ProtocolError(f"the holder keeps {self.used} bytes of requests already")
+            self.used += n
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
+
+
 class FrameReader:
-    """Reads frames from a socket into one reused buffer (no allocation per ``recv``).
+    """Reads messages from a blocking socket (a client's side); small chunks go through
+    one reused buffer (no allocation per ``recv``), large ones are received piece by
+    piece, so memory follows the bytes that arrived, not what a header announced.
 
     A read first polls the socket for a while before it sleeps in ``recv``: waking a
     sleeping process costs more than a round trip between two running ones (on small
@@ -68,25 +119,59 @@ class FrameReader:
         self._polls = POLLS
 
     def read(self) -> Any:
+        size, more = self._header()
+        if not more and size <= len(self._buf) - 4:  # the common case: one small chunk
+            self._fill(4 + size)
+            start = self._start + 4
+            body = bytes(self._buf[start : start + size])
+            self._consume(4 + size)
+            return unpack(body)
+        parts: list[bytes] = []
         while True:
-            avail = self._end - self._start
-            if avail >= 4:
-                (size,) = _HEADER.unpack_from(self._buf, self._start)
-                if size > MAX_FRAME:
-                    raise ProtocolError(f"frame of {size} bytes is over the limit")
-                if avail >= 4 + size:
-                    body = bytes(self._buf[self._start + 4 : self._start + 4 + size])
-                    self._start += 4 + size
-                    if self._start == self._end:
-                        self._start = self._end = 0
-                    return unpack(body)
-                self._make_room(4 + size)
-            else:
-                self._make_room(4)
-            n = self._receive(memoryview(self._buf)[self._end :])
-            if not n:
+            self._consume(4)
+            self._chunk(size, parts)
+            if not more:
+                return unpack(b"".join(parts))
+            size, more = self._header()
+
+    def _header(self) -> tuple[int, bool]:
+        self._fill(4)
+        (word,) = _HEADER.unpack_from(self._buf, self._start)
+        size = word & ~_MORE
+        if size > CHUNK:
+            raise ProtocolError(f"a chunk of {size} bytes is over the {CHUNK}-byte limit")
+        return size, bool(word & _MORE)
+
+    def _chunk(self, size: int, parts: list[bytes]) -> None:
+        """Receive a chunk's body (its header consumed) into ``parts``."""
+        buffered = min(size, self._end - self._start)
+        if buffered:
+            parts.append(bytes(self._buf[self._start : self._start + buffered]))
+            self._consume(buffered)
+        left = size - buffered
+        while left:
+            piece = self._sock.recv(min(left, _PIECE))
+            if not piece:
                 raise ConnectionError("peer closed the connection")
-            self._end += n
+            parts.append(piece)
+            left -= len(piece)
+
+    def _consume(self, n: int) -> None:
+        self._start += n
+        if self._start == self._end:
+            self._start = self._end = 0
+
+    def _fill(self, n: int) -> None:
+        """Have at least ``n`` (at most the buffer's size) unread bytes in the buffer."""
+        while self._end - self._start < n:
+            if len(self._buf) - self._start < n:  # move the unread bytes to the front
+                unread = self._buf[self._start : self._end]
+                self._buf[: len(unread)] = unread
+                self._start, self._end = 0, len(unread)
+            got = self._receive(memoryview(self._buf)[self._end :])
+            if not got:
+                raise ConnectionError("peer closed the connection")
+            self._end += got
 
     def _receive(self, view: memoryview) -> int:
         recv_into = self._sock.recv_into
@@ -103,16 +188,6 @@ class FrameReader:
         n = recv_into(view)
         self._polls = POLLS if time.monotonic() - started < SHORT_SLEEP else self._polls // 2
         return n
-
-    def _make_room(self, frame: int) -> None:
-        """Keep room after the unread bytes for a whole frame of ``frame`` bytes."""
-        if len(self._buf) - self._start >= frame and self._end < len(self._buf):
-            return
-        unread = self._buf[self._start : self._end]
-        if len(self._buf) < frame:
-            self._buf = bytearray(max(frame, 2 * len(self._buf)))
-        self._buf[: len(unread)] = unread
-        self._start, self._end = 0, len(unread)
 
 
 def error_reply(exc: BaseException) -> list[Any]:

@@ -1,270 +1,584 @@
 """The owner's side of a shared directory: serve the engine over a Unix socket.
 
-The process holding a directory's LevelDB runs one accept thread and one thread per
-connected client; each request is one engine method call. Only the methods in
-``_METHODS`` can be called. A client's reservations are returned when it goes away,
-and an item it dequeues from the head is held (not deleted) until the client confirms
-that the reply arrived (it says so at once, and any next request or its goodbye says it
-too), so a client dying mid-call loses nothing.
+One I/O thread serves every connection (``selectors``, non-blocking sockets): it reads
+requests as their bytes come (:class:`diskqueue.connection.Inbox`), checks each before
+it runs (:mod:`diskqueue.requests`: a bad one gets a ``TypeError``/``ValueError``
+reply, an expired one an ``Expired`` reply, and the connection stays up), runs it, and
+sends the reply as fast as the client takes it. Calls that wait for an fsync run in a
+small pool. A call that blocks (``dequeue(block=True)``, a ``put`` under ``maxsize``,
+``join``) holds no thread: it is *parked*, and tried again when the engine has a new
+item or room (one waiter thread per kind listens for that), every :data:`RETRY`
+seconds, and at its deadline.
+
+Nothing a client takes is gone before the client has it. Every take of its last reply
+is *held*: a take from the head as a reservation of its connection, a pop from the top
+as a held record (:mod:`diskqueue.holds`). The client's ``"got it"`` (or its next
+request) lets them go; its ``"put back"`` returns them, and the reservations that
+reply made, with their attempts as before; a connection that ends returns them too,
+and a holder that dies leaves them on disk for the next one to return.
+
+Messages of any size travel in chunks (:mod:`diskqueue.protocol`); a request over
+:data:`MAX_REQUEST` is read past and refused, and partly received requests of all
+clients together are bounded by :data:`MAX_BUFFERED`. The loop keeps accepting when
+the process runs out of file descriptors (a spare one lets it tell the opener so), and
+recreates the socket file when someone removes it. ``close()`` first waits, briefly,
+for the confirmations of replies already sent, so that a graceful handover never
+delivers an item twice.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
-import select
+import selectors
 import socket
 import stat
 import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import protocol
-from .errors import DiskQueueError, Empty
+from . import protocol, requests
+from .connection import MAX_PENDING, Client, Inbox, Parked, refuse, same_user, serve_take, spare_fd
+from .errors import DiskQueueError
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 log = logging.getLogger("diskqueue.server")
 
-# Engine methods a client may call, by name.
-_METHODS = frozenset({
-    "push_one", "push", "push_run", "push_unless", "push_durable", "take", "take_run",
-    "take_first", "pop_one",
-    "find_reserved", "ack", "ack_many", "nack", "in_flight", "peek", "get", "update",
-    "length", "lanes", "scan", "clear", "task_done", "join", "sync", "write_records",
-    "get_record", "scan_records", "ensure_kind", "info",
-})
-_BLOCKING = frozenset({"take", "take_run", "take_first", "pop_one", "push_one", "push",
-                       "push_run"})
-_SLICE = 0.2  # seconds a blocking call waits before checking its client is still there
-_HEAD_TAKES = frozenset({"take", "take_run", "take_first", "pop_one"})
+_METHODS = requests.METHODS  # what remote.py builds its methods from
+_HEAD_TAKES = requests.TAKES
 RECEIVED = "got it"  # a client's word that a reply arrived; no reply to it
+PUT_BACK = "put back"  # ...that it did not: return what the reply took
+BYE = "bye"
+RETRY = 0.2  # seconds between tries of a parked call, whatever the engine says
+SETTLE_WAIT = 0.05  # close(): the longest wait for confirmations of replies sent
+WATCH_EVERY = 1.0  # seconds between checks that the socket file is still ours
+MAX_REQUEST = 256 * 1024 * 1024  # bytes of one request
+MAX_BUFFERED = 1024 * 1024 * 1024  # bytes of partly received requests, all clients
+_POOLED = frozenset({"sync", "push_durable", "clear"})  # calls that wait for the disk
+_POLLS = 64  # empty non-blocking selects before the loop sleeps (a busy client's next
+# call is usually microseconds away, and waking a sleeping thread costs more)
+_FD_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_LISTENER, _WAKE = "listener", "wake"
 
 
 class Server:
+    """Serves ``engine`` to other processes through the socket in its directory, from
+    the moment it is made until :meth:`close` (or, in a forked child,
+    :meth:`forget_after_fork`)."""
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.path = engine.path
+        self._sock_path = os.path.join(self.path, protocol.SOCKET_NAME)
         self._closing = False
-        self._conns: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._sock = self._listen()
-        self._thread = threading.Thread(target=self._accept_loop, name="diskqueue-serve",
+        self._clients: set[Client] = set()
+        self._parked: dict[Client, Parked] = {}
+        self._budget = protocol.Budget(MAX_BUFFERED)
+        self._starved = False  # out of file descriptors since the last accept
+        self._spare: Optional[int] = spare_fd()
+        self._scratch = bytearray(256 * 1024)  # what each recv reads into
+        self._view = memoryview(self._scratch)
+        self._soonest = math.inf  # the earliest deadline of a parked call
+        self._done: deque[tuple[Client, list[Any]]] = deque()  # replies from the pool
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._resume_at: Optional[float] = None  # listen again then (out of descriptors)
+        self._hot: Optional[Client] = None  # the client served last
+        self._kick = {False: threading.Event(), True: threading.Event()}  # waiters
+        self._sock, self._ino = self._listen()
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        self._sel.register(self._sock, selectors.EVENT_READ, _LISTENER)
+        self._thread = threading.Thread(target=self._run, name="diskqueue-serve",
                                         daemon=True)
         self._thread.start()
+        for room in (False, True):
+            threading.Thread(target=self._wait_engine, args=(room,), daemon=True,
+                             name="diskqueue-wait").start()
 
-    def _listen(self) -> socket.socket:
+    # -- the listening socket -------------------------------------------------
+    def _listen(self) -> tuple[socket.socket, int]:
         mode = os.stat(self.path).st_mode
         if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
             raise DiskQueueError(
                 f"{self.path} is world-writable; other users could replace its socket. "
                 f"Run `chmod o-w {self.path}` to share it between processes"
             )
-        sock_path = os.path.join(self.path, protocol.SOCKET_NAME)
         address, keep = protocol.socket_address(self.path)
         try:
             try:
-                os.unlink(sock_path)  # left by an owner that died: we hold the lock now
+                os.unlink(self._sock_path)  # left by an owner that died: we hold the lock
             except FileNotFoundError:
                 pass
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(address)
-            os.chmod(sock_path, 0o600)  # before listen(): nobody can connect until then
-            sock.listen(128)
-            return sock
+            try:
+                sock.bind(address)
+                os.chmod(self._sock_path, 0o600)  # before listen(): nobody connects yet
+                sock.listen(128)
+                ino = os.stat(self._sock_path).st_ino
+            except BaseException:
+                sock.close()
+                raise
+            sock.setblocking(False)
+            return sock, ino
         finally:
             protocol.release_address(keep)
 
-    def _accept_loop(self) -> None:
-        while True:
+    def _check_socket_file(self) -> None:
+        """Bind a new socket when ours was removed (a tmp cleaner) or replaced."""
+        try:
+            ours = os.stat(self._sock_path).st_ino == self._ino
+        except OSError:
+            ours = False
+        if ours or self._closing:
+            return
+        log.warning("%s was removed; listening on a new one", self._sock_path)
+        try:
+            sock, ino = self._listen()
+        except (OSError, DiskQueueError) as exc:
+            log.warning("cannot recreate %s: %s", self._sock_path, exc)
+            return
+        self._sel.unregister(self._sock)
+        self._sock.close()
+        self._sock, self._ino = sock, ino
+        self._sel.register(sock, selectors.EVENT_READ, _LISTENER)
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _FD_ERRORS:
+                    self._out_of_fds()
+                else:
+                    log.warning("accept on %s failed: %s", self._sock_path, exc)
+                return
+            self._starved = False
+            if not same_user(conn):
+                conn.close()
+                continue
+            conn.setblocking(False)
+            client = Client(conn, Inbox(MAX_REQUEST, self._budget))
+            self._clients.add(client)
+            self._sel.register(conn, selectors.EVENT_READ, client)
+
+    def _out_of_fds(self) -> None:
+        """No file descriptor for a new connection: log it once per burst, refuse an
+        opener through the spare descriptor (it gets an error, not a hang), and stop
+        listening for a moment."""
+        if not self._starved:
+            log.warning("%s: out of file descriptors; refusing new connections until "
+                        "some close (raise RLIMIT_NOFILE to serve more)", self.path)
+            self._starved = True
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
             try:
                 conn, _ = self._sock.accept()
             except OSError:
-                return  # closed
-            if not _same_user(conn):
-                conn.close()
-                continue
-            with self._lock:
-                if self._closing:
-                    conn.close()
-                    return
-                self._conns.add(conn)
-            threading.Thread(target=self._serve, args=(conn,), name="diskqueue-client",
-                             daemon=True).start()
+                pass
+            else:
+                refuse(conn, "the holder is out of file descriptors; retry later or "
+                              "raise its RLIMIT_NOFILE")
+            self._spare = spare_fd()
+        if self._spare is None:
+            self._sel.unregister(self._sock)
+            self._resume_at = time.monotonic() + 0.05
 
-    def _serve(self, conn: socket.socket) -> None:
-        owner = object()
-        held: list[Any] = []  # head items this client took, not yet confirmed
-        reader = protocol.FrameReader(conn)
+    # -- the loop -----------------------------------------------------------------
+    def _run(self) -> None:
+        next_check = next_retry = time.monotonic() + WATCH_EVERY
+        polls = _POLLS
         try:
-            while True:
-                request = reader.read()
-                if request == "put back":  # the client refused its last take's items
-                    for ns, lane, seq, attempts in held:
-                        self._engine.nack(ns, lane, seq, attempts, True)
-                    held.clear()
+            while not self._closing:
+                hot = self._hot
+                if hot is not None and polls % 8:  # between selects, poll the client
+                    polls -= 1  # served last: its next call is the likeliest next event
+                    if self._read(hot):
+                        polls = _POLLS
                     continue
-                if held:
-                    self._confirm(held)
-                if request == RECEIVED:
+                events = self._sel.select(0)
+                if events:
+                    polls = _POLLS
+                elif polls:
+                    polls -= 1
                     continue
-                if request == "bye":
-                    return
-                reply = self._call(conn, request, owner, held)
-                conn.sendall(protocol.pack(reply))
+                else:
+                    events = self._sel.select(self._sleep_for(next_retry))
+                    polls = _POLLS if events else 0
+                for key, mask in events:
+                    if key.data is _LISTENER:
+                        self._accept()
+                    elif key.data is _WAKE:
+                        self._woken()
+                    else:
+                        self._ready(key.data, mask)
+                now = time.monotonic()
+                if self._parked and (now >= next_retry or self._due(now)):
+                    self._retry(None, now)
+                    next_retry = now + RETRY
+                if now >= next_check:
+                    self._check_socket_file()
+                    next_check = now + WATCH_EVERY
+                if self._resume_at is not None and now >= self._resume_at:
+                    self._resume_at = None
+                    self._sel.register(self._sock, selectors.EVENT_READ, _LISTENER)
+        except Exception:  # the loop must not die silently: say why, close what it had
+            log.exception("the server of %s stopped", self.path)
+        finally:
+            self._wind_down()
+
+    def _sleep_for(self, next_retry: float) -> Optional[float]:
+        now = time.monotonic()
+        until = now + WATCH_EVERY
+        if self._parked:
+            until = min(until, next_retry, self._soonest)
+        if self._resume_at is not None:
+            until = min(until, self._resume_at)
+        return max(until - now, 0.0)
+
+    def _due(self, now: float) -> bool:
+        return self._soonest <= now
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # already awake, or closed
+
+    def _woken(self) -> None:
+        try:
+            signals = os.read(self._wake_r, 4096)
+        except (BlockingIOError, OSError):
+            signals = b""
+        while self._done:
+            client, reply = self._done.popleft()
+            client.busy = False
+            if client in self._clients:
+                self._reply(client, reply)
+                self._serve(client)
+        if self._parked and (b"r" in signals or b"w" in signals):
+            room = None if b"r" in signals and b"w" in signals else b"w" in signals
+            self._retry(room, time.monotonic())
+
+    def _ready(self, client: Client, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush(client)
+        if mask & selectors.EVENT_READ and client in self._clients:
+            self._read(client)
+
+    def _read(self, client: Client) -> bool:
+        """Read what the client sent and serve it; False when nothing had come."""
+        try:
+            n = client.sock.recv_into(self._scratch)
+            if not n:
+                raise ConnectionError("the client closed its end")
+            client.pending.extend(client.inbox.feed(self._view[:n]))
+            # A client sends a request only once it has the last reply (control words
+            # aside): what one connection can make the holder keep stays bounded.
+            if len(client.pending) > MAX_PENDING or client.busy and any(
+                    type(m) is not str for m in client.pending):
+                raise protocol.ProtocolError("a request ahead of the last one's reply")
+        except (BlockingIOError, InterruptedError):
+            return False
         except (ConnectionError, protocol.ProtocolError, OSError) as exc:
             log.debug("client of %s went away: %s", self.path, exc)
-        finally:
-            with self._lock:
-                self._conns.discard(conn)
-            conn.close()
-            if not self._engine.closed:
-                returned = self._engine.release_owner(owner)
-                if returned:
-                    log.info("returned %d items of a client that went away", returned)
+            self._drop(client)
+            return True
+        self._hot = client
+        self._serve(client)
+        return True
 
-    def _confirm(self, held: list[Any]) -> None:
+    def _serve(self, client: Client) -> None:
+        """Serve what the client sent; a client that fails goes, the others stay."""
+        try:
+            self._next(client)
+        except (ConnectionError, protocol.ProtocolError, OSError) as exc:
+            log.debug("client of %s went away: %s", self.path, exc)
+            self._drop(client)
+        except Exception:  # a bug must cost one connection, never the holder's serving
+            log.exception("serving a client of %s", self.path)
+            self._drop(client)
+
+    def _next(self, client: Client) -> None:
+        """Serve what the client sent, in order, while nothing of it is under way."""
+        while client.pending and not client.busy and client in self._clients:
+            message = client.pending.popleft()
+            if message == PUT_BACK:
+                self._settle(client, put_back=True)
+                continue
+            self._settle(client, put_back=False)  # any next word confirms
+            if message == RECEIVED:
+                continue
+            if message == BYE:
+                raise ConnectionError("the client said goodbye")
+            if self._closing:
+                raise ConnectionError("closing: the call is left to the next holder")
+            if isinstance(message, protocol.TooLarge):
+                self._reply(client, [1, "DiskQueueError", str(message)])
+                continue
+            self._call(client, message)
+
+    def _reply(self, client: Client, reply: list[Any]) -> None:
+        data = protocol.pack(reply)
+        if not client.out:  # the common case: the socket takes it all at once
+            try:
+                sent = client.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                log.debug("client of %s went away: %s", self.path, exc)
+                self._drop(client)
+                return
+            if sent == len(data):
+                return
+        else:
+            sent = 0
+        client.out.append(memoryview(data)[sent:])
+        self._flush(client)
+
+    def _flush(self, client: Client) -> None:
+        try:
+            done = client.flush()
+        except OSError as exc:
+            log.debug("client of %s went away: %s", self.path, exc)
+            self._drop(client)
+            return
+        if done == client.writing:  # start or stop waiting for the socket to take more
+            client.writing = not done
+            events = selectors.EVENT_READ | (0 if done else selectors.EVENT_WRITE)
+            self._sel.modify(client.sock, events, client)
+
+    def _drop(self, client: Client) -> None:
+        if self._hot is client:
+            self._hot = None
+        if client not in self._clients:
+            return
+        self._clients.discard(client)
+        self._parked.pop(client, None)
+        try:
+            self._sel.unregister(client.sock)
+        except (KeyError, ValueError):
+            pass
+        client.sock.close()
+        client.inbox.release()
+        self._let_go(client)
+
+    # -- settling -------------------------------------------------------------------
+    def _settle(self, client: Client, put_back: bool) -> None:
+        """The client's word on its last reply: let go of its takes, or return them."""
+        held, tops, reserved = client.held, client.tops, client.reserved
+        if not (held or tops or reserved):
+            return
+        client.held, client.tops, client.reserved = [], [], []
+        engine = self._engine
+        try:
+            if put_back:
+                engine.unreserve(held + reserved)
+            elif held:
+                self._ack(held)
+            if tops:
+                engine.settle_tops(tops, put_back)
+        except DiskQueueError as exc:
+            log.debug("settling a client's takes: %s", exc)
+
+    def _ack(self, held: list[tuple[bytes, bytes, int, int]]) -> None:
         try:
             self._engine.ack_many(held)
-        except DiskQueueError:
-            log.debug("held items were cleared meanwhile")
-        held.clear()
+        except DiskQueueError:  # one was cleared meanwhile: let go of the others
+            for one in held:
+                try:
+                    self._engine.ack_many([one])
+                except DiskQueueError:
+                    pass
 
-    def _call(self, conn: socket.socket, request: Any, owner: object,
-              held: list[Any]) -> list[Any]:
+    def _let_go(self, client: Client) -> None:
+        """A connection ended: what it held and its reservations go back."""
+        engine = self._engine
+        if engine.closed or engine.forked:
+            return  # held items stay on disk, and the next open returns them
         try:
-            method, args, kwargs, *rest = request
-            if rest and rest[0] is not None and time.time() > rest[0]:
-                return [1, "Expired", f"{self.path}: the holder did not start the call "
-                        "before its deadline; nothing was done"]
-            if method not in _METHODS or not isinstance(args, list) \
-                    or not isinstance(kwargs, dict):
-                raise protocol.ProtocolError(f"no such call: {method!r}")
+            returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, True)
+            returned += engine.release_owner(client)
+        except DiskQueueError as exc:
+            log.debug("returning a client's items: %s", exc)
+            return
+        if returned:
+            log.info("returned %d items of a client that went away", returned)
+
+    # -- calls ------------------------------------------------------------------
+    def _call(self, client: Client, request: object) -> None:
+        try:
+            method, kwargs, deadline = requests.parse(request)
         except (TypeError, ValueError) as exc:
-            raise protocol.ProtocolError(f"malformed request: {exc}") from exc
+            return self._reply(client, protocol.error_reply(exc))
+        if deadline is not None and time.time() > deadline:
+            return self._reply(client, [1, "Expired", f"the holder did not start {method}() "
+                                                      "before its deadline; it was not run"])
+        if method in _POOLED:
+            client.busy = True
+            self._pooled(client, method, kwargs)
+            return None
+        wait = method == "join" or bool(kwargs.get("block"))
+        if wait:
+            timeout = kwargs.get("timeout")
+            parked = Parked(method, {**kwargs, "block": False} if method != "join"
+                            else {**kwargs, "timeout": 0},
+                            None if timeout is None else time.monotonic() + timeout,
+                            method in ("push_one", "push", "push_run"))
+            if self._try(client, parked, final=False):
+                return None
+            client.busy = True
+            self._parked[client] = parked
+            if parked.deadline is not None:
+                self._soonest = min(self._soonest, parked.deadline)
+            self._kick[parked.room].set()
+            return None
+        self._reply(client, self._run_call(client, method, kwargs))
+        return None
+
+    def _run_call(self, client: Client, method: str, kwargs: dict[str, Any]) -> list[Any]:
         try:
             if method in _HEAD_TAKES:
-                return [0, self._head_take(conn, method, args, kwargs, owner, held)]
-            if method in _BLOCKING and kwargs.get("block"):
-                return [0, self._sliced(conn, getattr(self._engine, method), args, kwargs)]
-            return [0, getattr(self._engine, method)(*args, **kwargs)]
-        except protocol.ProtocolError:
-            raise
-        except (DiskQueueError, TypeError, ValueError, KeyError) as exc:
+                return [0, serve_take(self._engine, client, method, kwargs)]
+            return [0, getattr(self._engine, method)(**kwargs)]
+        except Exception as exc:  # a reply, never a dropped connection
+            if not isinstance(exc, (DiskQueueError, TypeError, ValueError, KeyError)):
+                log.warning("%s() of a client raised", method, exc_info=True)
             return protocol.error_reply(exc)
 
-    def _head_take(self, conn: socket.socket, method: str, args: list[Any],
-                   kwargs: dict[str, Any], owner: object, held: list[Any]) -> Any:
-        """A dequeue from the head is a reservation until the client confirms it."""
-        engine = self._engine
-        shape = "list"  # of entries; "one" entry for pop_one, "columns" for take_run
-        if method == "pop_one":
-            ns, lane, desc, from_tail, block, timeout = (args + [False, False, False, None])[:6]
-            method, args, shape = "take", [ns, 1], "one"
-            kwargs = {"lane": lane, "desc": desc, "from_tail": from_tail, "block": block,
-                      "timeout": timeout}
-        elif method == "take_run":
-            ns, lane, n, from_tail, block, timeout = (args + [False, False, None])[:6]
-            method, args, shape = "take", [ns, n], "columns"
-            kwargs = {"lane": lane, "from_tail": from_tail, "block": block, "timeout": timeout}
-        lease = kwargs.get("lease")
-        if lease is None and not kwargs.get("from_tail"):
-            kwargs["lease"] = math.inf
-        kwargs["owner"] = owner
-        call = getattr(engine, method)
-        result = self._sliced(conn, call, args, kwargs) if kwargs.get("block") \
-            else call(*args, **kwargs)
-        if method == "take_first":
-            ns, (lane, seq, key, data, attempts) = result
-            if lease is None:
-                held.append((ns, lane, seq, attempts))
-                return [ns, [lane, seq, key, data, 0]]
-            return result
-        if lease is None and not kwargs.get("from_tail"):
-            for lane, seq, _, _, attempts in result:
-                held.append((args[0], lane, seq, attempts))
-            result = [[lane, seq, key, data, 0] for lane, seq, key, data, _ in result]
-        if shape == "one":
-            return result[0]
-        if shape == "columns":
-            return [[e[1] for e in result], [[e[2], e[3]] for e in result]]
-        return result
+    def _try(self, client: Client, parked: Parked, final: bool) -> bool:
+        """One quick try of a waiting call; True when it answered the client."""
+        reply = self._run_call(client, parked.method, parked.kwargs)
+        if reply[0] == 1 and reply[1] in ("Empty", "Full") and not final:
+            return False
+        self._reply(client, reply)
+        return True
 
-    def _sliced(self, conn: socket.socket, call: Any, args: list[Any],
-                kwargs: dict[str, Any]) -> Any:
-        """Run a blocking call in slices, giving up when the client has gone."""
-        timeout: Optional[float] = kwargs.get("timeout")
-        left = timeout
-        while True:
-            step = _SLICE if left is None else min(_SLICE, left)
+    def _retry(self, room: Optional[bool], now: float) -> None:
+        """Try the parked calls again (those waiting for room, for an item, or all)."""
+        for client, parked in list(self._parked.items()):
+            if room is not None and parked.room != room:
+                continue
+            final = parked.deadline is not None and parked.deadline <= now
+            if client in self._clients and self._try(client, parked, final):
+                self._parked.pop(client, None)
+                client.busy = False
+                self._serve(client)
+        self._soonest = min((p.deadline for p in self._parked.values()
+                             if p.deadline is not None), default=math.inf)
+
+    def _pooled(self, client: Client, method: str, kwargs: dict[str, Any]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(4, thread_name_prefix="diskqueue-disk")
+
+        def run() -> None:
+            self._done.append((client, self._run_call(client, method, kwargs)))
+            self._wake()
+
+        self._pool.submit(run)
+
+    def _wait_engine(self, room: bool) -> None:
+        """Sleep in the engine until it has an item (or room) for the parked calls,
+        then wake the loop: one thread for all of them."""
+        kick = self._kick[room]
+        signal = b"w" if room else b"r"
+        while not self._closing:
+            if not any(p.room == room for p in list(self._parked.values())):
+                kick.clear()
+                kick.wait(WATCH_EVERY)
+                continue
+            if self._engine.wait_for_change(room, RETRY):
+                self._wake_with(signal)
+
+    def _wake_with(self, signal: bytes) -> None:
+        try:
+            os.write(self._wake_w, signal)
+        except (BlockingIOError, OSError):
+            pass
+
+    # -- closing ------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop serving: wait (at most :data:`SETTLE_WAIT`) for confirmations of the
+        replies sent, then end every connection; clients move to the next holder."""
+        if self._closing:
+            return
+        self._closing = True
+        self._wake()
+        for kick in self._kick.values():
+            kick.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(5)
+
+    def _wind_down(self) -> None:
+        """On the loop's way out: settle what can be settled in a moment, then end."""
+        try:
+            self._sel.unregister(self._sock)
+        except (KeyError, ValueError):
+            pass
+        self._sock.close()
+        end = time.monotonic() + SETTLE_WAIT
+        while any(c.held or c.tops or (c.busy and c not in self._parked)
+                  for c in self._clients):
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            for key, mask in self._sel.select(left):
+                if key.data is _WAKE:
+                    self._woken()
+                elif key.data is not _LISTENER:
+                    self._ready(key.data, mask)
+        for client in list(self._clients):
             try:
-                return call(*args, **{**kwargs, "timeout": step})
-            except Empty:
-                if left is not None:
-                    left -= step
-                    if left <= 0:
-                        raise
-                if _gone(conn):
-                    raise ConnectionError("client left during a blocking call") from None
+                client.sock.shutdown(socket.SHUT_RDWR)  # forked copies end too
+            except OSError:
+                pass
+            self._drop(client)
+        try:
+            if os.stat(self._sock_path).st_ino == self._ino:
+                os.unlink(self._sock_path)
+        except OSError:
+            pass
+        for fd in (self._spare, self._wake_r, self._wake_w):
+            if fd is not None:
+                os.close(fd)
+        self._spare = None
+        self._sel.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
     def forget_after_fork(self) -> None:
-        """In a child after fork(): close this process's copies of the listening socket
-        and of the clients' connections, shutting nothing down (they are the parent's)."""
+        """In a child after fork(): close this process's copies of the listening socket,
+        of every connection and of the loop's descriptors, with close() alone.
+        shutdown() would end them for the parent too; the parent (or the next holder)
+        goes on serving. No thread of the server exists in the child."""
         self._closing = True
-        for sock in [self._sock, *self._conns]:
+        clients, self._clients = list(self._clients), set()
+        self._parked = {}
+        self._pool = None
+        for sock in [self._sock, *(c.sock for c in clients)]:
             try:
                 sock.close()
             except OSError:
                 pass
-        self._conns = set()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closing = True
-            conns = list(self._conns)
+        for fd in (self._spare, self._wake_r, self._wake_w):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._spare = None
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            self._sel.close()  # our copy of the epoll descriptor only
         except OSError:
             pass
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        try:
-            os.unlink(os.path.join(self.path, protocol.SOCKET_NAME))
-        except OSError:
-            pass
-
-
-def _gone(conn: socket.socket) -> bool:
-    """True when the peer closed its end (it may not send anything while it waits)."""
-    poller = select.poll()
-    poller.register(conn, select.POLLIN | select.POLLHUP)
-    for _, event in poller.poll(0):
-        if event & select.POLLHUP:
-            return True
-        if event & select.POLLIN:
-            try:
-                return conn.recv(1, socket.MSG_PEEK) == b""
-            except OSError:
-                return True
-    return False
-
-
-def _same_user(conn: socket.socket) -> bool:
-    """On Linux, refuse a peer of another user even if the socket's mode let it in."""
-    peercred = getattr(socket, "SO_PEERCRED", None)
-    if peercred is None:
-        return True
-    import struct
-
-    creds = conn.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i"))
-    _, uid, _ = struct.unpack("3i", creds)
-    return uid == os.getuid()

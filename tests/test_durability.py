@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import random
+import signal
 import time
 
 import pytest
@@ -519,9 +520,10 @@ def test_sync_true_eight_threads_killed_keep_every_acknowledged_item(tmp_path):
 # holder nor take the directory over.
 
 HOLDER = r"""
-import os, sys, time
+import os, signal, sys, time
 import diskqueue as dq
 q = dq.Queue(sys.argv[1])
+signal.signal(signal.SIGUSR1, lambda *_: q._engine._server.close())  # alive, unreachable
 if len(q) == 0:
     q.enqueue("held")
 os.write(1, f"ready {os.getpid()}\n".encode())
@@ -539,10 +541,12 @@ def test_unreachable_live_holder_gives_locked_naming_its_pid(tmp_path):
         line = holder.wait_lines(1, timeout=30)[0]
         pid = holder.proc.pid
         assert line == f"ready {pid}"
-        try:
-            os.unlink(os.path.join(path, SOCKET))  # nobody can reach the holder now
-        except FileNotFoundError:
-            pass  # a holder that does not serve at all: just as unreachable
+        # A removed socket file comes back within a second: stop the serving instead.
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while os.path.exists(os.path.join(path, SOCKET)):  # nobody can reach it now
+            assert time.monotonic() < deadline, "the holder kept serving"
+            time.sleep(0.01)
         # another process tries too (at the same time: each may wait for a takeover)
         other = faults.Child(
             """
