@@ -1,4 +1,5 @@
-"""One client connection of a holder, as its single I/O thread sees it.
+"""One client connection of a holder, as its single I/O thread sees it, and the
+listening socket it comes through.
 
 Bytes are read as they come (non-blocking) and cut into messages by an :class:`Inbox`,
 which keeps only what has arrived (a header is never trusted with memory) and charges
@@ -10,17 +11,22 @@ held takes, reservations that reply made, and a call waiting for an item or for 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
+import stat
 import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from . import protocol
+from .errors import DiskQueueError
 
 if TYPE_CHECKING:
     from .engine import Engine, Entry
+
+log = logging.getLogger("diskqueue.server")
 
 _HEADER = struct.Struct(">I")
 _MORE = 0x80000000
@@ -225,3 +231,75 @@ def same_user(conn: socket.socket) -> bool:
         return False
     _, uid, _ = struct.unpack("3i", creds)
     return uid == os.getuid()
+
+
+def settle(engine: Engine, client: Client, put_back: bool) -> None:
+    """The client's word on its last reply: let go of its takes, or return them."""
+    held, tops, reserved = client.held, client.tops, client.reserved
+    if not (held or tops or reserved):
+        return
+    client.held, client.tops, client.reserved = [], [], []
+    try:
+        if put_back:
+            engine.unreserve(held + reserved)
+        elif held:
+            _ack(engine, held)
+        if tops:
+            engine.settle_tops(tops, put_back)
+    except DiskQueueError as exc:
+        log.debug("settling a client's takes: %s", exc)
+
+
+def _ack(engine: Engine, held: list[Held]) -> None:
+    try:
+        engine.ack_many(held)
+    except DiskQueueError:  # one was cleared meanwhile: let go of the others
+        for one in held:
+            try:
+                engine.ack_many([one])
+            except DiskQueueError:
+                pass
+
+
+def let_go(engine: Engine, client: Client) -> None:
+    """A connection ended: what it held and its reservations go back."""
+    if engine.closed or engine.forked:
+        return  # held items stay on disk, and the next open returns them
+    try:
+        returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, True)
+        returned += engine.release_owner(client)
+    except DiskQueueError as exc:
+        log.debug("returning a client's items: %s", exc)
+        return
+    if returned:
+        log.info("returned %d items of a client that went away", returned)
+
+
+def listen(path: str, sock_path: str) -> tuple[socket.socket, int]:
+    """A listening socket at ``sock_path`` in ``path``, only for this user; and the
+    socket file's inode, to tell later whether it is still ours."""
+    mode = os.stat(path).st_mode
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        raise DiskQueueError(
+            f"{path} is world-writable; other users could replace its socket. "
+            f"Run `chmod o-w {path}` to share it between processes"
+        )
+    address, keep = protocol.socket_address(path)
+    try:
+        try:
+            os.unlink(sock_path)  # left by an owner that died: we hold the lock
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(address)
+            os.chmod(sock_path, 0o600)  # before listen(): nobody connects yet
+            sock.listen(128)
+            ino = os.stat(sock_path).st_ino
+        except BaseException:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock, ino
+    finally:
+        protocol.release_address(keep)

@@ -34,7 +34,6 @@ import math
 import os
 import selectors
 import socket
-import stat
 import threading
 import time
 from collections import deque
@@ -42,7 +41,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import protocol, requests
-from .connection import MAX_PENDING, Client, Inbox, Parked, refuse, same_user, serve_take, spare_fd
+from .connection import (
+    MAX_PENDING,
+    Client,
+    Inbox,
+    Parked,
+    let_go,
+    listen,
+    refuse,
+    same_user,
+    serve_take,
+    settle,
+    spare_fd,
+)
 from .errors import DiskQueueError
 
 if TYPE_CHECKING:
@@ -106,31 +117,7 @@ class Server:
 
     # -- the listening socket -------------------------------------------------
     def _listen(self) -> tuple[socket.socket, int]:
-        mode = os.stat(self.path).st_mode
-        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
-            raise DiskQueueError(
-                f"{self.path} is world-writable; other users could replace its socket. "
-                f"Run `chmod o-w {self.path}` to share it between processes"
-            )
-        address, keep = protocol.socket_address(self.path)
-        try:
-            try:
-                os.unlink(self._sock_path)  # left by an owner that died: we hold the lock
-            except FileNotFoundError:
-                pass
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.bind(address)
-                os.chmod(self._sock_path, 0o600)  # before listen(): nobody connects yet
-                sock.listen(128)
-                ino = os.stat(self._sock_path).st_ino
-            except BaseException:
-                sock.close()
-                raise
-            sock.setblocking(False)
-            return sock, ino
-        finally:
-            protocol.release_address(keep)
+        return listen(self.path, self._sock_path)
 
     def _check_socket_file(self) -> None:
         """Bind a new socket when ours was removed (a tmp cleaner) or replaced."""
@@ -374,47 +361,11 @@ class Server:
         client.inbox.release()
         self._let_go(client)
 
-    # -- settling -------------------------------------------------------------------
     def _settle(self, client: Client, put_back: bool) -> None:
-        """The client's word on its last reply: let go of its takes, or return them."""
-        held, tops, reserved = client.held, client.tops, client.reserved
-        if not (held or tops or reserved):
-            return
-        client.held, client.tops, client.reserved = [], [], []
-        engine = self._engine
-        try:
-            if put_back:
-                engine.unreserve(held + reserved)
-            elif held:
-                self._ack(held)
-            if tops:
-                engine.settle_tops(tops, put_back)
-        except DiskQueueError as exc:
-            log.debug("settling a client's takes: %s", exc)
-
-    def _ack(self, held: list[tuple[bytes, bytes, int, int]]) -> None:
-        try:
-            self._engine.ack_many(held)
-        except DiskQueueError:  # one was cleared meanwhile: let go of the others
-            for one in held:
-                try:
-                    self._engine.ack_many([one])
-                except DiskQueueError:
-                    pass
+        settle(self._engine, client, put_back)
 
     def _let_go(self, client: Client) -> None:
-        """A connection ended: what it held and its reservations go back."""
-        engine = self._engine
-        if engine.closed or engine.forked:
-            return  # held items stay on disk, and the next open returns them
-        try:
-            returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, True)
-            returned += engine.release_owner(client)
-        except DiskQueueError as exc:
-            log.debug("returning a client's items: %s", exc)
-            return
-        if returned:
-            log.info("returned %d items of a client that went away", returned)
+        let_go(self._engine, client)
 
     # -- calls ------------------------------------------------------------------
     def _call(self, client: Client, request: object) -> None:
