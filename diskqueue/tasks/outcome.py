@@ -29,7 +29,7 @@ def describe(exc: BaseException) -> str:
             text = show(exc)
         except BaseException:  # noqa: B036 - any failure here only means "try another way"
             continue
-        if isinstance(text, str):
+        if isinstance(text, str) and text:  # an empty message says nothing: try repr
             return text
     return f"<{type(exc).__name__} object: its __str__ and __repr__ raised>"
 
@@ -82,3 +82,23 @@ def timed_out(name: str, seconds: float) -> Outcome:
     exc = JobTimeout(f"task {name} ran longer than its timeout of {seconds:g} s",
                      error_type="JobTimeout")
     return failed(exc, "", error_type="JobTimeout")
+
+
+class Escaped(Exception):
+    """Carries a task's own ``KeyboardInterrupt``, ``SystemExit`` or ``CancelledError``
+    out of the asyncio Task that runs its coroutine: left bare, the first two would be
+    re-raised out of the event loop itself (ending the pool), and before Python 3.11 a
+    ``CancelledError`` loses its message when it crosses a Task."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
+
+
+async def contained(awaitable: Any) -> Any:
+    """Await a task's coroutine, its ``KeyboardInterrupt``/``SystemExit`` wrapped in
+    :class:`Escaped`."""
+    try:
+        return await awaitable
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise Escaped(exc) from None

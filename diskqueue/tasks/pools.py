@@ -143,23 +143,6 @@ class ThreadPool:
                         "it will run again after a restart", run.job.id, run.record["task"])
 
 
-class _Escaped(Exception):
-    """Carries a task's ``KeyboardInterrupt`` or ``SystemExit`` out of the task that
-    ``wait_for`` wraps a coroutine in, which would otherwise re-raise it out of the event
-    loop itself (ending the pool)."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(type(error).__name__)
-        self.error = error
-
-
-async def _contained(awaitable: Any) -> Any:
-    try:
-        return await awaitable
-    except (KeyboardInterrupt, SystemExit) as exc:
-        raise _Escaped(exc) from None
-
-
 class AsyncPool:
     """One event loop thread running ``async def`` tasks, at most ``concurrency`` at a
     time; plain functions run in a thread pool of the same size. Timeouts cancel the
@@ -245,10 +228,10 @@ class AsyncPool:
         token = context.bind(run.job.id, lambda value: runner.report(run, value))
         try:
             value = await asyncio.wait_for(
-                _contained(task.fn(*run.record.get("args", ()), **run.record.get("kwargs", {}))),
+                O.contained(task.fn(*run.record.get("args", ()), **run.record.get("kwargs", {}))),
                 task.options.timeout)
             out = O.success(value)
-        except _Escaped as wrapper:
+        except O.Escaped as wrapper:
             out = O.failed(wrapper.error)
         except Retry as exc:
             out = O.failed(exc, retry_delay=exc.delay)

@@ -225,6 +225,8 @@ class Runner:
             out = O.failed(exc, retry_delay=exc.delay)
         except asyncio.TimeoutError:
             out = O.timed_out(task.name, task.options.timeout or 0)
+        except O.Escaped as wrapper:
+            out = O.failed(wrapper.error)
         except BaseException as exc:  # noqa: B036 - see the docstring
             out = O.failed(exc)
         finally:
@@ -234,7 +236,12 @@ class Runner:
 
     @staticmethod
     async def _bounded(awaitable: Any, timeout: Optional[float]) -> Any:
-        return await asyncio.wait_for(awaitable, timeout)
+        try:
+            return await asyncio.wait_for(O.contained(awaitable), timeout)
+        except asyncio.CancelledError as exc:
+            # Nothing cancels this loop's only task: the task raised it itself (a timeout
+            # comes out of wait_for as TimeoutError).
+            raise O.Escaped(exc) from None
 
     def _after_run(self, run: Run, out: O.Outcome) -> None:
         if self.hooks.wants("after_run"):
