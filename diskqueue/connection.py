@@ -20,7 +20,7 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
-from . import protocol
+from . import peercred, protocol
 from .errors import DiskQueueError
 
 if TYPE_CHECKING:
@@ -221,16 +221,12 @@ def spare_fd() -> Optional[int]:
 
 
 def same_user(conn: socket.socket) -> bool:
-    """On Linux, refuse a peer of another user even if the socket's mode let it in."""
-    peercred = getattr(socket, "SO_PEERCRED", None)
-    if peercred is None:
-        return True
+    """Refuse a peer of another user even if the socket's mode let it in (where the
+    platform cannot tell who connected, the socket file's 0600 mode is the guard)."""
     try:
-        creds = conn.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i"))
+        return peercred.same_user(conn)[0]
     except OSError:
         return False
-    _, uid, _ = struct.unpack("3i", creds)
-    return uid == os.getuid()
 
 
 def settle(engine: Engine, client: Client, put_back: bool) -> None:
