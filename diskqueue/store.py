@@ -7,6 +7,7 @@ package imports plyvel.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -28,6 +29,11 @@ from .errors import Corrupted, DiskQueueError, Locked
 log = logging.getLogger("diskqueue.store")
 
 PID_FILE = "diskqueue.pid"
+# Held (an fcntl lock) by the process that owns the directory, for as long as it does.
+# LevelDB's own LOCK is let go whenever LevelDB is closed, which a recovery from a failed
+# write does, and a process that took the directory in that moment changed what the
+# owner still holds in memory. Every opener takes this one first.
+LOCK_FILE = "diskqueue.lock"
 _drain: Any = deque(maxlen=0).extend  # runs an iterator of calls to its end, in C
 _WRITE_BUFFER = 4 * 1024 * 1024
 # A batch with fewer bytes of values than this reuses one WriteBatch (creating one costs
@@ -67,9 +73,17 @@ class Store:
         self.path = path
         permissions.prepare_directory(path, warn=False)  # a handle checked its mode=
         permissions.check_entries(path)
-        self._db = self._open()
-        permissions.set_file_modes(path)
         self.pid = os.getpid()
+        self._lock_fd = _take_lock(path)
+        # Named now, before LevelDB's recovery, which may take a while: until then the
+        # file would name the previous owner (maybe dead), or no one.
+        self._write_pid()
+        try:
+            self._db = self._open()
+        except BaseException:
+            self._let_go()
+            raise
+        permissions.set_file_modes(path)
         # Small batches reuse this one: callers serialize writes (the engine's lock).
         self._wb = self._db.write_batch()
         # sync and compact run beside other calls; a recovery waits until none runs.
@@ -80,7 +94,6 @@ class Store:
         self._synced_logs: set[str] = set()  # sealed log files known to be on disk
         self._current_log = ""  # the newest log when the last sync ran
         self._log_fd: int | None = None  # open on it, for its fsyncs
-        self._write_pid()
 
     def _open(self) -> Any:
         try:
@@ -403,14 +416,42 @@ class Store:
                 self._gate.notify_all()
 
     def close(self) -> None:
-        self._db.close()
-        self._close_log()
-        permissions.set_file_modes(self.path)  # what LevelDB created since the open
         try:
-            if read_pid(self.path) == self.pid:
-                os.unlink(os.path.join(self.path, PID_FILE))
+            self._db.close()
+            self._close_log()
+            permissions.set_file_modes(self.path)  # what LevelDB created since the open
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """Remove our pid file, then let go of the directory. While the lock is held no
+        other process can have written the pid file, so the one removed is ours; after
+        the lock is let go, a successor may write its own at once."""
+        try:
+            os.unlink(os.path.join(self.path, PID_FILE))
         except OSError:
             pass
+        os.close(self._lock_fd)  # closing it releases the lock
+
+
+def _take_lock(path: str) -> int:
+    """Lock the directory's :data:`LOCK_FILE` for this process, or raise ``Locked``."""
+    name = os.path.join(path, LOCK_FILE)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(name, flags, permissions.file_mode(os.stat(path).st_mode))
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise permissions.denied(path, f"cannot open {LOCK_FILE}: {exc.strerror}") from exc
+        raise DiskQueueError(f"{path}: cannot open {LOCK_FILE}: {exc.strerror}") from exc
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            raise Locked(path, read_pid(path)) from exc
+        raise DiskQueueError(f"{path}: cannot lock {LOCK_FILE}: {exc.strerror}") from exc
+    return fd
 
 
 def _log_files(path: str) -> list[str]:
@@ -468,6 +509,7 @@ def repair(path: str) -> None:
         name.endswith((".ldb", ".sst", ".log")) for name in os.listdir(path)
     ):
         raise DiskQueueError(f"{path} holds no LevelDB database to repair")
+    lock_fd = _take_lock(path)  # an owner may hold it while LevelDB's LOCK is let go
     try:
         plyvel.repair_db(path, paranoid_checks=True)
     except plyvel.Error as exc:
@@ -479,4 +521,6 @@ def repair(path: str) -> None:
         if "Permission denied" in str(text) or "Read-only file system" in str(text):
             raise permissions.denied(path, str(text)) from exc
         raise DiskQueueError(f"repair of {path} failed: {text}") from exc
+    finally:
+        os.close(lock_fd)
 
