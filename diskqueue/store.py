@@ -44,8 +44,26 @@ _value = itemgetter(1)
 # A key range holding no key: compacting it only makes LevelDB flush its memtable and
 # open a new log (see Store._switch_log).
 _NOWHERE = b"\xff" * 16
+# The process that used LevelDB first. LevelDB runs its flushes and compactions in one
+# background thread per process, started at first need; fork() copies no thread, and
+# LevelDB still thinks it runs, so in a child of that process a database never flushes:
+# its writes stop once the write buffer is full, and its close() waits for ever.
+_leveldb_pid: int | None = None
 _FULLFSYNC: int | None = getattr(fcntl, "F_FULLFSYNC", None)
 _datasync = getattr(os, "fdatasync", os.fsync)
+
+
+def can_own() -> bool:
+    """Whether this process may open LevelDB: not a child forked after its parent (or an
+    ancestor) used it (see ``_leveldb_pid``)."""
+    return _leveldb_pid is None or _leveldb_pid == os.getpid()
+
+
+def forked_note() -> str:
+    return (f", and this process cannot take it over: it was forked from process "
+            f"{_leveldb_pid}, which had used LevelDB, whose background thread does not "
+            "survive fork(). Open queues in it only as a client of another process (or "
+            "start it with the 'spawn' method, or fork before opening any queue)")
 
 
 def read_pid(path: str) -> int | None:
@@ -74,6 +92,8 @@ class Store:
         permissions.prepare_directory(path, warn=False)  # a handle checked its mode=
         permissions.check_entries(path)
         self.pid = os.getpid()
+        if not can_own():
+            raise Locked(path, read_pid(path), forked_note())
         self._lock_fd = _take_lock(path)
         # Named now, before LevelDB's recovery, which may take a while: until then the
         # file would name the previous owner (maybe dead), or no one.
@@ -96,6 +116,9 @@ class Store:
         self._log_fd: int | None = None  # open on it, for its fsyncs
 
     def _open(self) -> Any:
+        global _leveldb_pid
+        if _leveldb_pid is None:
+            _leveldb_pid = self.pid
         try:
             return plyvel.DB(
                 self.path,

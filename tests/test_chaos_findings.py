@@ -156,3 +156,52 @@ def test_the_pid_file_names_the_owner_while_leveldb_recovers(tmp_path):
         opener.kill()
         opener.wait()
     assert not wrong, f"LevelDB's LOCK held by {opener.pid} while the pid file named {wrong[:3]}"
+
+
+FORKED_AFTER_LEVELDB = r"""
+import os, sys, time
+import diskqueue as dq
+
+path, other = sys.argv[1], sys.argv[2]
+q = dq.Queue(path, codec="raw")
+for _ in range(60):  # past the write buffer: a flush ran
+    q.enqueue(b"x" * 100_000)
+q.close()  # in LevelDB's background thread, which fork() does not copy
+pid = os.fork()
+if pid == 0:
+    try:
+        child = dq.Queue(other, codec="raw", connect_timeout=1)
+        for _ in range(3):
+            child.enqueue_many([b"y" * 100_000 for _ in range(30)])  # flushes needed
+        role = child.role
+        child.close()
+        os.write(1, ("child " + role + "\n").encode())
+    except dq.DiskQueueError as exc:
+        os.write(1, ("child " + type(exc).__name__ + ": " + str(exc) + "\n").encode())
+    os._exit(0)
+print("forked", pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_child_forked_after_leveldb_ran_does_not_hang(tmp_path):
+    """A child forked from a process that had used LevelDB opened a directory nobody
+    held and became its owner; LevelDB's background thread, not copied by fork(), never
+    ran its flushes: the child's writes stopped for ever (in the soak: a forked worker
+    that took a directory over, its close() hung and every other process got Locked).
+    The child now stays out of owning and says why, at once, instead of hanging."""
+    parent = faults.Child(FORKED_AFTER_LEVELDB, str(tmp_path / "a"), str(tmp_path / "b"))
+    child_pid = None
+    try:
+        child_pid = int(parent.wait_lines(1)[0].split()[1])
+        lines = parent.wait_lines(2, timeout=20)
+    finally:
+        if child_pid is not None:
+            try:
+                os.kill(child_pid, 9)
+            except ProcessLookupError:
+                pass
+        parent.kill()
+    assert lines[1].startswith("child Locked: "), lines
+    assert "forked" in lines[1] and "fork()" in lines[1], lines
