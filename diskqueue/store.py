@@ -46,24 +46,52 @@ _value = itemgetter(1)
 _NOWHERE = b"\xff" * 16
 # The process that used LevelDB first. LevelDB runs its flushes and compactions in one
 # background thread per process, started at first need; fork() copies no thread, and
-# LevelDB still thinks it runs, so in a child of that process a database never flushes:
-# its writes stop once the write buffer is full, and its close() waits for ever.
+# LevelDB in the child still thinks it runs, so a database the child opened would never
+# flush: its writes stop once the write buffer is full, and its close() waits for ever.
 _leveldb_pid: int | None = None
+# Set in a child forked while that thread may have run: the pid of the process forked.
+_forked_from: int | None = None
+_forking: int | None = None
 _FULLFSYNC: int | None = getattr(fcntl, "F_FULLFSYNC", None)
 _datasync = getattr(os, "fdatasync", os.fsync)
 
 
 def can_own() -> bool:
-    """Whether this process may open LevelDB: not a child forked after its parent (or an
-    ancestor) used it (see ``_leveldb_pid``)."""
-    return _leveldb_pid is None or _leveldb_pid == os.getpid()
+    """Whether this process may open LevelDB: not a child forked while LevelDB's
+    background thread may have run in its parent (see ``_leveldb_pid``)."""
+    return _forked_from is None
 
 
 def forked_note() -> str:
     return (f", and this process cannot take it over: it was forked from process "
-            f"{_leveldb_pid}, which had used LevelDB, whose background thread does not "
-            "survive fork(). Open queues in it only as a client of another process (or "
-            "start it with the 'spawn' method, or fork before opening any queue)")
+            f"{_forked_from} after LevelDB ran there, and LevelDB's background thread "
+            "does not survive fork(). Open queues in it only as a client of another "
+            "process (or fork before using any queue, or use the 'spawn' start method)")
+
+
+def _threads_python_did_not_start() -> bool:
+    """Whether this process runs a thread that Python did not start (LevelDB's, once it
+    started it); True where the threads cannot be listed."""
+    try:
+        tasks = {int(name) for name in os.listdir(f"/proc/{os.getpid()}/task")}
+    except (OSError, ValueError):
+        return True
+    return bool(tasks - {t.native_id for t in threading.enumerate()})
+
+
+def _before_fork() -> None:
+    global _forking
+    risky = _leveldb_pid == os.getpid() and _threads_python_did_not_start()
+    _forking = os.getpid() if risky or _forked_from is not None else None
+
+
+def _after_fork_in_child() -> None:
+    global _forked_from
+    if _forking is not None and _forked_from is None:
+        _forked_from = _forking
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def read_pid(path: str) -> int | None:
@@ -117,8 +145,7 @@ class Store:
 
     def _open(self) -> Any:
         global _leveldb_pid
-        if _leveldb_pid is None:
-            _leveldb_pid = self.pid
+        _leveldb_pid = self.pid
         try:
             return plyvel.DB(
                 self.path,
