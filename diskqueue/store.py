@@ -174,7 +174,14 @@ class Store:
             text = text.decode("utf-8", "replace")
         text = str(text)
         if "lock" in text and ("already held" in text or "unavailable" in text):
-            return Locked(self.path, read_pid(self.path))
+            pid = read_pid(self.path)
+            if pid == os.getpid():
+                # The pid file is ours (written when diskqueue.lock was taken): it is
+                # LevelDB in this process that still holds its lock, for the process
+                # this one was forked from.
+                return Locked(self.path, None, ", whose LevelDB lock this process "
+                              "inherited across fork(): it cannot take the directory over")
+            return Locked(self.path, pid)
         if "Permission denied" in text or "Read-only file system" in text:
             return permissions.denied(self.path, text)
         if "No space left" in text or "File too large" in text or "Disk quota" in text:

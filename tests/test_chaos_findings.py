@@ -205,3 +205,41 @@ def test_a_child_forked_after_leveldb_ran_does_not_hang(tmp_path):
         parent.kill()
     assert lines[1].startswith("child Locked: "), lines
     assert "forked" in lines[1] and "fork()" in lines[1], lines
+
+
+CHILD_OF_AN_OWNER = r"""
+import os, sys, time
+import diskqueue as dq
+
+path, closed = sys.argv[1], sys.argv[2]
+q = dq.Queue(path, codec="raw")
+q.enqueue(b"x")
+pid = os.fork()
+if pid == 0:
+    while not os.path.exists(closed):
+        time.sleep(0.01)
+    try:
+        dq.Queue(path, codec="raw", connect_timeout=1)
+        os.write(1, b"child opened\n")
+    except dq.DiskQueueError as exc:
+        os.write(1, f"child {os.getpid()} {type(exc).__name__}: {exc}\n".encode())
+    os._exit(0)
+q.close()
+open(closed, "w").close()
+os.waitpid(pid, 0)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_child_that_cannot_take_over_does_not_name_itself(tmp_path):
+    """A child of the directory's owner finds the directory free once the owner closed,
+    but LevelDB in the child still holds its lock for the parent: its ``Locked`` named
+    the child itself as the holder (it had just written its pid in the pid file)."""
+    proc = subprocess.run([sys.executable, "-c", CHILD_OF_AN_OWNER, str(tmp_path / "q"),
+                           str(tmp_path / "closed")], env=faults.child_env(),
+                          capture_output=True, text=True, timeout=50, cwd=faults.REPO_ROOT)
+    line = proc.stdout.splitlines()[0]
+    assert line.startswith("child ") and "Locked" in line, proc.stdout + proc.stderr
+    child = line.split()[1]
+    assert f"process {child}" not in line, line
