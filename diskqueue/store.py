@@ -52,6 +52,10 @@ _leveldb_pid: int | None = None
 # Set in a child forked while that thread may have run: the pid of the process forked.
 _forked_from: int | None = None
 _forking: int | None = None
+# Directories (device, inode) whose LOCK_FILE this process holds. An fcntl lock belongs
+# to the process, and closing any descriptor of the file lets it go: a second open of
+# it here (a repair of a directory this process owns) must not happen.
+_locked_here: dict[tuple[int, int], int] = {}  # -> the descriptor holding the lock
 _FULLFSYNC: int | None = getattr(fcntl, "F_FULLFSYNC", None)
 _datasync = getattr(os, "fdatasync", os.fsync)
 
@@ -87,6 +91,7 @@ def _before_fork() -> None:
 
 def _after_fork_in_child() -> None:
     global _forked_from
+    _locked_here.clear()  # fcntl locks are not inherited
     if _forking is not None and _forked_from is None:
         _forked_from = _forking
 
@@ -488,7 +493,7 @@ class Store:
             os.unlink(os.path.join(self.path, PID_FILE))
         except OSError:
             pass
-        os.close(self._lock_fd)  # closing it releases the lock
+        _let_go_lock(self._lock_fd)
 
 
 def _take_lock(path: str) -> int:
@@ -496,7 +501,10 @@ def _take_lock(path: str) -> int:
     name = os.path.join(path, LOCK_FILE)
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(name, flags, permissions.file_mode(os.stat(path).st_mode))
+        st = os.stat(path)
+        if (st.st_dev, st.st_ino) in _locked_here:
+            raise Locked(path, os.getpid(), " (this process)")
+        fd = os.open(name, flags, permissions.file_mode(st.st_mode))
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise permissions.denied(path, f"cannot open {LOCK_FILE}: {exc.strerror}") from exc
@@ -508,7 +516,14 @@ def _take_lock(path: str) -> int:
         if exc.errno in (errno.EACCES, errno.EAGAIN):
             raise Locked(path, read_pid(path)) from exc
         raise DiskQueueError(f"{path}: cannot lock {LOCK_FILE}: {exc.strerror}") from exc
+    _locked_here[(st.st_dev, st.st_ino)] = fd
     return fd
+
+
+def _let_go_lock(fd: int) -> None:
+    for key in [key for key, held in _locked_here.items() if held == fd]:
+        del _locked_here[key]
+    os.close(fd)  # closing it releases the lock
 
 
 def _log_files(path: str) -> list[str]:
@@ -579,5 +594,5 @@ def repair(path: str) -> None:
             raise permissions.denied(path, str(text)) from exc
         raise DiskQueueError(f"repair of {path} failed: {text}") from exc
     finally:
-        os.close(lock_fd)
+        _let_go_lock(lock_fd)
 

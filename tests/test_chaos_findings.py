@@ -243,3 +243,21 @@ def test_a_child_that_cannot_take_over_does_not_name_itself(tmp_path):
     assert line.startswith("child ") and "Locked" in line, proc.stdout + proc.stderr
     child = line.split()[1]
     assert f"process {child}" not in line, line
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="reads /proc/locks")
+def test_a_repair_of_a_directory_this_process_owns_keeps_it_locked(tmp_path):
+    """An fcntl lock belongs to the process, and closing any descriptor of its file lets
+    it go: a repair in the owning process must not open and close the lock file."""
+    from diskqueue.repair import repair
+
+    path = str(tmp_path / "q")
+    q = dq.Queue(path)
+    try:
+        q.enqueue(1)
+        with pytest.raises(dq.Locked):
+            repair(path)
+        assert os.getpid() in _lock_holders(os.path.join(path, "diskqueue.lock"))
+        assert q.dequeue().value == 1
+    finally:
+        q.close()
