@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import os
 import shutil
 import sys
@@ -145,6 +146,9 @@ def soak(cfg: Config, base: Optional[str], keep: bool) -> tuple[Tally, str]:
     account = Accounting(cfg, tally)
     account.holders = chaos.holders
     account.pid_deaths = {p.pid: p.doomed_at for p in fleet.procs.values() if p.doomed_at}
+    for rnd in chaos.rounds:
+        if rnd.kind == "stop":
+            account.stopped[rnd.pid].append((rnd.at, rnd.resumed or math.inf))
     account.read(fleet.logs)
     account.settle(_fates(fleet, tally), left, time.time())
     if not keep:

@@ -235,6 +235,7 @@ class Round:
     gone: bool = False  # the old holder was seen to let go
     forked: Optional[bool] = None  # fork rounds: the child was seen before the kill
     takeover: Optional[float] = None  # seconds until another holder was seen
+    resumed: Optional[float] = None  # stop rounds: time.time() of the SIGCONT
 
 
 @dataclass(frozen=True)
@@ -422,6 +423,7 @@ class Chaos:
 
     def resume(self, rnd: Round) -> None:
         _signal(rnd.pid, signal.SIGCONT)
+        rnd.resumed = time.time()
         rnd.done = True
 
     def kill_parent(self, rnd: Round) -> None:

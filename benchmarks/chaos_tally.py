@@ -145,6 +145,10 @@ class Accounting:
         self.stalls: list[tuple[float, str]] = []
         self.holders: dict[str, list[Holder]] = {}  # see Chaos.note_holders
         self.pid_deaths: dict[int, float] = {}  # pid -> when it was sent a fatal signal
+        # pid -> (SIGSTOP, SIGCONT) times: a stopped process's own calls stand still
+        # while it is stopped, which is the soak's doing, not a stall of the library.
+        self.stopped: dict[int, list[tuple[float, float]]] = defaultdict(list)
+        self.pids: dict[str, int] = {}  # worker id -> pid
 
     def read(self, logs: str) -> None:
         for name in sorted(os.listdir(logs)):
@@ -160,6 +164,8 @@ class Accounting:
             self.t.example("noise", raw.decode(errors="replace").rstrip()[:200])
             return
         if not isinstance(rec, dict) or "ev" in rec:
+            if isinstance(rec, dict) and rec.get("ev") == "hello":
+                self.pids[str(rec["w"])] = int(rec["p"])
             return
         key = (rec["w"], rec["i"])
         if "op" in rec:
@@ -194,7 +200,10 @@ class Accounting:
                                                      attempts, d, float(call["t0"])))
 
     def stalled(self, call: Line, dt: float, note: str) -> None:
-        stall = dt - float(call.get("wait") or 0)
+        t0 = float(call["t0"])
+        stopped = sum(max(0.0, min(t0 + dt, cont) - max(t0, stop))
+                      for stop, cont in self.stopped.get(self.pids.get(str(call["w"]), -1), ()))
+        stall = dt - stopped - float(call.get("wait") or 0)
         if stall > self.bound:
             self.t.stalls_over += 1
             self.stalls.append((stall, f"{call['w']} {call['d']}.{call['op']} {stall:.1f} s"

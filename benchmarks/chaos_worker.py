@@ -116,6 +116,12 @@ class Worker:
                 else:
                     time.sleep(0.05)  # no directory can be opened right now
         finally:
+            # On its way out, a signal meant for a live worker (the end of the run's
+            # SIGINT, a close round's SIGUSR1) must not kill it: Python gives these
+            # signals their default action back while it exits, and the tally would
+            # count a worker that ended cleanly as crashed.
+            for sig in (signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
+                signal.signal(sig, signal.SIG_IGN)
             self.close_all()
             emit({"ev": "bye", "w": self.wid})
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Optional
 
-from . import peercred, protocol
+from . import peercred, protocol, store
 from .errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
 from .remote_connection import Connection, alive, timed_out
 from .server import _METHODS
@@ -398,7 +398,10 @@ def _taken_data(method: str, result: Any) -> list[bytes]:
 
 
 def _why_not(path: str) -> str:
-    """What keeps a holder from serving ``path``, when the directory says."""
+    """What keeps a holder from serving ``path``, when the directory says (or this
+    process may not become its holder)."""
+    if not store.can_own():
+        return store.forked_note()
     try:
         mode = os.stat(path).st_mode
     except OSError:

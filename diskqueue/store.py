@@ -7,6 +7,7 @@ package imports plyvel.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -28,6 +29,11 @@ from .errors import Corrupted, DiskQueueError, Locked
 log = logging.getLogger("diskqueue.store")
 
 PID_FILE = "diskqueue.pid"
+# Held (an fcntl lock) by the process that owns the directory, for as long as it does.
+# LevelDB's own LOCK is let go whenever LevelDB is closed, which a recovery from a failed
+# write does, and a process that took the directory in that moment changed what the
+# owner still holds in memory. Every opener takes this one first.
+LOCK_FILE = "diskqueue.lock"
 _drain: Any = deque(maxlen=0).extend  # runs an iterator of calls to its end, in C
 _WRITE_BUFFER = 4 * 1024 * 1024
 # A batch with fewer bytes of values than this reuses one WriteBatch (creating one costs
@@ -38,8 +44,59 @@ _value = itemgetter(1)
 # A key range holding no key: compacting it only makes LevelDB flush its memtable and
 # open a new log (see Store._switch_log).
 _NOWHERE = b"\xff" * 16
+# The process that used LevelDB first. LevelDB runs its flushes and compactions in one
+# background thread per process, started at first need; fork() copies no thread, and
+# LevelDB in the child still thinks it runs, so a database the child opened would never
+# flush: its writes stop once the write buffer is full, and its close() waits for ever.
+_leveldb_pid: int | None = None
+# Set in a child forked while that thread may have run: the pid of the process forked.
+_forked_from: int | None = None
+_forking: int | None = None
+# Directories (device, inode) whose LOCK_FILE this process holds. An fcntl lock belongs
+# to the process, and closing any descriptor of the file lets it go: a second open of
+# it here (a repair of a directory this process owns) must not happen.
+_locked_here: dict[tuple[int, int], int] = {}  # -> the descriptor holding the lock
 _FULLFSYNC: int | None = getattr(fcntl, "F_FULLFSYNC", None)
 _datasync = getattr(os, "fdatasync", os.fsync)
+
+
+def can_own() -> bool:
+    """Whether this process may open LevelDB: not a child forked while LevelDB's
+    background thread may have run in its parent (see ``_leveldb_pid``)."""
+    return _forked_from is None
+
+
+def forked_note() -> str:
+    return (f", and this process cannot take it over: it was forked from process "
+            f"{_forked_from} after LevelDB ran there, and LevelDB's background thread "
+            "does not survive fork(). Open queues in it only as a client of another "
+            "process (or fork before using any queue, or use the 'spawn' start method)")
+
+
+def _threads_python_did_not_start() -> bool:
+    """Whether this process runs a thread that Python did not start (LevelDB's, once it
+    started it); True where the threads cannot be listed."""
+    try:
+        tasks = {int(name) for name in os.listdir(f"/proc/{os.getpid()}/task")}
+    except (OSError, ValueError):
+        return True
+    return bool(tasks - {t.native_id for t in threading.enumerate()})
+
+
+def _before_fork() -> None:
+    global _forking
+    risky = _leveldb_pid == os.getpid() and _threads_python_did_not_start()
+    _forking = os.getpid() if risky or _forked_from is not None else None
+
+
+def _after_fork_in_child() -> None:
+    global _forked_from
+    _locked_here.clear()  # fcntl locks are not inherited
+    if _forking is not None and _forked_from is None:
+        _forked_from = _forking
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def read_pid(path: str) -> int | None:
@@ -67,9 +124,19 @@ class Store:
         self.path = path
         permissions.prepare_directory(path, warn=False)  # a handle checked its mode=
         permissions.check_entries(path)
-        self._db = self._open()
-        permissions.set_file_modes(path)
         self.pid = os.getpid()
+        if not can_own():
+            raise Locked(path, read_pid(path), forked_note())
+        self._lock_fd = _take_lock(path)
+        # Named now, before LevelDB's recovery, which may take a while: until then the
+        # file would name the previous owner (maybe dead), or no one.
+        self._write_pid()
+        try:
+            self._db = self._open()
+        except BaseException:
+            self._let_go()
+            raise
+        permissions.set_file_modes(path)
         # Small batches reuse this one: callers serialize writes (the engine's lock).
         self._wb = self._db.write_batch()
         # sync and compact run beside other calls; a recovery waits until none runs.
@@ -80,9 +147,10 @@ class Store:
         self._synced_logs: set[str] = set()  # sealed log files known to be on disk
         self._current_log = ""  # the newest log when the last sync ran
         self._log_fd: int | None = None  # open on it, for its fsyncs
-        self._write_pid()
 
     def _open(self) -> Any:
+        global _leveldb_pid
+        _leveldb_pid = self.pid
         try:
             return plyvel.DB(
                 self.path,
@@ -111,7 +179,14 @@ class Store:
             text = text.decode("utf-8", "replace")
         text = str(text)
         if "lock" in text and ("already held" in text or "unavailable" in text):
-            return Locked(self.path, read_pid(self.path))
+            pid = read_pid(self.path)
+            if pid == os.getpid():
+                # The pid file is ours (written when diskqueue.lock was taken): it is
+                # LevelDB in this process that still holds its lock, for the process
+                # this one was forked from.
+                return Locked(self.path, None, ", whose LevelDB lock this process "
+                              "inherited across fork(): it cannot take the directory over")
+            return Locked(self.path, pid)
         if "Permission denied" in text or "Read-only file system" in text:
             return permissions.denied(self.path, text)
         if "No space left" in text or "File too large" in text or "Disk quota" in text:
@@ -403,14 +478,52 @@ class Store:
                 self._gate.notify_all()
 
     def close(self) -> None:
-        self._db.close()
-        self._close_log()
-        permissions.set_file_modes(self.path)  # what LevelDB created since the open
         try:
-            if read_pid(self.path) == self.pid:
-                os.unlink(os.path.join(self.path, PID_FILE))
+            self._db.close()
+            self._close_log()
+            permissions.set_file_modes(self.path)  # what LevelDB created since the open
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """Remove our pid file, then let go of the directory. While the lock is held no
+        other process can have written the pid file, so the one removed is ours; after
+        the lock is let go, a successor may write its own at once."""
+        try:
+            os.unlink(os.path.join(self.path, PID_FILE))
         except OSError:
             pass
+        _let_go_lock(self._lock_fd)
+
+
+def _take_lock(path: str) -> int:
+    """Lock the directory's :data:`LOCK_FILE` for this process, or raise ``Locked``."""
+    name = os.path.join(path, LOCK_FILE)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        st = os.stat(path)
+        if (st.st_dev, st.st_ino) in _locked_here:
+            raise Locked(path, os.getpid(), " (this process)")
+        fd = os.open(name, flags, permissions.file_mode(st.st_mode))
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise permissions.denied(path, f"cannot open {LOCK_FILE}: {exc.strerror}") from exc
+        raise DiskQueueError(f"{path}: cannot open {LOCK_FILE}: {exc.strerror}") from exc
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            raise Locked(path, read_pid(path)) from exc
+        raise DiskQueueError(f"{path}: cannot lock {LOCK_FILE}: {exc.strerror}") from exc
+    _locked_here[(st.st_dev, st.st_ino)] = fd
+    return fd
+
+
+def _let_go_lock(fd: int) -> None:
+    for key in [key for key, held in _locked_here.items() if held == fd]:
+        del _locked_here[key]
+    os.close(fd)  # closing it releases the lock
 
 
 def _log_files(path: str) -> list[str]:
@@ -468,6 +581,7 @@ def repair(path: str) -> None:
         name.endswith((".ldb", ".sst", ".log")) for name in os.listdir(path)
     ):
         raise DiskQueueError(f"{path} holds no LevelDB database to repair")
+    lock_fd = _take_lock(path)  # an owner may hold it while LevelDB's LOCK is let go
     try:
         plyvel.repair_db(path, paranoid_checks=True)
     except plyvel.Error as exc:
@@ -479,4 +593,6 @@ def repair(path: str) -> None:
         if "Permission denied" in str(text) or "Read-only file system" in str(text):
             raise permissions.denied(path, str(text)) from exc
         raise DiskQueueError(f"repair of {path} failed: {text}") from exc
+    finally:
+        _let_go_lock(lock_fd)
 
