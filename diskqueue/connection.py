@@ -18,6 +18,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from . import protocol
+from .holders import Holder
 
 if TYPE_CHECKING:
     from .engine import Engine, Entry
@@ -127,10 +128,12 @@ class Client:
     reply. The object is also the owner of the connection's reservations."""
 
     __slots__ = ("sock", "inbox", "out", "pending", "held", "tops", "reserved", "parked",
-                 "busy", "writing", "__weakref__")
+                 "busy", "writing", "holder", "__weakref__")
 
-    def __init__(self, sock: socket.socket, inbox: Inbox) -> None:
+    def __init__(self, sock: socket.socket, inbox: Inbox,
+                 holder: Optional[Holder] = None) -> None:
         self.sock = sock
+        self.holder = holder  # the client process, written into what it holds
         self.inbox = inbox
         self.out: deque[memoryview] = deque()  # replies the socket has not taken yet
         self.pending: deque[Any] = deque()  # requests read, waiting for the current one
@@ -176,7 +179,7 @@ def serve_take(engine: Engine, client: Client, method: str, a: dict[str, Any]) -
         client.reserved = [(a["ns"], e[0], e[1], e[4]) for e in entries]
         return entries
     if a["from_tail"]:
-        entries, client.tops = engine.hold_top(a["ns"], n, **where)
+        entries, client.tops = engine.hold_top(a["ns"], n, **where, holder=client.holder)
     else:
         entries = _hold(client, a["ns"], engine.take(a["ns"], n, **where, lease=math.inf,
                                                      owner=client))

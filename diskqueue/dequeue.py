@@ -14,12 +14,11 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Optional
 
-import msgpack
-
 from . import keys
 from .compaction import COMPACT_EVERY
 from .enqueue import _deadline
 from .errors import Empty
+from .inherited import aside_value
 from .lanes import Lane, Space
 
 if TYPE_CHECKING:
@@ -129,6 +128,10 @@ class Takes:
         entries: list[Entry] = []
         deletes: list[bytes] = []
         puts: list[tuple[bytes, bytes]] = []
+        # A client's reservations name the client process (and when the lease ends), so
+        # that the next holder keeps them while it lives: see inherited.py.
+        holder = getattr(owner, "holder", None) if lease is not None else None
+        expiry = None if holder is None or lease == math.inf else time.time() + lease  # type: ignore[operator]
         for ln_key, seq in picked:
             key = sp.item_prefix + ln_key + seq.to_bytes(8, "big")
             data = self._store.get(key)
@@ -142,7 +145,7 @@ class Takes:
                 entries.append((ln_key, seq, key, data, 0))
             else:
                 attempts += 1
-                puts.append((sp.aside_key(ln_key, seq), msgpack.packb(attempts)))
+                puts.append((sp.aside_key(ln_key, seq), aside_value(attempts, holder, expiry)))
                 entries.append((ln_key, seq, key, data, attempts))
         if check is not None:
             check([entry[3] for entry in entries])

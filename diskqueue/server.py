@@ -41,7 +41,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import protocol, requests
+from . import holders, peercred, protocol, requests
 from .connection import MAX_PENDING, Client, Inbox, Parked, refuse, same_user, serve_take, spare_fd
 from .errors import DiskQueueError
 
@@ -168,7 +168,9 @@ class Server:
                 conn.close()
                 continue
             conn.setblocking(False)
-            client = Client(conn, Inbox(MAX_REQUEST, self._budget))
+            peer = peercred.peer_of(conn)
+            client = Client(conn, Inbox(MAX_REQUEST, self._budget),
+                            holders.identity(peer.pid if peer else None))
             self._clients.add(client)
             self._sel.register(conn, selectors.EVENT_READ, client)
 
@@ -229,6 +231,7 @@ class Server:
                     next_retry = now + RETRY
                 if now >= next_check:
                     self._check_socket_file()
+                    self._check_holders()
                     next_check = now + WATCH_EVERY
                 if self._resume_at is not None and now >= self._resume_at:
                     self._resume_at = None
@@ -402,10 +405,24 @@ class Server:
                 except DiskQueueError:
                     pass
 
-    def _let_go(self, client: Client) -> None:
-        """A connection ended: what it held and its reservations go back."""
+    def _check_holders(self) -> None:
+        """What live clients of the last holder held goes back once they die."""
         engine = self._engine
-        if engine.closed or engine.forked:
+        if engine._inherited or engine._inherited_tops:
+            try:
+                returned = engine.check_holders()
+            except DiskQueueError as exc:
+                log.warning("returning the items of clients that died: %s", exc)
+                return
+            if returned:
+                log.info("returned %d items of clients that died", returned)
+
+    def _let_go(self, client: Client) -> None:
+        """A connection ended: what it held and its reservations go back (but when this
+        holder is closing, they stay on disk for the next one, which keeps them while
+        the client lives: its "got it" may be on the way)."""
+        engine = self._engine
+        if engine.closed or engine.forked or self._closing and client.holder is not None:
             return  # held items stay on disk, and the next open returns them
         try:
             returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, True)
@@ -451,6 +468,11 @@ class Server:
         try:
             if method in _HEAD_TAKES:
                 return [0, serve_take(self._engine, client, method, kwargs)]
+            if method == "confirm":
+                if client.holder is None:
+                    raise DiskQueueError("confirm(): this platform does not say which "
+                                         "process the client is")
+                return [0, self._engine.confirm(**kwargs, holder=client.holder)]
             return [0, getattr(self._engine, method)(**kwargs)]
         except Exception as exc:  # a reply, never a dropped connection
             if not isinstance(exc, (DiskQueueError, TypeError, ValueError, KeyError)):
