@@ -38,6 +38,8 @@ class Reservations:
     """Mixin of :class:`diskqueue.engine.Engine`: ack, nack, leases, owners."""
 
     path: str
+    closed: bool
+    forked: bool
     _lock: threading.Lock
     _readable: threading.Condition
     _readers: int
