@@ -168,7 +168,7 @@ def serve_take(engine: Engine, client: Client, method: str, a: dict[str, Any]) -
             ns, entry = engine.take_first(**a, owner=client)
             client.reserved = [(ns, entry[0], entry[1], entry[4])]
             return [ns, entry]
-        ns, entry = engine.take_first(**{**a, "lease": math.inf}, owner=client)
+        ns, entry = engine.take_first(**{**a, "lease": math.inf}, owner=client, held=True)
         return [ns, _hold(client, ns, [entry])[0]]
     n = a.get("n", 1)
     where = {"lane": a["lane"], "block": a["block"], "timeout": a["timeout"]}
@@ -182,7 +182,7 @@ def serve_take(engine: Engine, client: Client, method: str, a: dict[str, Any]) -
         entries, client.tops = engine.hold_top(a["ns"], n, **where, holder=client.holder)
     else:
         entries = _hold(client, a["ns"], engine.take(a["ns"], n, **where, lease=math.inf,
-                                                     owner=client))
+                                                     owner=client, held=True))
     if method == "pop_one":
         return entries[0]
     if method == "take_run":

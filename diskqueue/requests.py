@@ -28,7 +28,7 @@ METHODS = frozenset({
 })
 TAKES = frozenset({"take", "take_run", "take_first", "pop_one"})
 BLOCKING = TAKES | {"push_one", "push", "push_run"}
-_LOCAL_ONLY = frozenset({"self", "owner", "check", "holder"})
+_LOCAL_ONLY = frozenset({"self", "owner", "check", "holder", "held"})
 _COUNTS = frozenset({"n", "offset", "seq", "limit", "maxsize", "attempts"})
 _DURATIONS = frozenset({"timeout", "lease"})
 # Names the engine's annotations use, for reading them back as types.

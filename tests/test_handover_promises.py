@@ -98,6 +98,48 @@ def test_reservation_of_a_client_that_dies_after_the_handover_comes_back(tmp_pat
         q.close()
 
 
+OWNER_THAT_CLOSES = """
+import os, sys, time, diskqueue as dq
+path = sys.argv[1]
+q = dq.Queue(path)
+q.enqueue_many([0, 1, 2])
+item = q.reserve(lease=60)
+print(item.value, q.role, flush=True)
+q.close()
+print("closed", flush=True)
+while not os.path.exists(os.path.join(path, "..", "ack")):
+    time.sleep(0.02)
+q = dq.Queue(path)
+q.ack(item)
+print("acked", q.role, flush=True)
+q.close()
+"""
+
+
+def test_owner_that_closes_and_lives_keeps_its_reservation_and_acks_it_as_a_client(tmp_path):
+    path = str(tmp_path / "q")
+    owner = faults.Child(OWNER_THAT_CLOSES, path)
+    try:
+        assert owner.wait_lines(2) == ["0 owner", "closed"]
+        q = dq.Queue(path)
+        try:
+            assert q.role == "owner"
+            assert q.in_flight() == 1
+            assert [q.dequeue().value, q.dequeue().value] == [1, 2]
+            with pytest.raises(dq.Empty):
+                q.dequeue()
+            (tmp_path / "ack").touch()
+            rc, lines = owner.finish(timeout=30)
+            assert (rc, lines[2]) == (0, "acked client")
+            assert q.in_flight() == 0
+            with pytest.raises(dq.Empty):
+                q.dequeue()
+        finally:
+            q.close()
+    finally:
+        owner.kill()
+
+
 CONSUMER = """
 import os, sys, time, diskqueue as dq
 path = sys.argv[1]
