@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import holders, keys
+from . import keys
 from .compaction import COMPACT_EVERY
 from .enqueue import _deadline
 from .errors import Empty
@@ -131,15 +131,12 @@ class Takes:
         entries: list[Entry] = []
         deletes: list[bytes] = []
         puts: list[tuple[bytes, bytes]] = []
-        # Reservations name the process they are for (a client's, or this one's: after
-        # a graceful close it may ack them as a client) and when the lease ends (None: a
-        # client's held take), so that the next holder keeps them while it lives: see
-        # inherited.py.
-        if lease is not None:
-            holder = holders.me() if owner is None else getattr(owner, "holder", None)
-            expiry = None if held else time.time() + lease
-        else:
-            holder = expiry = None
+        # A client's reservations name its process and when the lease ends (None: a
+        # held take), so that the next holder keeps them while it lives: see
+        # inherited.py. This process's own do not: they end when it closes the
+        # directory, as a client's end when it closes its connection.
+        holder = getattr(owner, "holder", None) if lease is not None else None
+        expiry = None if held or holder is None else time.time() + lease  # type: ignore[operator]
         for ln_key, seq in picked:
             key = sp.item_prefix + ln_key + seq.to_bytes(8, "big")
             data = self._store.get(key)
