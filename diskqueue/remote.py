@@ -3,7 +3,8 @@
 A ``RemoteEngine`` has the methods of :class:`diskqueue.engine.Engine` that handles
 use, so a handle never knows which it has (``role`` says). When the owner closes or
 dies, the next call takes the directory over (opening it here) or connects to
-whichever process did, then repeats the call: callers see a pause, not an error. A
+whichever process did, then repeats the call: callers see a pause, not an error. Takes
+the last owner held for this process are settled with the next (``_resettle_now``). A
 call repeated after a takeover may have landed before the owner died, so an enqueue
 can, rarely, be stored twice: nothing acknowledged is ever lost.
 

@@ -14,16 +14,16 @@ Nothing a client takes is gone before the client has it. Every take of its last 
 is *held*: a take from the head as a reservation of its connection, a pop from the top
 as a held record (:mod:`diskqueue.holds`). The client's ``"got it"`` (or its next
 request) lets them go; its ``"put back"`` returns them, and the reservations that
-reply made, with their attempts as before; a connection that ends returns them too,
-and a holder that dies leaves them on disk for the next one to return.
+reply made, with their attempts as before; a connection that ends returns them too.
+A holder that dies or closes leaves them on disk, naming the client process, and the
+next one keeps them while that process lives (:mod:`diskqueue.inherited`).
 
 Messages of any size travel in chunks (:mod:`diskqueue.protocol`); a request over
 :data:`MAX_REQUEST` is read past and refused, and partly received requests of all
 clients together are bounded by :data:`MAX_BUFFERED`. The loop keeps accepting when
 the process runs out of file descriptors (a spare one lets it tell the opener so), and
 recreates the socket file when someone removes it. ``close()`` first waits, briefly,
-for the confirmations of replies already sent, so that a graceful handover never
-delivers an item twice.
+for the confirmations of replies already sent.
 """
 
 from __future__ import annotations
