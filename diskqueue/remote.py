@@ -401,6 +401,11 @@ class RemoteEngine:
             self.close()
 
     def close(self) -> None:
+        if not self.closed and self.pid == os.getpid() and self._local is None:
+            with self._lock:
+                idle = [conn for conn in self._idle if conn in self._unsettled]
+            if any(_ended(conn) for conn in idle):
+                self._resettle = True  # its owner may not have read our last "got it"
         if self._resettle and not self.closed and self.pid == os.getpid():
             try:  # an owner went: settle what it held for us with the next, while we can
                 self._call("confirm", [[], [], False], {}, 0.0, None)
@@ -498,6 +503,16 @@ def _taken(method: str, args: Any, kwargs: dict[str, Any], result: Any) -> list[
     ns = args[0] if args else kwargs["ns"]  # take_run(ns, lane, n, ...)
     lane = args[1] if len(args) > 1 else kwargs["lane"]
     return [(ns, lane, seq) for seq in result[0]]
+
+
+def _ended(conn: Connection) -> bool:
+    """Whether the owner ended this idle connection (it went, or closed)."""
+    try:
+        return conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
 
 
 class _Lost:
