@@ -227,3 +227,24 @@ def test_dequeued_items_never_come_back_across_graceful_closes(tmp_path):
 
 def test_popped_items_never_come_back_under_a_sigkill_storm(tmp_path):
     _storm(tmp_path, "kill", 20, kind="Stack")
+
+
+def test_confirm_is_checked_like_every_request(tmp_path):
+    path = str(tmp_path / "q")
+    holder = faults.Child(HOLDER, path, "2")
+    try:
+        holder.wait_lines(1)
+        q = dq.Queue(path)
+        try:
+            assert q.role == "client"
+            engine = q._engine
+            with pytest.raises(TypeError, match="takes"):
+                engine.call("confirm", [["not a key"], [], True], {})
+            with pytest.raises(TypeError, match="holder"):
+                engine.call("confirm", [[], [], True], {"holder": [1, 2]})
+            assert engine.call("confirm", [[[b"", b"", 1]], [], False], {}) is False
+            assert [q.dequeue().value, q.dequeue().value] == [0, 1]  # nothing changed
+        finally:
+            q.close()
+    finally:
+        holder.kill()
