@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from . import peercred, protocol
 from .errors import DiskQueueError
+from .holders import Holder
 
 if TYPE_CHECKING:
     from .engine import Engine, Entry
@@ -133,10 +134,12 @@ class Client:
     reply. The object is also the owner of the connection's reservations."""
 
     __slots__ = ("sock", "inbox", "out", "pending", "held", "tops", "reserved", "parked",
-                 "busy", "writing", "__weakref__")
+                 "busy", "writing", "holder", "__weakref__")
 
-    def __init__(self, sock: socket.socket, inbox: Inbox) -> None:
+    def __init__(self, sock: socket.socket, inbox: Inbox,
+                 holder: Optional[Holder] = None) -> None:
         self.sock = sock
+        self.holder = holder  # the client process, written into what it holds
         self.inbox = inbox
         self.out: deque[memoryview] = deque()  # replies the socket has not taken yet
         self.pending: deque[Any] = deque()  # requests read, waiting for the current one
@@ -171,7 +174,7 @@ def serve_take(engine: Engine, client: Client, method: str, a: dict[str, Any]) -
             ns, entry = engine.take_first(**a, owner=client)
             client.reserved = [(ns, entry[0], entry[1], entry[4])]
             return [ns, entry]
-        ns, entry = engine.take_first(**{**a, "lease": math.inf}, owner=client)
+        ns, entry = engine.take_first(**{**a, "lease": math.inf}, owner=client, held=True)
         return [ns, _hold(client, ns, [entry])[0]]
     n = a.get("n", 1)
     where = {"lane": a["lane"], "block": a["block"], "timeout": a["timeout"]}
@@ -182,10 +185,10 @@ def serve_take(engine: Engine, client: Client, method: str, a: dict[str, Any]) -
         client.reserved = [(a["ns"], e[0], e[1], e[4]) for e in entries]
         return entries
     if a["from_tail"]:
-        entries, client.tops = engine.hold_top(a["ns"], n, **where)
+        entries, client.tops = engine.hold_top(a["ns"], n, **where, holder=client.holder)
     else:
         entries = _hold(client, a["ns"], engine.take(a["ns"], n, **where, lease=math.inf,
-                                                     owner=client))
+                                                     owner=client, held=True))
     if method == "pop_one":
         return entries[0]
     if method == "take_run":
@@ -257,9 +260,11 @@ def _ack(engine: Engine, held: list[Held]) -> None:
                 pass
 
 
-def let_go(engine: Engine, client: Client) -> None:
-    """A connection ended: what it held and its reservations go back."""
-    if engine.closed or engine.forked:
+def let_go(engine: Engine, client: Client, closing: bool) -> None:
+    """A connection ended: what it held and its reservations go back (but when the holder
+    is closing, they stay on disk for the next one, which keeps them while the client
+    lives: its "got it" may be on the way)."""
+    if engine.closed or engine.forked or closing and client.holder is not None:
         return  # held items stay on disk, and the next open returns them
     try:
         returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, True)

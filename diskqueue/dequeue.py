@@ -14,12 +14,11 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Optional
 
-import msgpack
-
 from . import keys
 from .compaction import COMPACT_EVERY
 from .enqueue import _deadline
 from .errors import Empty
+from .inherited import aside_value
 from .lanes import Lane, Space
 
 if TYPE_CHECKING:
@@ -47,11 +46,12 @@ class Takes:
     def take(self: Engine, ns: bytes, n: int = 1, *, lane: Optional[bytes] = None,
              desc: bool = False, from_tail: bool = False, lease: Optional[float] = None,
              block: bool = False, timeout: Optional[float] = None,
-             owner: Any = None, check: Check = None) -> list[Entry]:
+             owner: Any = None, check: Check = None, held: bool = False) -> list[Entry]:
         """Remove (or, with ``lease``, reserve) up to ``n`` ready items in dequeue order.
 
         ``owner`` tags reservations so that :meth:`release_owner` can return them all
         (a socket connection that went away); ``lease=math.inf`` never expires.
+        ``held``: the reservations are a client's takes, held until it confirms them.
         ``check`` is called with the items' data before anything changes; if it raises,
         nothing is taken.
         """
@@ -61,7 +61,7 @@ class Takes:
             sp = self._spaces.get(ns) or self._space(ns)
             if self._leases or not (sp.ready if lane is None else lane in sp.active):
                 self._await_ready(sp, lane, block, timeout)
-            return self._take(sp, n, lane, desc, from_tail, lease, owner, check)
+            return self._take(sp, n, lane, desc, from_tail, lease, owner, check, held)
 
     def take_run(self: Engine, ns: bytes, lane: bytes, n: int, from_tail: bool = False,
                  block: bool = False, timeout: Optional[float] = None, *,
@@ -83,7 +83,8 @@ class Takes:
 
     def take_first(self: Engine, nss: list[bytes], lease: Optional[float] = None,
                    block: bool = False, timeout: Optional[float] = None,
-                   owner: Any = None, *, check: Check = None) -> tuple[bytes, Entry]:
+                   owner: Any = None, *, check: Check = None,
+                   held: bool = False) -> tuple[bytes, Entry]:
         """Take one item from the first namespace in ``nss`` that has one (strict order)."""
         end = _deadline(block, timeout)
         with self._lock:
@@ -95,7 +96,7 @@ class Takes:
                     sp = self._space(ns)
                     if sp.ready:
                         return ns, self._take(sp, 1, None, False, False, lease, owner,
-                                              check)[0]
+                                              check, held)[0]
                 self._wait_readable(block, end, f"nothing ready in {len(nss)} queues")
 
     def pop_one(self: Engine, ns: bytes, lane: Optional[bytes], desc: bool = False,
@@ -117,7 +118,8 @@ class Takes:
             )[0]
 
     def _take(self: Engine, sp: Space, n: int, lane: Optional[bytes], desc: bool, from_tail: bool,
-              lease: Optional[float], owner: Any = None, check: Check = None) -> list[Entry]:
+              lease: Optional[float], owner: Any = None, check: Check = None,
+              held: bool = False) -> list[Entry]:
         """The general take, with the lock held and at least one item ready."""
         if lease is None and n > 1:
             runs = self._plan_runs(sp, n, lane, desc, from_tail)
@@ -129,6 +131,12 @@ class Takes:
         entries: list[Entry] = []
         deletes: list[bytes] = []
         puts: list[tuple[bytes, bytes]] = []
+        # A client's reservations name its process and when the lease ends (None: a
+        # held take), so that the next holder keeps them while it lives: see
+        # inherited.py. This process's own do not: they end when it closes the
+        # directory, as a client's end when it closes its connection.
+        holder = getattr(owner, "holder", None) if lease is not None else None
+        expiry = None if held or holder is None else time.time() + lease  # type: ignore[operator]
         for ln_key, seq in picked:
             key = sp.item_prefix + ln_key + seq.to_bytes(8, "big")
             data = self._store.get(key)
@@ -142,7 +150,7 @@ class Takes:
                 entries.append((ln_key, seq, key, data, 0))
             else:
                 attempts += 1
-                puts.append((sp.aside_key(ln_key, seq), msgpack.packb(attempts)))
+                puts.append((sp.aside_key(ln_key, seq), aside_value(attempts, holder, expiry)))
                 entries.append((ln_key, seq, key, data, attempts))
         if check is not None:
             check([entry[3] for entry in entries])

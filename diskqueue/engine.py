@@ -34,6 +34,7 @@ from .errors import (
 )
 from .groupcommit import GroupCommit
 from .holds import Holds
+from .inherited import Inheritance
 from .lanes import Lane, Space
 from .records import Records
 from .reservations import Holdings, Reservations
@@ -148,7 +149,7 @@ def acquire(path: str, *, connect_timeout: float = 10.0) -> Any:
         return engine
 
 
-class Engine(Pushes, Takes, Holds, Reservations, Records, Compaction):
+class Engine(Pushes, Takes, Holds, Reservations, Records, Compaction, Inheritance):
     def __init__(self, path: str) -> None:
         self.path = path
         self.pid = os.getpid()
@@ -180,6 +181,8 @@ class Engine(Pushes, Takes, Holds, Reservations, Records, Compaction):
         self._owned: dict[Any, Holdings] = {}
         self._tops: dict[int, tuple[bytes, bytes]] = {}  # pops held for clients
         self._top_ids = itertools.count(1)
+        self._inherited = {}  # what live clients of the last holder hold: see inherited.py
+        self._inherited_tops = {}
         self._compactor: threading.Thread | None = None
         self._server: Any = None
         try:
@@ -218,13 +221,11 @@ class Engine(Pushes, Takes, Holds, Reservations, Records, Compaction):
             sp, lane = self._split(key, 0)
             ln = sp.lane(lane)
             ln.head, ln.tail = keys.POINTERS.unpack(value)
+        living: dict[tuple[int, int], bool] = {}
         for key, value in self._store.iter_prefix(keys.ASIDE):
             sp, lane = self._split(key, 8)
             seq = int.from_bytes(key[-8:], "big")
-            ln = sp.lane(lane)
-            sp.aside[(lane, seq)] = msgpack.unpackb(value)
-            if seq < ln.head:  # reserved by a process that is gone, or nacked: the front
-                ln.add_front(seq)
+            self._load_aside(sp, lane, sp.lane(lane), seq, value, living)
         for sp in self._spaces.values():
             for lane, ln in sp.lanes.items():
                 sp.ready += ln.ready

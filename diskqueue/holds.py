@@ -20,13 +20,18 @@ from typing import TYPE_CHECKING, Optional
 
 import msgpack
 
-from . import keys
+from . import holders, keys
+from .holders import Holder
 from .lanes import Space
 
 if TYPE_CHECKING:
     from .engine import Engine, Entry
 
 _ATTEMPTS = struct.Struct(">I")
+# A client's held record, after the attempts (with _CLIENT set): the client process and
+# the seq it was popped from, so that a next holder keeps it while that process lives.
+_CLIENT = 0x80000000
+_HOLDER = struct.Struct(">IQQ")  # pid, start time, seq
 
 
 def _held_key(sp: Space, lane: bytes, hold: int) -> bytes:
@@ -40,8 +45,8 @@ class Holds:
     _top_ids: itertools.count[int]
 
     def hold_top(self: Engine, ns: bytes, n: int, lane: Optional[bytes] = None,
-                 desc: bool = False, block: bool = False, timeout: Optional[float] = None
-                 ) -> tuple[list[Entry], list[int]]:
+                 desc: bool = False, block: bool = False, timeout: Optional[float] = None,
+                 holder: Optional[Holder] = None) -> tuple[list[Entry], list[int]]:
         """Pop up to ``n`` items from the top, keeping them in held records; return the
         entries and the hold ids to settle with :meth:`settle_tops`."""
         with self._lock:
@@ -64,7 +69,11 @@ class Holds:
                     deletes.append(sp.aside_key(lane_key, seq))
                 hold = next(self._top_ids)
                 holds.append(hold)
-                puts.append((_held_key(sp, lane_key, hold), _ATTEMPTS.pack(attempts) + data))
+                if holder is None:
+                    head = _ATTEMPTS.pack(attempts)
+                else:
+                    head = _ATTEMPTS.pack(attempts | _CLIENT) + _HOLDER.pack(*holder, seq)
+                puts.append((_held_key(sp, lane_key, hold), head + data))
                 deletes.append(key)
                 entries.append((lane_key, seq, key, data, 0))
             moved = self._moved_pointers(sp, picked, True)
@@ -110,9 +119,13 @@ class Holds:
             if value is None:
                 continue
             (attempts,) = _ATTEMPTS.unpack_from(value)
+            skip = _ATTEMPTS.size
+            if attempts & _CLIENT:
+                attempts &= ~_CLIENT
+                skip += _HOLDER.size
             seq = tails.get((ns, lane)) or sp.lane(lane).tail
             tails[(ns, lane)] = seq + 1
-            puts.append((sp.item_key(lane, seq), value[_ATTEMPTS.size:]))
+            puts.append((sp.item_key(lane, seq), value[skip:]))
             if attempts:
                 puts.append((sp.aside_key(lane, seq), msgpack.packb(attempts)))
             placed.append((sp, lane, seq, attempts))
@@ -135,9 +148,24 @@ class Holds:
     def _restore_tops(self: Engine) -> None:
         """At open: put back on top what a holder that died was holding for clients."""
         held = []
-        for key, _ in self._store.iter_prefix(keys.HELD):
+        living: dict[Holder, bool] = {}
+        last = 0
+        for key, value in self._store.iter_prefix(keys.HELD):
             sp, lane = self._split(key, 8)
-            held.append((sp.ns, lane, int.from_bytes(key[-8:], "big")))
+            hold = int.from_bytes(key[-8:], "big")
+            last = max(last, hold)
+            (attempts,) = _ATTEMPTS.unpack_from(value)
+            if attempts & _CLIENT:  # a live client's stays its: see inherited.py
+                pid, start, seq = _HOLDER.unpack_from(value, _ATTEMPTS.size)
+                holder = (pid, start)
+                if holder not in living:
+                    living[holder] = holders.alive(holder)
+                if living[holder]:
+                    self._tops[hold] = (sp.ns, lane)
+                    self._inherited_tops[(sp.ns, lane, seq)] = (holder, hold)
+                    continue
+            held.append((sp.ns, lane, hold))
+        self._top_ids = itertools.count(last + 1)  # kept records keep their ids
         if held:
             before = {sp.ns: sp.ready for sp in self._spaces.values()}
             self._push_back(sorted(held, key=lambda h: -h[2]))

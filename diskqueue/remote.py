@@ -3,7 +3,8 @@
 A ``RemoteEngine`` has the methods of :class:`diskqueue.engine.Engine` that handles
 use, so a handle never knows which it has (``role`` says). When the owner closes or
 dies, the next call takes the directory over (opening it here) or connects to
-whichever process did, then repeats the call: callers see a pause, not an error. A
+whichever process did, then repeats the call: callers see a pause, not an error. Takes
+the last owner held for this process are settled with the next (``_resettle_now``). A
 call repeated after a takeover may have landed before the owner died, so an enqueue
 can, rarely, be stored twice: nothing acknowledged is ever lost.
 
@@ -52,6 +53,7 @@ _BLOCK_AT: dict[str, Optional[int]] = {
 # Pushes wait only for room under a maxsize, passed just before ``block``.
 _PUSHES = frozenset({"push_one", "push", "push_run"})
 CheckData = Callable[[list[bytes]], None]
+Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of an item a take took
 
 
 class _TimedOut(Exception):
@@ -87,6 +89,12 @@ class RemoteEngine:
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()  # every connection, idle or in a call
         self._local: Any = None  # an Engine once this process took the directory over
+        # Takes whose "got it" the owner may not have read (see _resettle_now): the keys
+        # of each connection's last reply, until that connection's next reply.
+        self._unsettled: dict[Any, list[Key]] = {}
+        self._receiving: dict[object, list[Key]] = {}  # replies being settled now
+        self._resettle = False  # a connection broke: settle with the next owner
+        self._gen = 0  # resettles so far
 
     @property
     def role(self) -> str:
@@ -188,6 +196,8 @@ class RemoteEngine:
         while True:
             local = self._local
             if local is not None:
+                if self._resettle:
+                    self._resettle_now(None)
                 if check is not None:
                     kwargs = {**kwargs, "check": check}
                 return getattr(local, method)(*args, **kwargs)
@@ -202,12 +212,17 @@ class RemoteEngine:
                 conn = self._reach(deadline or time.monotonic() + self.connect_timeout)
                 if conn is None:
                     continue  # this process holds the directory now
+            gen = self._gen
             try:
+                if self._resettle:
+                    self._resettle_now(conn)
+                    gen = self._gen
                 reply = self._exchange(conn, method, args, kwargs, wait)
             except _TimedOut as exc:
                 self._discard(conn)
                 if conn.pid is not None and not alive(conn.pid):
                     # Its sockets live on in a process it forked: it is gone all the same.
+                    self._resettle = True
                     self._drop_idle()
                     deadline = deadline or time.monotonic() + self.connect_timeout
                     continue
@@ -217,6 +232,7 @@ class RemoteEngine:
                 raise Locked(self.path, conn.pid, f", which did not take a request "
                              f"within {self.connect_timeout:g} s; nothing was done") from None
             except (OSError, protocol.ProtocolError):
+                self._resettle = True
                 self._discard(conn)
                 self._drop_idle()  # the owner went away: its other connections are dead
                 deadline = deadline or time.monotonic() + self.connect_timeout
@@ -228,10 +244,10 @@ class RemoteEngine:
                                  "before its deadline; nothing was done")
                 protocol.raise_reply(reply[1], reply[2])
             result = reply[1]
-            if method in _TAKES and not self._settle(conn, method, result, check):
-                # The owner went before it could read that the items arrived: it held
-                # them, so they come back when the directory is opened again. Handing
-                # them out here too would deliver them twice; take again instead.
+            if method in _TAKES and not self._settle(
+                    conn, method, result, check, _taken(method, args, kwargs, result), gen):
+                # The items were not this process's any more when it asked (see
+                # _settle): handing them out would deliver them twice; take again.
                 deadline = deadline or time.monotonic() + self.connect_timeout
                 continue
             if method not in _TAKES:
@@ -257,33 +273,94 @@ class RemoteEngine:
                 raise _TimedOut(sent=True) from None
             raise
 
-    def _settle(self, conn: Connection, method: str, result: Any,
-                check: Optional[CheckData]) -> bool:
+    def _settle(self, conn: Connection, method: str, result: Any, check: Optional[CheckData],
+                taken: list[Key], gen: int) -> bool:
         """Tell the owner at once whether a take's items arrived, so it lets them go
         (or puts them back when ``check`` refuses them, whose error is raised). False
-        when the owner could not be told."""
+        when the items turned out not to be this process's any more (take again).
+
+        ``taken``: the keys of the items a dequeue or pop took (a reservation's are not
+        needed: it stays this process's until its lease ends, whoever holds the
+        directory). The owner may go before reading "got it": the next one keeps the
+        items for this process, which confirms them with it (:meth:`_resettle_now`).
+        ``gen``: the resettles before the request was sent; one since may have given
+        these items back, so they are confirmed before they are handed out.
+        """
         refused: Optional[BaseException] = None
         if check is not None:
             try:
                 check(_taken_data(method, result))
             except BaseException as exc:
                 refused = exc
+        token = object()
+        with self._lock:
+            changed = self._gen != gen
+            if taken and not changed:
+                self._receiving[token] = taken
         try:
-            conn.sock.sendall(PUT_BACK if refused is not None else GOT_IT)
+            conn.sock.sendall(PUT_BACK if refused is not None or changed and taken else GOT_IT)
         except OSError:
+            self._resettle = True  # what the owner held for us is settled with the next
             self._discard(conn)
             self._drop_idle()  # the owner went away: its other connections are dead
+            with self._lock:
+                self._receiving.pop(token, None)
             if refused is not None:
                 raise refused from None
-            return False
-        self._put_back(conn)
+            return not taken or self._confirm_first(taken)
         if refused is not None:
+            self._put_back(conn)
             raise refused
+        if changed and taken:
+            self._put_back(conn)
+            return self._confirm_first(taken)
+        with self._lock:
+            self._receiving.pop(token, None)
+            if self._gen != gen:
+                self._resettle = True  # one went by while we read: it kept these
+        self._put_back(conn, taken)
         return True
 
-    def _put_back(self, conn: Connection) -> None:
-        """An idle connection again, for the next call."""
+    def _confirm_first(self, taken: list[Key]) -> bool:
+        """Whether takes the last owner held for this process are still its (and then
+        they are let go), asked of the owner now before handing them out."""
+        return bool(self._call("confirm", [taken, [], False], {}, 0.0, None))
+
+    def _resettle_now(self, conn: Optional[Connection]) -> None:
+        """After a connection broke: tell the owner at ``conn`` (None: this process, which
+        holds the directory now) which of the takes the last owner held for us were
+        handed out; it lets them go, and gives back the rest but those being read now."""
         with self._lock:
+            if not self._resettle:
+                return
+            here = conn.pid if conn is not None else os.getpid()
+            taken: list[Key] = []
+            for other in [c for c in self._unsettled if c.pid != here or c.pid is None]:
+                taken += self._unsettled.pop(other)
+            keep = [key for keys in self._receiving.values() for key in keys]
+            self._gen += 1
+            self._resettle = False
+        try:
+            if conn is None:
+                self._local.confirm(taken, keep, True)
+                return
+            reply = self._exchange(conn, "confirm", [taken, keep, True], {}, 0.0)
+            if reply[0] != 0:
+                log.warning("%s: the owner did not take confirm(): %s", self.path, reply[2])
+        except BaseException:
+            with self._lock:
+                self._unsettled[_Lost()] = taken
+                self._resettle = True
+            raise
+
+    def _put_back(self, conn: Connection, unsettled: Optional[list[Key]] = None) -> None:
+        """An idle connection again, for the next call (a reply on it also says the
+        owner read the "got it" before: ``unsettled`` are the takes of the last)."""
+        with self._lock:
+            if unsettled:
+                self._unsettled[conn] = unsettled
+            elif self._unsettled:
+                self._unsettled.pop(conn, None)
             if not self.closed and self.pid == os.getpid():
                 self._idle.append(conn)
                 return
@@ -324,6 +401,16 @@ class RemoteEngine:
             self.close()
 
     def close(self) -> None:
+        if not self.closed and self.pid == os.getpid() and self._local is None:
+            with self._lock:
+                idle = [conn for conn in self._idle if conn in self._unsettled]
+            if any(_ended(conn) for conn in idle):
+                self._resettle = True  # its owner may not have read our last "got it"
+        if self._resettle and not self.closed and self.pid == os.getpid():
+            try:  # an owner went: settle what it held for us with the next, while we can
+                self._call("confirm", [[], [], False], {}, 0.0, None)
+            except DiskQueueError as exc:
+                log.debug("%s: settling takes on close: %s", self.path, exc)
         with self._lock:
             if self.closed:
                 return
@@ -395,6 +482,43 @@ def _taken_data(method: str, result: Any) -> list[bytes]:
     if method == "pop_one":
         return [result[3]]
     return [pair[1] for pair in result[1]]  # take_run: seqs, then (key, data) pairs
+
+
+def _taken(method: str, args: Any, kwargs: dict[str, Any], result: Any) -> list[Key]:
+    """``(ns, lane, seq)`` of the items a dequeue or pop took ([] for a reservation:
+    the owner does not delete those when told they arrived)."""
+    if method == "take":
+        if kwargs.get("lease") is not None:
+            return []
+        ns = args[0] if args else kwargs["ns"]
+        return [(ns, entry[0], entry[1]) for entry in result]
+    if method == "take_first":
+        lease = args[1] if len(args) > 1 else kwargs.get("lease")
+        if lease is not None:
+            return []
+        return [(result[0], result[1][0], result[1][1])]
+    if method == "pop_one":
+        ns = args[0] if args else kwargs["ns"]
+        return [(ns, result[0], result[1])]
+    ns = args[0] if args else kwargs["ns"]  # take_run(ns, lane, n, ...)
+    lane = args[1] if len(args) > 1 else kwargs["lane"]
+    return [(ns, lane, seq) for seq in result[0]]
+
+
+def _ended(conn: Connection) -> bool:
+    """Whether the owner ended this idle connection (it went, or closed)."""
+    try:
+        return conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
+class _Lost:
+    """Stands for a connection whose unsettled takes a failed resettle put back."""
+
+    pid = None
 
 
 def _why_not(path: str) -> str:

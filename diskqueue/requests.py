@@ -24,11 +24,11 @@ METHODS = frozenset({
     "take_first", "pop_one",
     "find_reserved", "ack", "ack_many", "nack", "in_flight", "peek", "get", "update",
     "length", "lanes", "scan", "clear", "task_done", "join", "sync", "write_records",
-    "get_record", "scan_records", "ensure_kind", "info",
+    "get_record", "scan_records", "ensure_kind", "info", "confirm",
 })
 TAKES = frozenset({"take", "take_run", "take_first", "pop_one"})
 BLOCKING = TAKES | {"push_one", "push", "push_run"}
-_LOCAL_ONLY = frozenset({"self", "owner", "check"})
+_LOCAL_ONLY = frozenset({"self", "owner", "check", "holder", "held"})
 _COUNTS = frozenset({"n", "offset", "seq", "limit", "maxsize", "attempts"})
 _DURATIONS = frozenset({"timeout", "lease"})
 # Names the engine's annotations use, for reading them back as types.

@@ -38,6 +38,8 @@ class Reservations:
     """Mixin of :class:`diskqueue.engine.Engine`: ack, nack, leases, owners."""
 
     path: str
+    closed: bool
+    forked: bool
     _lock: threading.Lock
     _readable: threading.Condition
     _readers: int
@@ -98,8 +100,10 @@ class Reservations:
             held = self._reservation(sp, lane, seq, attempts)
             ln = sp.lanes[lane]
             if front:
-                # The aside record already holds the attempts; on disk an in-flight and a
-                # returned item look the same, so nothing needs writing.
+                # The aside record holds the attempts, and for a client's reservation the
+                # client process too: rewritten without it, so that a next holder does
+                # not keep the item for that process.
+                self._store.write([(sp.aside_key(lane, seq), msgpack.packb(held))])
                 del sp.reserved[(lane, seq)]
                 ln.add_front(seq)
                 sp.aside[(lane, seq)] = held
@@ -190,12 +194,16 @@ class Reservations:
     def release_owner(self, owner: Any) -> int:
         """Return every reservation ``owner`` still holds to the front; count them."""
         with self._lock:
-            returned = 0
-            for ns, lane, seq, attempts in self._owned.pop(owner, ()):
-                sp = self._spaces[ns]
-                if sp.reserved.get((lane, seq)) == attempts:
-                    self._return_to_front(sp, lane, seq, attempts)
-                    returned += 1
+            back = [(self._spaces[ns], lane, seq, attempts)
+                    for ns, lane, seq, attempts in self._owned.pop(owner, ())
+                    if self._spaces[ns].reserved.get((lane, seq)) == attempts]
+            if back and not (self.closed or self.forked):
+                # Their records name the client: rewritten without it (see nack).
+                self._store.write([(sp.aside_key(lane, seq), msgpack.packb(attempts))
+                                   for sp, lane, seq, attempts in back])
+            returned = len(back)
+            for sp, lane, seq, attempts in back:
+                self._return_to_front(sp, lane, seq, attempts)
             self._leases_ended(returned)
             return returned
 

@@ -14,16 +14,16 @@ Nothing a client takes is gone before the client has it. Every take of its last 
 is *held*: a take from the head as a reservation of its connection, a pop from the top
 as a held record (:mod:`diskqueue.holds`). The client's ``"got it"`` (or its next
 request) lets them go; its ``"put back"`` returns them, and the reservations that
-reply made, with their attempts as before; a connection that ends returns them too,
-and a holder that dies leaves them on disk for the next one to return.
+reply made, with their attempts as before; a connection that ends returns them too.
+A holder that dies or closes leaves them on disk, naming the client process, and the
+next one keeps them while that process lives (:mod:`diskqueue.inherited`).
 
 Messages of any size travel in chunks (:mod:`diskqueue.protocol`); a request over
 :data:`MAX_REQUEST` is read past and refused, and partly received requests of all
 clients together are bounded by :data:`MAX_BUFFERED`. The loop keeps accepting when
 the process runs out of file descriptors (a spare one lets it tell the opener so), and
 recreates the socket file when someone removes it. ``close()`` first waits, briefly,
-for the confirmations of replies already sent, so that a graceful handover never
-delivers an item twice.
+for the confirmations of replies already sent.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import protocol, requests
+from . import holders, peercred, protocol, requests
 from .connection import (
     MAX_PENDING,
     Client,
@@ -155,7 +155,9 @@ class Server:
                 conn.close()
                 continue
             conn.setblocking(False)
-            client = Client(conn, Inbox(MAX_REQUEST, self._budget))
+            peer = peercred.peer_of(conn)
+            client = Client(conn, Inbox(MAX_REQUEST, self._budget),
+                            holders.identity(peer.pid if peer else None))
             self._clients.add(client)
             self._sel.register(conn, selectors.EVENT_READ, client)
 
@@ -216,6 +218,7 @@ class Server:
                     next_retry = now + RETRY
                 if now >= next_check:
                     self._check_socket_file()
+                    self._check_holders()
                     next_check = now + WATCH_EVERY
                 if self._resume_at is not None and now >= self._resume_at:
                     self._resume_at = None
@@ -364,8 +367,20 @@ class Server:
     def _settle(self, client: Client, put_back: bool) -> None:
         settle(self._engine, client, put_back)
 
+    def _check_holders(self) -> None:
+        """What live clients of the last holder held goes back once they die."""
+        engine = self._engine
+        if engine._inherited or engine._inherited_tops:
+            try:
+                returned = engine.check_holders()
+            except DiskQueueError as exc:
+                log.warning("returning the items of clients that died: %s", exc)
+                return
+            if returned:
+                log.info("returned %d items of clients that died", returned)
+
     def _let_go(self, client: Client) -> None:
-        let_go(self._engine, client)
+        let_go(self._engine, client, self._closing)
 
     # -- calls ------------------------------------------------------------------
     def _call(self, client: Client, request: object) -> None:
@@ -402,6 +417,11 @@ class Server:
         try:
             if method in _HEAD_TAKES:
                 return [0, serve_take(self._engine, client, method, kwargs)]
+            if method == "confirm":
+                if client.holder is None:
+                    raise DiskQueueError("confirm(): this platform does not say which "
+                                         "process the client is")
+                return [0, self._engine.confirm(**kwargs, holder=client.holder)]
             return [0, getattr(self._engine, method)(**kwargs)]
         except Exception as exc:  # a reply, never a dropped connection
             if not isinstance(exc, (DiskQueueError, TypeError, ValueError, KeyError)):

@@ -1,0 +1,185 @@
+# mypy: disable-error-code="misc"
+# (methods say ``self: Engine``: they are the engine's, kept in a module of their own)
+"""What a new holder keeps for the live clients of the holder before it.
+
+A holder writes who holds each reservation and held take of a client into its record
+(:mod:`diskqueue.holders`: pid and start time; for a reservation, the wall-clock end of
+its lease). When the directory changes holder, whatever way the last one left, the
+next one keeps those of processes still alive as they were: a reservation stays in
+flight until its holder acks or nacks it, its lease runs out, or its process dies; a
+held take (a dequeue or pop whose reply the client may have, its "got it" unread)
+stays held until the client settles it with :meth:`Inheritance.confirm`, or its
+process dies. What dead processes held goes back to the front (a pop: on top), as
+before. The holder looks at the processes every second or so
+(:meth:`Inheritance.check_holders`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Optional
+
+import msgpack
+
+from . import holders
+from .holders import Holder
+from .lanes import Lane, Space
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of a take, as its client saw it
+
+
+def aside_value(attempts: int, holder: Optional[Holder], expiry: Optional[float]) -> bytes:
+    """An aside record: the attempts alone, or with the client process holding the item
+    and, for a reservation, the ``time.time()`` its lease ends (None: a held take)."""
+    if holder is None:
+        return msgpack.packb(attempts)
+    return msgpack.packb([attempts, holder[0], holder[1], expiry])
+
+
+class Inheritance:
+    """Mixin of :class:`diskqueue.engine.Engine`: confirm, check_holders."""
+
+    # (ns, lane, seq) -> (holder, lease end or None for a held take, attempts)
+    _inherited: dict[Key, tuple[Holder, Optional[float], int]]
+    _inherited_tops: dict[Key, tuple[Holder, int]]  # (ns, lane, seq) -> (holder, hold id)
+
+    def _load_aside(self: Engine, sp: Space, lane: bytes, ln: Lane, seq: int, value: bytes,
+                    living: dict[Holder, bool]) -> None:
+        """At open: one aside record; a live client's reservation or take stays its."""
+        raw = msgpack.unpackb(value)
+        if type(raw) is list:
+            attempts, pid, start, expiry = raw
+            holder = (pid, start)
+            if seq < ln.head and (expiry is None or expiry > time.time()):
+                if holder not in living:
+                    living[holder] = holders.alive(holder)
+                if living[holder]:
+                    sp.reserved[(lane, seq)] = attempts
+                    self._inherited[(sp.ns, lane, seq)] = (holder, expiry, attempts)
+                    if expiry is not None and expiry != math.inf:
+                        heapq.heappush(self._leases, (
+                            time.monotonic() + expiry - time.time(), next(self._lease_ids),
+                            sp.ns, lane, seq, attempts))
+                    return
+            raw = attempts
+        sp.aside[(lane, seq)] = raw
+        if seq < ln.head:  # reserved by a process that is gone, or nacked: the front
+            ln.add_front(seq)
+
+    def check_holders(self: Engine) -> int:
+        """Return to the front what inherited holders that died since held; forget what
+        was settled meanwhile. Count the items returned."""
+        with self._lock:
+            if self.closed or self.forked:
+                return 0
+            if self._leases:
+                self._expire_leases()
+            heads = [key for key, (_, _, attempts) in self._inherited.items()
+                     if self._spaces[key[0]].reserved.get(key[1:]) != attempts]
+            for key in heads:
+                del self._inherited[key]
+            who = {h for h, _, _ in self._inherited.values()}
+            who.update(h for h, _ in self._inherited_tops.values())
+            dead = {h for h in who if not holders.alive(h)}
+            if not dead:
+                return 0
+            return self._give_back(
+                [k for k, (h, _, _) in self._inherited.items() if h in dead],
+                [k for k, (h, _) in self._inherited_tops.items() if h in dead])
+
+    def confirm(self: Engine, takes: list[tuple[bytes, bytes, int]],
+                keep: list[tuple[bytes, bytes, int]], delivered: bool, *,
+                holder: Optional[Holder] = None) -> bool:
+        """A client's word, after its holder changed, on takes the last holder held for
+        it (``holder``: the client process; in the holder itself, this process).
+
+        ``delivered``: the client handed ``takes`` out; those still held are deleted,
+        and its other held takes, except ``keep`` (replies it is reading now), go back
+        (their replies never arrived). Otherwise the client asks, before handing
+        ``takes`` out, whether they are still its: all of them are deleted and True
+        returned, or none, the ones still held go back, and False (take again).
+        """
+        with self._lock:
+            self._check()
+            holder = holder or holders.me()
+            heads: list[Key] = []
+            tops: list[Key] = []
+            missing = False
+            for ns, lane, seq in takes:
+                key = (ns, lane, seq)
+                got = self._inherited.get(key)
+                if (got is not None and got[0] == holder and got[1] is None
+                        and self._space(ns).reserved.get((lane, seq)) == got[2]):
+                    heads.append(key)
+                    continue
+                top = self._inherited_tops.get(key)
+                if top is not None and top[0] == holder and top[1] in self._tops:
+                    tops.append(key)
+                    continue
+                missing = True
+            if missing and not delivered:
+                self._give_back(heads, tops)
+                return False
+            self._settle_inherited(heads, tops)
+            if delivered:
+                kept = {(ns, lane, seq) for ns, lane, seq in keep}
+                self._give_back(
+                    [k for k, (h, end, _) in self._inherited.items()
+                     if h == holder and end is None and k not in kept],
+                    [k for k, (h, _) in self._inherited_tops.items()
+                     if h == holder and k not in kept])
+            return not missing
+
+    def _settle_inherited(self: Engine, heads: Iterable[Key], tops: Iterable[Key]) -> None:
+        """Delete inherited held takes: their client has them."""
+        from .holds import _held_key
+
+        deletes: list[bytes] = []
+        for ns, lane, seq in heads:
+            sp = self._spaces[ns]
+            deletes += [sp.item_key(lane, seq), sp.aside_key(lane, seq)]
+        for key in tops:
+            ns, lane, _ = key
+            deletes.append(_held_key(self._spaces[ns], lane, self._inherited_tops[key][1]))
+        if not deletes:
+            return
+        self._store.write((), deletes)
+        for key in heads:
+            ns, lane, seq = key
+            sp = self._spaces[ns]
+            del sp.reserved[(lane, seq)]
+            del self._inherited[key]
+            self._count_deletes(sp, (lane,), 1)
+        for key in tops:
+            del self._tops[self._inherited_tops.pop(key)[1]]
+
+    def _give_back(self: Engine, heads: Iterable[Key], tops: Iterable[Key]) -> int:
+        """Return inherited takes and reservations to the front (pops: on top)."""
+        back = []
+        for key in heads:
+            _, _, attempts = self._inherited.pop(key)
+            ns, lane, seq = key
+            sp = self._spaces[ns]
+            if sp.reserved.get((lane, seq)) == attempts:
+                back.append((sp, lane, seq, attempts))
+        if back:
+            self._store.write([(sp.aside_key(lane, seq), aside_value(attempts, None, None))
+                               for sp, lane, seq, attempts in back])
+            for sp, lane, seq, attempts in back:
+                self._return_to_front(sp, lane, seq, attempts)
+            self._leases_ended(len(back))
+        held = []
+        for key in tops:
+            ns, lane, _ = key
+            hold = self._inherited_tops.pop(key)[1]
+            if self._tops.pop(hold, None) is not None:
+                held.append((ns, lane, hold))
+        if held:
+            self._push_back(held)
+        return len(back) + len(held)
