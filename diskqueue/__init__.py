@@ -17,10 +17,10 @@ from .errors import (
     SharedDirectoryWarning,
     Undecodable,
 )
-from .fifo import Queue, Stack
 from .item import Item
-from .prefix import PrefixQueue
-from .priority import PriorityQueue
+from .structures.fifo import Queue, Stack
+from .structures.prefix import PrefixQueue
+from .structures.priority import PriorityQueue
 from .tasks import Job, Retry, TaskQueue
 
 __version__ = "0.1.0"

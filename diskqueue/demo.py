@@ -79,7 +79,7 @@ def enqueue(path: str, rng: random.Random) -> dict[str, list[str]]:
 
 
 def _worker_cmd(path: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "diskqueue.worker_cli", path, "--app", "diskqueue.demo:tasks",
+    return [sys.executable, "-m", "diskqueue.cli.worker", path, "--app", "diskqueue.demo:tasks",
             "--log-level", "error", *extra]
 
 

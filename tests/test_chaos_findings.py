@@ -15,7 +15,7 @@ import time
 import pytest
 
 import diskqueue as dq
-from diskqueue.store import read_pid
+from diskqueue.engine.store import read_pid
 
 try:
     from . import faults
@@ -249,7 +249,7 @@ def test_a_child_that_cannot_take_over_does_not_name_itself(tmp_path):
 def test_a_repair_of_a_directory_this_process_owns_keeps_it_locked(tmp_path):
     """An fcntl lock belongs to the process, and closing any descriptor of its file lets
     it go: a repair in the owning process must not open and close the lock file."""
-    from diskqueue.repair import repair
+    from diskqueue.engine.repair import repair
 
     path = str(tmp_path / "q")
     q = dq.Queue(path)

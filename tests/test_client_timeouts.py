@@ -21,7 +21,7 @@ import faults
 import pytest
 
 import diskqueue as dq
-from diskqueue import remote
+from diskqueue.sharing import client as remote
 
 HOLDER = r"""
 import sys, time, diskqueue as dq

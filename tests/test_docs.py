@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 import diskqueue  # noqa: F401  (imported before the blocks change directory)
-from diskqueue.cli import _parser
-from diskqueue.handle import Handle
+from diskqueue.cli.admin import _parser
+from diskqueue.structures.handle import Handle
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -131,7 +131,7 @@ def test_cli_reference_covers_every_command_and_option() -> None:
 
 
 def test_exit_codes_documented() -> None:
-    from diskqueue import cli
+    from diskqueue.cli import admin as cli
 
     text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     for code in (cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_USAGE):
@@ -139,7 +139,7 @@ def test_exit_codes_documented() -> None:
 
 
 def test_worker_cli_reference_covers_every_option_and_exit_code() -> None:
-    from diskqueue import worker_cli
+    from diskqueue.cli import worker as worker_cli
 
     text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     match = re.search(r"^## `diskq-worker`\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)

@@ -16,7 +16,7 @@ import pytest
 
 import diskqueue as dq
 from diskqueue._checks import check_duration
-from diskqueue.tasks import records as R
+from diskqueue.tasks import layout as R
 
 try:
     from .faults import run_py

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import diskqueue as dq
-from diskqueue.groupcommit import GroupCommit
+from diskqueue.engine.groupcommit import GroupCommit
 
 
 def test_concurrent_submits_share_rounds_and_get_their_own_results():

@@ -16,7 +16,7 @@ import faults
 import pytest
 
 import diskqueue as dq
-from diskqueue import peercred, protocol
+from diskqueue.sharing import peercred, protocol
 
 HOLDER = """
 import sys, time, diskqueue as dq

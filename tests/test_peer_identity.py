@@ -20,7 +20,7 @@ import pytest
 import users
 from users import User
 
-from diskqueue import peercred, protocol
+from diskqueue.sharing import peercred, protocol
 
 # the fixtures this module uses, by name
 two_users = users.two_users

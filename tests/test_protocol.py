@@ -11,7 +11,7 @@ import tracemalloc
 
 import pytest
 
-from diskqueue import connection, protocol
+from diskqueue.sharing import connection, protocol
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from test_sharing import holding
 
 import diskqueue as dq
-from diskqueue import protocol, requests
+from diskqueue.sharing import protocol, requests
 
 BAD = [
     (["peek", [b"", -1], {}], "ValueError"),

@@ -19,14 +19,14 @@ import pytest
 from test_sharing import holding
 
 import diskqueue as dq
-from diskqueue import protocol, server
+from diskqueue.sharing import protocol, server
 
 BIG = 60 * 1024 * 1024
 
 # The client stops itself right after sending its call, before reading the reply.
 STOPPED_CLIENT = r"""
 import os, signal, sys, diskqueue as dq
-from diskqueue import protocol
+from diskqueue.sharing import protocol
 path, kind, call = sys.argv[1:4]
 h = getattr(dq, kind)(path)
 assert h.role == "client", h.role

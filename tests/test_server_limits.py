@@ -18,7 +18,7 @@ from test_protocol_fuzz import _holder_stats
 from test_sharing import holding
 
 import diskqueue as dq
-from diskqueue import protocol
+from diskqueue.sharing import protocol
 
 KB300 = "k" * (300 * 1024)
 

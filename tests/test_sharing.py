@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import faults
 
 import diskqueue as dq
-from diskqueue import protocol
+from diskqueue.sharing import protocol
 
 HOLDER = r"""
 import sys, time, diskqueue as dq

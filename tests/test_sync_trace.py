@@ -31,8 +31,8 @@ MARK = "DQ-RETURNED"
 
 CHILD = r"""
 import os, sys
-import diskqueue.store
-diskqueue.store._WRITE_BUFFER = 64 * 1024  # LevelDB's smallest: a log switch every ~64 KiB
+import diskqueue.engine.store
+diskqueue.engine.store._WRITE_BUFFER = 64 * 1024  # LevelDB's smallest: a log switch every ~64 KiB
 import diskqueue as dq
 
 def returned():

@@ -9,7 +9,7 @@ import pytest
 
 import diskqueue as dq
 from diskqueue.tasks import Middleware, UnknownJob, current_job_id, set_progress
-from diskqueue.tasks import records as R
+from diskqueue.tasks import layout as R
 
 try:
     from .test_tasks_support import FakeClock, until

@@ -14,7 +14,7 @@ import termios
 import pytest
 
 import diskqueue as dq
-from diskqueue import worker_cli
+from diskqueue.cli import worker as worker_cli
 
 try:
     from . import faults
@@ -90,7 +90,7 @@ def test_drain_on_a_terminal_shows_a_progress_bar(tmp_path):
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "diskqueue.worker_cli", str(path), "--app", f"{app}:tasks",
+        [sys.executable, "-m", "diskqueue.cli.worker", str(path), "--app", f"{app}:tasks",
          "--drain", "--log-level", "error"],
         cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=follower,
     )
@@ -141,7 +141,7 @@ def test_bad_usage_exits_2(tmp_path, capsys):
 
 
 def test_help_has_examples_and_every_option():
-    res = faults.run_module("diskqueue.worker_cli", "--help")
+    res = faults.run_module("diskqueue.cli.worker", "--help")
     assert res.returncode == 0
     assert "examples:" in res.stdout and "--drain" in res.stdout
     for option in ("--app", "--concurrency", "--pool", "--queues", "--grace", "--drain",

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 import diskqueue as dq
-from diskqueue.tasks import records as R
+from diskqueue.tasks import layout as R
 
 try:
     from . import faults

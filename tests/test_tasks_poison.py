@@ -17,7 +17,7 @@ import time
 import pytest
 
 import diskqueue as dq
-from diskqueue.tasks import records as R
+from diskqueue.tasks import layout as R
 
 try:
     from .test_tasks_support import run_worker, until, write_app

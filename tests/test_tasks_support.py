@@ -93,9 +93,9 @@ def env(log: Path | None = None, **extra: str) -> dict[str, str]:
 
 def worker(path: Path, app: str, *args: str, cwd: Path, log: Path | None = None,
            **popen: Any) -> subprocess.Popen[str]:
-    """Start ``python -m diskqueue.worker_cli PATH --app APP ARGS`` in ``cwd``."""
+    """Start ``python -m diskqueue.cli.worker PATH --app APP ARGS`` in ``cwd``."""
     return subprocess.Popen(
-        [sys.executable, "-m", "diskqueue.worker_cli", str(path), "--app", app, *args],
+        [sys.executable, "-m", "diskqueue.cli.worker", str(path), "--app", app, *args],
         cwd=cwd, env=env(log), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         **popen,
     )
@@ -104,7 +104,7 @@ def worker(path: Path, app: str, *args: str, cwd: Path, log: Path | None = None,
 def run_worker(path: Path, app: str, *args: str, cwd: Path, log: Path | None = None,
                timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "diskqueue.worker_cli", str(path), "--app", app, *args],
+        [sys.executable, "-m", "diskqueue.cli.worker", str(path), "--app", app, *args],
         cwd=cwd, env=env(log), text=True, capture_output=True, timeout=timeout,
     )
 

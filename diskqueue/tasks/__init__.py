@@ -13,11 +13,11 @@ periodic ticks), :mod:`.worker` (start and stop order), :mod:`.runloop` (signals
 from .context import current_job_id, set_progress
 from .job import STATES, Job, UnknownJob
 from .middleware import Middleware
-from .outcome import TaskError
 from .retry import Retry
 from .task import TaskFunction, TaskOptions
 from .taskqueue import TaskQueue
-from .worker import Worker
+from .worker.outcome import TaskError
+from .worker.worker import Worker
 
 __all__ = [
     "STATES", "Job", "Middleware", "Retry", "TaskError", "TaskFunction", "TaskOptions",

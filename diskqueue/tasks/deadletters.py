@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import records as R
+from . import layout as R
 from .job import DEAD, PENDING, Job, UnknownJob
 
 if TYPE_CHECKING:

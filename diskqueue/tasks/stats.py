@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import records as R
+from . import layout as R
 
 if TYPE_CHECKING:
     from .taskqueue import TaskQueue

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from .._checks import check_duration
-from . import records
+from . import layout as records
 from .periodic import Periodic
 from .ratelimit import parse_rate
 

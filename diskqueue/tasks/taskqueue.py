@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Optional
 
-from .. import engine as engine_mod
 from .._checks import check_duration
+from ..engine import engine as engine_mod
 from ..errors import Closed
-from ..handle import check_path
+from ..structures.handle import check_path
 from . import deadletters
-from . import records as R
+from . import layout as R
 from .directory import shared
 from .job import PENDING, SCHEDULED, Job
 from .middleware import Hooks
@@ -28,7 +28,7 @@ from .periodic import Periodic
 from .task import DEFAULT_RESULT_TTL, TaskFunction, TaskOptions
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from .worker.worker import Worker
 
 DEFAULT_CONCURRENCY = 4
 
@@ -450,7 +450,7 @@ class TaskQueue:
         of :meth:`queue_names`. ``app``: ``"module:attr"`` naming this TaskQueue, for the
         children of the process pool (default: each task's module and name).
         """
-        from .worker import Worker
+        from .worker.worker import Worker
 
         worker = Worker(self, concurrency=concurrency, pool=pool, queues=queues, app=app)
         worker.start()
@@ -467,7 +467,7 @@ class TaskQueue:
         on the next start). ``progress``: show a progress bar while draining (default:
         when stderr is a terminal).
         """
-        from .runloop import run_until_stopped
+        from .worker.runloop import run_until_stopped
 
         return run_until_stopped(self, concurrency=concurrency, pool=pool, queues=queues,
                                  grace=grace, drain=drain, progress=progress, app=app)

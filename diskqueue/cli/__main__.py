@@ -1,0 +1,7 @@
+"""``python -m diskqueue.cli`` is ``diskq``."""
+
+import sys
+
+from .admin import main
+
+sys.exit(main())

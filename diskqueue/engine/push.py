@@ -1,0 +1,183 @@
+# mypy: disable-error-code="misc"
+# (methods say ``self: Engine``: they are the engine's, kept in a module of their own)
+"""Appending: every push writes its items and the tail pointers they move in one batch,
+and only then moves the pointers in memory, so a failed write changes nothing."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Optional
+
+from ..errors import Full
+from .lanes import Space
+from .leases import RecordOps
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+from . import keys
+
+_pack = keys.POINTERS.pack
+
+
+def _deadline(block: bool, timeout: Optional[float]) -> Optional[float]:
+    if not block or timeout is None:
+        return None
+    return time.monotonic() + timeout
+
+
+class Pushes:
+    """Mixin of :class:`diskqueue.engine.Engine`: push_one, push, push_run, push_unless,
+    push_durable."""
+
+    def _wait_room(self: Engine, sp: Space, n: int, maxsize: int, block: bool,
+                   timeout: Optional[float]) -> None:
+        if maxsize <= 0 or sp.ready + n <= maxsize:
+            return
+        if n > maxsize or not block:
+            raise Full(f"{self.path} holds {sp.ready} items; maxsize is {maxsize}")
+        end = _deadline(block, timeout)
+        while sp.ready + n > maxsize:
+            remaining = None if end is None else end - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise Full(f"{self.path} stayed full for {timeout} s")
+            self._writers += 1
+            try:
+                self._writable.wait(remaining)
+            finally:
+                self._writers -= 1
+            self._check()
+
+    def push_one(self: Engine, ns: bytes, lane: bytes, data: bytes, maxsize: int = 0,
+                 block: bool = False, timeout: Optional[float] = None) -> tuple[int, bytes]:
+        """Append one item to a lane; return its seq and key."""
+        with self._lock:
+            if self.closed or self.forked:
+                self._refuse()
+            sp = self._spaces.get(ns) or self._space(ns)
+            if maxsize:
+                self._wait_room(sp, 1, maxsize, block, timeout)
+            ln = sp.lanes.get(lane) or sp.lane(lane)
+            seq = ln.tail
+            key = ln.prefix + seq.to_bytes(8, "big")
+            self._store.write2(key, data, ln.pointer_key, _pack(ln.head, seq + 1))
+            ln.tail = seq + 1
+            sp.ready += 1
+            sp.unfinished += 1
+            if seq == ln.head and not ln.front:  # the lane was empty
+                sp.active.add(lane)
+            if self._readers:
+                self._readable.notify()
+            return seq, key
+
+    def push(self: Engine, ns: bytes, entries: list[tuple[bytes, bytes]], maxsize: int = 0,
+             block: bool = False, timeout: Optional[float] = None,
+             records: RecordOps = ()) -> list[tuple[int, bytes]]:
+        """Append ``(lane, data)`` entries atomically: all of them land, or none.
+
+        ``records`` are record writes (see :meth:`write_records`) made in the same batch.
+        """
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            if maxsize:
+                self._wait_room(sp, len(entries), maxsize, block, timeout)
+            tails: dict[bytes, int] = {}
+            puts: list[tuple[bytes, bytes]] = []
+            out = self._plan_push(sp, entries, tails, puts)
+            deletes = self._plan_records(records, puts)
+            self._store.write(puts + self._tail_pointers(sp, tails), deletes)
+            self._apply_push(sp, tails, len(entries))
+            return out
+
+    def push_run(self: Engine, ns: bytes, lane: bytes, datas: list[bytes], maxsize: int = 0,
+                 block: bool = False, timeout: Optional[float] = None
+                 ) -> tuple[int, list[bytes]]:
+        """Append items to one lane atomically; return the first seq (the rest follow)
+        and the keys."""
+        with self._lock:
+            self._check()
+            sp = self._space(ns)
+            if maxsize:
+                self._wait_room(sp, len(datas), maxsize, block, timeout)
+            ln = sp.lane(lane)
+            first, n = ln.tail, len(datas)
+            item_keys = keys.item_keys(ln.prefix, first, n)
+            self._store.write_run(item_keys, datas, ln.pointer_key, _pack(ln.head, first + n))
+            self._apply_push(sp, {lane: first + n}, n)
+            return first, item_keys
+
+    def push_unless(self: Engine, ns: bytes, entries: list[tuple[bytes, bytes]],
+                    guard: tuple[bytes, bytes], records: RecordOps = ()) -> Optional[bytes]:
+        """``push`` unless the record ``guard`` (ns, key) exists: then return its value.
+
+        The check and the push happen under one lock, so two callers racing with the
+        same guard never both push (the task layer's ``unique_key``).
+        """
+        with self._lock:
+            self._check()
+            existing = self._store.get(keys.RECORD + keys.ns_bytes(guard[0]) + guard[1])
+            if existing is not None:
+                return existing
+            sp = self._space(ns)
+            tails: dict[bytes, int] = {}
+            puts: list[tuple[bytes, bytes]] = []
+            self._plan_push(sp, entries, tails, puts)
+            deletes = self._plan_records(records, puts)
+            self._store.write(puts + self._tail_pointers(sp, tails), deletes)
+            self._apply_push(sp, tails, len(entries))
+            return None
+
+    def push_durable(self: Engine, ns: bytes, entries: list[tuple[bytes, bytes]]
+                     ) -> list[tuple[int, bytes]]:
+        """``push`` that survives power loss; concurrent callers share one fsync."""
+        return self._group.submit((ns, entries))  # type: ignore[no-any-return]
+
+    def _commit_pushes(self: Engine, works: list[tuple[bytes, list[tuple[bytes, bytes]]]]
+                       ) -> list[list[tuple[int, bytes]]]:
+        with self._lock:
+            self._check()
+            tails: dict[bytes, dict[bytes, int]] = {}
+            puts: list[tuple[bytes, bytes]] = []
+            results = []
+            for ns, entries in works:
+                sp = self._space(ns)
+                results.append(self._plan_push(sp, entries, tails.setdefault(ns, {}), puts))
+            for ns, lane_tails in tails.items():
+                puts.extend(self._tail_pointers(self._spaces[ns], lane_tails))
+            self._store.write(puts, sync=True)
+            for ns, entries in works:
+                self._apply_push(self._spaces[ns], {}, len(entries))
+            for ns, lane_tails in tails.items():
+                self._apply_push(self._spaces[ns], lane_tails, 0)
+            return results
+
+    @staticmethod
+    def _plan_push(sp: Space, entries: list[tuple[bytes, bytes]], tails: dict[bytes, int],
+                   puts: list[tuple[bytes, bytes]]) -> list[tuple[int, bytes]]:
+        """Give each entry the next seq of its lane (tracked in ``tails``), unapplied."""
+        out: list[tuple[int, bytes]] = []
+        for lane, data in entries:
+            seq = tails.get(lane) or (sp.lanes[lane].tail if lane in sp.lanes else 1)
+            tails[lane] = seq + 1
+            key = sp.item_prefix + lane + seq.to_bytes(8, "big")
+            puts.append((key, data))
+            out.append((seq, key))
+        return out
+
+    @staticmethod
+    def _tail_pointers(sp: Space, tails: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
+        return [
+            (sp.pointer_prefix + lane, _pack(sp.lanes[lane].head if lane in sp.lanes else 1, t))
+            for lane, t in tails.items()
+        ]
+
+    def _apply_push(self: Engine, sp: Space, tails: dict[bytes, int], n: int) -> None:
+        for lane, tail in tails.items():
+            ln = sp.lane(lane)
+            ln.tail = tail
+            sp.recount(lane, ln)
+        sp.ready += n
+        sp.unfinished += n
+        if n and self._readers:
+            self._readable.notify(n)

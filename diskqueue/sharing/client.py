@@ -1,0 +1,550 @@
+"""The client's side of a shared directory: the engine's methods over a Unix socket.
+
+A ``RemoteEngine`` has the methods of :class:`diskqueue.engine.Engine` that handles
+use, so a handle never knows which it has (``role`` says). When the owner closes or
+dies, the next call takes the directory over (opening it here) or connects to
+whichever process did, then repeats the call: callers see a pause, not an error. Takes
+the last owner held for this process are settled with the next (``_resettle_now``). A
+call repeated after a takeover may have landed before the owner died, so an enqueue
+can, rarely, be stored twice: nothing acknowledged is ever lost.
+
+An owner that is alive but does not answer (stopped, hung) is waited for
+``connect_timeout`` seconds, after a blocking call's own timeout. Then the call raises
+``Locked`` if it cannot have taken effect (nothing reached the owner), or
+``OutcomeUnknown`` (a ``Locked``) if the request was sent: each request carries its
+deadline, and the owner refuses to start one past it, so a request that was sent
+either started before its deadline or never will.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Optional
+
+from ..engine import store
+from ..errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
+from . import peercred, protocol
+from .client_connection import Connection, alive, timed_out
+from .server import _METHODS
+
+log = logging.getLogger("diskqueue.remote")
+
+CONNECT_TIMEOUT = 10.0
+# A call with no timeout that blocks (``dequeue(block=True)``) is sent as calls of this
+# many seconds each, so that an owner that stops answering is noticed within this plus
+# connect_timeout, not never.
+BLOCK_SLICE = 10.0
+# Control words (sent as their own frame, never answered).
+GOT_IT = protocol.pack("got it")  # the reply to my last take arrived: let it go
+PUT_BACK = protocol.pack("put back")  # the items of my last reply were not delivered
+# Takes whose items the owner holds until the client says "got it".
+_TAKES = frozenset({"take", "take_run", "take_first", "pop_one"})
+# Where a blocking method takes ``block`` (and ``timeout`` next) when they are passed by
+# position; None: keyword only.
+_BLOCK_AT: dict[str, Optional[int]] = {
+    "take": None, "take_first": 2, "take_run": 4, "pop_one": 4,
+    "push_one": 4, "push": 3, "push_run": 4,
+}
+# Pushes wait only for room under a maxsize, passed just before ``block``.
+_PUSHES = frozenset({"push_one", "push", "push_run"})
+CheckData = Callable[[list[bytes]], None]
+Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of an item a take took
+
+
+class _TimedOut(Exception):
+    """The owner did not answer in time; ``sent`` says whether the request got there."""
+
+    def __init__(self, sent: bool) -> None:
+        super().__init__()
+        self.sent = sent
+
+
+class RemoteEngine:
+    """Each call borrows an idle connection, or opens one, so a thread blocked in a call
+    never holds up the calls of the process's other threads."""
+
+    def __init__(self, path: str, *, connect: bool = True,
+                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.path = path
+        self.refs = 0
+        self.closed = False
+        self.forked = False
+        self.connect_timeout = connect_timeout
+        self._reset()
+        if connect:
+            conn = self._reach(time.monotonic() + connect_timeout)
+            if conn is not None:
+                self._idle.append(conn)
+
+    def _reset(self) -> None:
+        """Fresh connection state (also in a child after fork(): nothing is shared)."""
+        self.pid = os.getpid()
+        self._lock = threading.Lock()  # guards _idle, _open and closed
+        self._taking_over = threading.Lock()  # one thread at a time opens the directory
+        self._idle: list[Connection] = []
+        self._open: set[Connection] = set()  # every connection, idle or in a call
+        self._local: Any = None  # an Engine once this process took the directory over
+        # Takes whose "got it" the owner may not have read (see _resettle_now): the keys
+        # of each connection's last reply, until that connection's next reply.
+        self._unsettled: dict[Any, list[Key]] = {}
+        self._receiving: dict[object, list[Key]] = {}  # replies being settled now
+        self._resettle = False  # a connection broke: settle with the next owner
+        self._gen = 0  # resettles so far
+
+    @property
+    def role(self) -> str:
+        return "owner" if self._local is not None else "client"
+
+    # -- reaching the directory ------------------------------------------------
+    def _reach(self, deadline: float) -> Optional[Connection]:
+        """A new connection to the owner, or None once this process is the owner;
+        ``Locked`` at ``deadline``."""
+        from ..engine.engine import Engine
+
+        pause = 0.005
+        while self._local is None:
+            try:
+                return self._connect(deadline)
+            except OSError:
+                pass
+            with self._taking_over:
+                if self._local is not None:
+                    break
+                try:
+                    self._local = Engine(self.path)
+                    log.info("took over %s", self.path)
+                    break
+                except Locked as exc:
+                    if time.monotonic() >= deadline:
+                        raise Locked(self.path, exc.pid,
+                                     f", which did not let it in within "
+                                     f"{self.connect_timeout:g} s{_why_not(self.path)}"
+                                     ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        return None
+
+    def _connect(self, deadline: float) -> Connection:
+        """Connect, and make sure the owner is this user before sending it anything."""
+        address, keep = protocol.socket_address(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            # A stopped owner whose backlog is full never accepts: bound the wait.
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            sock.connect(address)
+            sock.settimeout(None)
+            ours, peer = peercred.same_user(
+                sock, os.path.join(self.path, protocol.SOCKET_NAME))
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            protocol.release_address(keep)
+        if not ours:
+            sock.close()
+            who = f"uid {peer.uid}" if peer else "an unknown user"
+            pid = f" (pid {peer.pid})" if peer and peer.pid else ""
+            raise DiskQueueError(
+                f"{self.path}: its socket is served by {who}{pid}, not by this user "
+                f"(uid {os.geteuid()}); nothing was sent to it. Another user who can write "
+                f"to the directory may have replaced {protocol.SOCKET_NAME}: make the "
+                "directory writable by its owner only"
+            )
+        conn = Connection(sock, peer.pid if peer else None, self.connect_timeout)
+        with self._lock:
+            self._open.add(conn)
+        return conn
+
+    # -- calls -----------------------------------------------------------------
+    def call(self, method: str, args: tuple[Any, ...] | list[Any],
+             kwargs: dict[str, Any], check: Optional[CheckData] = None) -> Any:
+        """Run one engine method in the owner; ``check`` vets a take's items before the
+        owner lets them go (contract of the engine's takes)."""
+        block_at = _BLOCK_AT.get(method, -1)
+        if block_at != -1:
+            block, timeout = _waiting(method, block_at, args, kwargs)
+            if block and timeout is None:
+                return self._block_for_ever(method, block_at, args, kwargs, check)
+            wait = float(timeout) if block and timeout is not None and timeout > 0 else 0.0
+        else:
+            wait = 0.0
+        return self._call(method, args, kwargs, wait, check)
+
+    def _block_for_ever(self, method: str, block_at: Optional[int], args: Any,
+                        kwargs: dict[str, Any], check: Optional[CheckData]) -> Any:
+        """A call that may block for ever, as calls of BLOCK_SLICE seconds each."""
+        while True:
+            if self._local is not None:
+                return self._call(method, args, kwargs, 0.0, check)
+            sliced_args, sliced_kwargs = _with_timeout(block_at, args, kwargs, BLOCK_SLICE)
+            started = time.monotonic()
+            try:
+                return self._call(method, sliced_args, sliced_kwargs, BLOCK_SLICE, check)
+            except (Empty, Full):
+                if time.monotonic() - started < 0.9 * BLOCK_SLICE:
+                    raise  # refused at once (a batch over maxsize, say): waiting won't help
+                # this slice ran out: wait on
+
+    def _call(self, method: str, args: Any, kwargs: dict[str, Any], wait: float,
+              check: Optional[CheckData]) -> Any:
+        deadline: Optional[float] = None  # to reach an owner after the last one went
+        while True:
+            local = self._local
+            if local is not None:
+                if self._resettle:
+                    self._resettle_now(None)
+                if check is not None:
+                    kwargs = {**kwargs, "check": check}
+                return getattr(local, method)(*args, **kwargs)
+            with self._lock:
+                if self.closed:
+                    raise Closed(f"{self.path} is closed")
+                if self.pid != os.getpid():
+                    self._reset_after_fork()
+                    continue
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._reach(deadline or time.monotonic() + self.connect_timeout)
+                if conn is None:
+                    continue  # this process holds the directory now
+            gen = self._gen
+            try:
+                if self._resettle:
+                    self._resettle_now(conn)
+                    gen = self._gen
+                reply = self._exchange(conn, method, args, kwargs, wait)
+            except _TimedOut as exc:
+                self._discard(conn)
+                if conn.pid is not None and not alive(conn.pid):
+                    # Its sockets live on in a process it forked: it is gone all the same.
+                    self._resettle = True
+                    self._drop_idle()
+                    deadline = deadline or time.monotonic() + self.connect_timeout
+                    continue
+                if exc.sent:
+                    raise OutcomeUnknown(self.path, conn.pid, wait + self.connect_timeout) \
+                        from None
+                raise Locked(self.path, conn.pid, f", which did not take a request "
+                             f"within {self.connect_timeout:g} s; nothing was done") from None
+            except (OSError, protocol.ProtocolError):
+                self._resettle = True
+                self._discard(conn)
+                self._drop_idle()  # the owner went away: its other connections are dead
+                deadline = deadline or time.monotonic() + self.connect_timeout
+                continue
+            if reply[0] != 0:
+                self._put_back(conn)
+                if reply[1] == "Expired":
+                    raise Locked(self.path, conn.pid, ", which did not start the call "
+                                 "before its deadline; nothing was done")
+                protocol.raise_reply(reply[1], reply[2])
+            result = reply[1]
+            if method in _TAKES and not self._settle(
+                    conn, method, result, check, _taken(method, args, kwargs, result), gen):
+                # The items were not this process's any more when it asked (see
+                # _settle): handing them out would deliver them twice; take again.
+                deadline = deadline or time.monotonic() + self.connect_timeout
+                continue
+            if method not in _TAKES:
+                self._put_back(conn)
+            return result
+
+    def _exchange(self, conn: Connection, method: str, args: Any, kwargs: dict[str, Any],
+                  wait: float) -> Any:
+        """Send one request and read its reply within ``wait`` + connect_timeout."""
+        bound = self.connect_timeout
+        frame = protocol.pack([method, list(args), kwargs, time.time() + bound])
+        conn.bound(wait + bound)
+        try:
+            conn.send(frame, bound)
+        except OSError as exc:
+            if timed_out(exc):  # the owner reads nothing: the frame is not all there
+                raise _TimedOut(sent=False) from None
+            raise
+        try:
+            return conn.reader.read()
+        except OSError as exc:
+            if timed_out(exc):
+                raise _TimedOut(sent=True) from None
+            raise
+
+    def _settle(self, conn: Connection, method: str, result: Any, check: Optional[CheckData],
+                taken: list[Key], gen: int) -> bool:
+        """Tell the owner at once whether a take's items arrived, so it lets them go
+        (or puts them back when ``check`` refuses them, whose error is raised). False
+        when the items turned out not to be this process's any more (take again).
+
+        ``taken``: the keys of the items a dequeue or pop took (a reservation's are not
+        needed: it stays this process's until its lease ends, whoever holds the
+        directory). The owner may go before reading "got it": the next one keeps the
+        items for this process, which confirms them with it (:meth:`_resettle_now`).
+        ``gen``: the resettles before the request was sent; one since may have given
+        these items back, so they are confirmed before they are handed out.
+        """
+        refused: Optional[BaseException] = None
+        if check is not None:
+            try:
+                check(_taken_data(method, result))
+            except BaseException as exc:
+                refused = exc
+        token = object()
+        with self._lock:
+            changed = self._gen != gen
+            if taken and not changed:
+                self._receiving[token] = taken
+        try:
+            conn.sock.sendall(PUT_BACK if refused is not None or changed and taken else GOT_IT)
+        except OSError:
+            self._resettle = True  # what the owner held for us is settled with the next
+            self._discard(conn)
+            self._drop_idle()  # the owner went away: its other connections are dead
+            with self._lock:
+                self._receiving.pop(token, None)
+            if refused is not None:
+                raise refused from None
+            return not taken or self._confirm_first(taken)
+        if refused is not None:
+            self._put_back(conn)
+            raise refused
+        if changed and taken:
+            self._put_back(conn)
+            return self._confirm_first(taken)
+        with self._lock:
+            self._receiving.pop(token, None)
+            if self._gen != gen:
+                self._resettle = True  # one went by while we read: it kept these
+        self._put_back(conn, taken)
+        return True
+
+    def _confirm_first(self, taken: list[Key]) -> bool:
+        """Whether takes the last owner held for this process are still its (and then
+        they are let go), asked of the owner now before handing them out."""
+        return bool(self._call("confirm", [taken, [], False], {}, 0.0, None))
+
+    def _resettle_now(self, conn: Optional[Connection]) -> None:
+        """After a connection broke: tell the owner at ``conn`` (None: this process, which
+        holds the directory now) which of the takes the last owner held for us were
+        handed out; it lets them go, and gives back the rest but those being read now."""
+        with self._lock:
+            if not self._resettle:
+                return
+            here = conn.pid if conn is not None else os.getpid()
+            taken: list[Key] = []
+            for other in [c for c in self._unsettled if c.pid != here or c.pid is None]:
+                taken += self._unsettled.pop(other)
+            keep = [key for keys in self._receiving.values() for key in keys]
+            self._gen += 1
+            self._resettle = False
+        try:
+            if conn is None:
+                self._local.confirm(taken, keep, True)
+                return
+            reply = self._exchange(conn, "confirm", [taken, keep, True], {}, 0.0)
+            if reply[0] != 0:
+                log.warning("%s: the owner did not take confirm(): %s", self.path, reply[2])
+        except BaseException:
+            with self._lock:
+                self._unsettled[_Lost()] = taken
+                self._resettle = True
+            raise
+
+    def _put_back(self, conn: Connection, unsettled: Optional[list[Key]] = None) -> None:
+        """An idle connection again, for the next call (a reply on it also says the
+        owner read the "got it" before: ``unsettled`` are the takes of the last)."""
+        with self._lock:
+            if unsettled:
+                self._unsettled[conn] = unsettled
+            elif self._unsettled:
+                self._unsettled.pop(conn, None)
+            if not self.closed and self.pid == os.getpid():
+                self._idle.append(conn)
+                return
+        self._discard(conn, goodbye=self.pid == os.getpid())
+
+    def _discard(self, conn: Connection, goodbye: bool = False) -> None:
+        with self._lock:
+            self._open.discard(conn)
+        conn.close(goodbye)
+
+    def _drop_idle(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._open.difference_update(idle)
+        for conn in idle:
+            conn.close(goodbye=False)
+
+    def _reset_after_fork(self) -> None:
+        """In a child: close our copies of the parent's connections, idle or in a call
+        of a thread that does not exist here (no goodbye: they stay the parent's), so
+        the owner sees the parent's connections end when the parent ends them."""
+        from ..engine.engine import orphan
+
+        if self._local is not None:
+            orphan(self._local)
+        for conn in self._open:
+            try:
+                conn.sock.close()
+            except OSError:
+                pass
+        self._reset()
+
+    # -- lifecycle -------------------------------------------------------------
+    def release(self) -> None:
+        from ..engine.engine import forget
+
+        if forget(self):
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed and self.pid == os.getpid() and self._local is None:
+            with self._lock:
+                idle = [conn for conn in self._idle if conn in self._unsettled]
+            if any(_ended(conn) for conn in idle):
+                self._resettle = True  # its owner may not have read our last "got it"
+        if self._resettle and not self.closed and self.pid == os.getpid():
+            try:  # an owner went: settle what it held for us with the next, while we can
+                self._call("confirm", [[], [], False], {}, 0.0, None)
+            except DiskQueueError as exc:
+                log.debug("%s: settling takes on close: %s", self.path, exc)
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            idle, self._idle = self._idle, []
+            self._open.difference_update(idle)
+            local, self._local = self._local, None
+            ours = self.pid == os.getpid()
+        for conn in idle:
+            conn.close(goodbye=ours)
+        if local is not None and ours:
+            local.close()
+
+    def destroy(self) -> None:
+        if self._local is not None:
+            local = self._local
+            self.close()
+            local.destroy()
+            return
+        raise Locked(self.path, None)
+
+    # -- takes: they take ``check`` (never sent), and are settled at once ------
+    def take(self, *args: Any, check: Optional[CheckData] = None, **kwargs: Any) -> Any:
+        return self.call("take", args, kwargs, check)
+
+    def take_run(self, *args: Any, check: Optional[CheckData] = None, **kwargs: Any) -> Any:
+        return self.call("take_run", args, kwargs, check)
+
+    def take_first(self, *args: Any, check: Optional[CheckData] = None, **kwargs: Any) -> Any:
+        return self.call("take_first", args, kwargs, check)
+
+    def pop_one(self, *args: Any, check: Optional[CheckData] = None, **kwargs: Any) -> Any:
+        return self.call("pop_one", args, kwargs, check)
+
+
+def _waiting(method: str, block_at: Optional[int], args: Any, kwargs: dict[str, Any]
+             ) -> tuple[bool, Optional[float]]:
+    """``block`` and ``timeout`` of a blocking method's call, wherever they were passed
+    (a push without a maxsize never waits, whatever its ``block`` says)."""
+    block, timeout = kwargs.get("block", False), kwargs.get("timeout")
+    if block_at is not None:
+        if len(args) > block_at:
+            block = args[block_at]
+        if len(args) > block_at + 1:
+            timeout = args[block_at + 1]
+        if method in _PUSHES:
+            maxsize = args[block_at - 1] if len(args) >= block_at else kwargs.get("maxsize", 0)
+            if not maxsize:
+                return False, None
+    return bool(block), timeout
+
+
+def _with_timeout(block_at: Optional[int], args: Any, kwargs: dict[str, Any],
+                  timeout: float) -> tuple[Any, dict[str, Any]]:
+    """The same call with ``timeout`` in the place the caller passed it."""
+    if block_at is not None and len(args) > block_at + 1:
+        args = list(args)
+        args[block_at + 1] = timeout
+        return args, kwargs
+    return args, {**kwargs, "timeout": timeout}
+
+
+def _taken_data(method: str, result: Any) -> list[bytes]:
+    """The raw data of the items a take's reply holds, whatever its shape."""
+    if method == "take":
+        return [entry[3] for entry in result]
+    if method == "take_first":
+        return [result[1][3]]
+    if method == "pop_one":
+        return [result[3]]
+    return [pair[1] for pair in result[1]]  # take_run: seqs, then (key, data) pairs
+
+
+def _taken(method: str, args: Any, kwargs: dict[str, Any], result: Any) -> list[Key]:
+    """``(ns, lane, seq)`` of the items a dequeue or pop took ([] for a reservation:
+    the owner does not delete those when told they arrived)."""
+    if method == "take":
+        if kwargs.get("lease") is not None:
+            return []
+        ns = args[0] if args else kwargs["ns"]
+        return [(ns, entry[0], entry[1]) for entry in result]
+    if method == "take_first":
+        lease = args[1] if len(args) > 1 else kwargs.get("lease")
+        if lease is not None:
+            return []
+        return [(result[0], result[1][0], result[1][1])]
+    if method == "pop_one":
+        ns = args[0] if args else kwargs["ns"]
+        return [(ns, result[0], result[1])]
+    ns = args[0] if args else kwargs["ns"]  # take_run(ns, lane, n, ...)
+    lane = args[1] if len(args) > 1 else kwargs["lane"]
+    return [(ns, lane, seq) for seq in result[0]]
+
+
+def _ended(conn: Connection) -> bool:
+    """Whether the owner ended this idle connection (it went, or closed)."""
+    try:
+        return conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
+class _Lost:
+    """Stands for a connection whose unsettled takes a failed resettle put back."""
+
+    pid = None
+
+
+def _why_not(path: str) -> str:
+    """What keeps a holder from serving ``path``, when the directory says (or this
+    process may not become its holder)."""
+    if not store.can_own():
+        return store.forked_note()
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ""
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        return (" (it does not serve a world-writable directory, whose socket another "
+                f"user could replace: run `chmod o-w {path}`)")
+    return ""
+
+
+def _method(name: str) -> Any:
+    def method(self: RemoteEngine, *args: Any, **kwargs: Any) -> Any:
+        return self.call(name, args, kwargs)
+
+    method.__name__ = name
+    return method
+
+
+for _name in _METHODS:
+    if not hasattr(RemoteEngine, _name):
+        setattr(RemoteEngine, _name, _method(_name))

@@ -1,0 +1,210 @@
+"""What a client may ask of a holder, checked before anything runs.
+
+A request names one of :data:`METHODS` (engine methods, by name) with arguments that
+must bind to that method's signature, each of the type its annotation names (msgpack
+sends tuples as lists), counts and offsets not negative, durations neither negative
+nor NaN, and an optional deadline (contract: an absolute ``time.time()``). A bad request
+is a ``TypeError`` or ``ValueError`` for the client, never a call into the engine.
+Arguments only the holder itself may pass (``owner``, ``check``) do not exist on the
+wire.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple, Optional
+
+# Engine methods a client may call, by name.
+METHODS = frozenset({
+    "push_one", "push", "push_run", "push_unless", "push_durable", "take", "take_run",
+    "take_first", "pop_one",
+    "find_reserved", "ack", "ack_many", "nack", "in_flight", "peek", "get", "update",
+    "length", "lanes", "scan", "clear", "task_done", "join", "sync", "write_records",
+    "get_record", "scan_records", "ensure_kind", "info", "confirm",
+})
+TAKES = frozenset({"take", "take_run", "take_first", "pop_one"})
+BLOCKING = TAKES | {"push_one", "push", "push_run"}
+_LOCAL_ONLY = frozenset({"self", "owner", "check", "holder", "held"})
+_COUNTS = frozenset({"n", "offset", "seq", "limit", "maxsize", "attempts"})
+_DURATIONS = frozenset({"timeout", "lease"})
+# Names the engine's annotations use, for reading them back as types.
+_NAMES: dict[str, Any] = {
+    "Optional": Optional, "Any": Any, "Iterable": Iterable, "Sequence": Sequence,
+    "RecordOps": Iterable[tuple[bytes, bytes, Optional[bytes]]],
+}
+
+
+class Request(NamedTuple):
+    method: str
+    arguments: dict[str, Any]  # every argument by name, defaults filled in
+    deadline: Optional[float]
+
+
+Check = Callable[[object], bool]
+
+
+class _Param(NamedTuple):
+    name: str
+    check: Check
+    default: Any  # inspect.Parameter.empty when required
+    what: str  # the type, as an error message says it
+
+
+class _Shape(NamedTuple):
+    positional: tuple[_Param, ...]  # in order; may also be passed by name
+    by_name: dict[str, _Param]  # every parameter
+
+
+_shapes: dict[str, _Shape] = {}
+
+
+def _shape(method: str) -> _Shape:
+    """The parameters of an engine method a client may pass, with their checks
+    (compiled once per method: the hot path only runs them)."""
+    shape = _shapes.get(method)
+    if shape is None:
+        from ..engine.engine import Engine
+
+        positional, by_name = [], {}
+        for p in inspect.signature(getattr(Engine, method)).parameters.values():
+            if p.name in _LOCAL_ONLY:
+                continue
+            wanted = _type(p.annotation)
+            param = _Param(p.name, _checker(wanted), p.default, _say(wanted))
+            by_name[p.name] = param
+            if p.kind is p.POSITIONAL_OR_KEYWORD:
+                positional.append(param)
+        shape = _shapes[method] = _Shape(tuple(positional), by_name)
+    return shape
+
+
+def _type(annotation: Any) -> Any:
+    if isinstance(annotation, str):
+        try:
+            return eval(annotation, dict(_NAMES))  # our own source's annotations
+        except NameError:
+            return Any
+    return annotation
+
+
+def parse(request: object) -> Request:
+    """The request, checked; ``TypeError``/``ValueError`` saying what is wrong."""
+    if type(request) is not list or len(request) not in (3, 4):
+        raise TypeError("a request is [method, args, kwargs] or [method, args, kwargs, "
+                        "deadline]")
+    method, args, kwargs = request[:3]
+    deadline = request[3] if len(request) == 4 else None
+    if type(method) is not str or method not in METHODS:
+        raise TypeError(f"no such call: {method!r}")
+    if type(args) is not list or type(kwargs) is not dict:
+        raise TypeError(f"{method}(): arguments must be a list and a dict by name")
+    if deadline is not None and not (_is_float(deadline) and not math.isnan(deadline)):
+        raise TypeError(f"a deadline is a time.time() float, not {deadline!r}")
+    shape = _shape(method)
+    if len(args) > len(shape.positional):
+        raise TypeError(f"{method}() takes at most {len(shape.positional)} arguments by "
+                        f"position ({len(args)} given)")
+    arguments: dict[str, Any] = {}
+    for param, value in zip(shape.positional, args):  # noqa: B905 (args may be fewer)
+        _check(method, param, value)
+        arguments[param.name] = value
+    for name, value in kwargs.items():
+        found = shape.by_name.get(name)
+        if found is None:
+            raise TypeError(f"{method}() got an unexpected argument {name!r}")
+        if name in arguments:
+            raise TypeError(f"{method}() got {name!r} twice")
+        _check(method, found, value)
+        arguments[name] = value
+    if len(arguments) < len(shape.by_name):
+        for name, param in shape.by_name.items():
+            if name not in arguments:
+                if param.default is inspect.Parameter.empty:
+                    raise TypeError(f"{method}() is missing its argument {name!r}")
+                arguments[name] = param.default
+    return Request(method, arguments, deadline)
+
+
+def _check(method: str, param: _Param, value: object) -> None:
+    if not param.check(value):
+        raise TypeError(f"{method}(): {param.name} must be {param.what}, "
+                        f"not {type(value).__name__}")
+    name = param.name
+    if name in _COUNTS and type(value) is int and value < 0:
+        raise ValueError(f"{method}(): {name} must not be negative, got {value}")
+    if name in _DURATIONS and value is not None and not value >= 0:  # type: ignore[operator]
+        raise ValueError(f"{method}(): {name} must be a number of seconds >= 0, "
+                         f"got {value}")
+
+
+_SEQS = (list, tuple)
+
+
+def _byte_rows(width: int) -> Check:
+    def rows(value: Any) -> bool:
+        if type(value) not in _SEQS:
+            return False
+        for row in value:
+            if type(row) not in _SEQS or len(row) != width:
+                return False
+            for cell in row:
+                if type(cell) is not bytes:
+                    return False
+        return True
+    return rows
+
+
+def _is_float(value: object) -> bool:
+    """A float or an int (NaN passes here: where it matters, the value check says no)."""
+    return type(value) in (float, int)
+
+
+def _checker(wanted: Any) -> Check:
+    """A function telling whether a value (as msgpack decoded it) is of a type."""
+    if wanted is Any:
+        return lambda value: True
+    if wanted is type(None):
+        return lambda value: value is None
+    if wanted is float:
+        return _is_float
+    if wanted in (bool, int, bytes, str):
+        return lambda value: type(value) is wanted
+    origin, params = typing.get_origin(wanted), typing.get_args(wanted)
+    if origin in (typing.Union, types.UnionType):
+        checks = [_checker(p) for p in params]
+        if len(checks) == 2 and type(None) in params:  # Optional: the common case
+            other = checks[params.index(type(None)) ^ 1]
+            return lambda value: value is None or other(value)
+        return lambda value: any(check(value) for check in checks)
+    if origin is tuple:
+        if all(p in (bytes, int, str) for p in params):  # the hot case: (key, data)
+            kinds = params
+
+            def simple(value: Any) -> bool:
+                return type(value) in _SEQS and len(value) == len(kinds) and all(
+                    type(v) is k for v, k in zip(value, kinds, strict=True))
+            return simple
+        parts = [_checker(p) for p in params]
+
+        def fixed(value: Any) -> bool:
+            return type(value) in (list, tuple) and len(value) == len(parts) and all(
+                check(v) for check, v in zip(parts, value, strict=True))
+        return fixed
+    if origin in (list, Iterable, Sequence):
+        inner = typing.get_args(params[0])
+        if typing.get_origin(params[0]) is tuple and all(p is bytes for p in inner):
+            return _byte_rows(len(inner))  # a batch's entries: checked in one loop
+        each = _checker(params[0])
+        return lambda value: type(value) in (list, tuple) and all(
+            each(v) for v in value)  # type: ignore[attr-defined]
+    return lambda value: False  # a type the wire has no use for (a dict, a callable)
+
+
+def _say(wanted: Any) -> str:
+    name = getattr(wanted, "__name__", None)
+    return name if name and not typing.get_args(wanted) else str(wanted).replace(
+        "typing.", "").replace("collections.abc.", "")

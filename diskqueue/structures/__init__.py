@@ -1,0 +1,1 @@
+"""The queue structures users open: Queue, Stack, PriorityQueue, PrefixQueue."""

@@ -1,0 +1,1 @@
+"""Running jobs: the worker, its runners, pools and scheduler."""

@@ -1,0 +1,380 @@
+"""Running one job: fetch, start, call, finish. Every pool is built from these steps.
+
+Delivery: a job is reserved when fetched (it stays on disk, in flight), marked started,
+and deleted only by the batch that also stores its outcome (``engine.ack`` with
+records), so a process killed at any instant leaves every unfinished job in its queue.
+A job fetched while the worker is stopping goes back to the front untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import math
+import random
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+from ...errors import Closed, DiskQueueError, Empty, NotReserved
+from .. import context
+from .. import layout as R
+from ..directory import shared
+from ..job import DEAD, RETRYING, STARTED, SUCCESS, Job
+from ..ratelimit import TokenBucket, parse_rate
+from ..retry import Retry, backoff_delay
+from ..stats import Counters
+from ..task import DEFAULT_RESULT_TTL, TaskFunction
+from . import outcome as O
+
+if TYPE_CHECKING:
+    from ..taskqueue import TaskQueue
+
+log = logging.getLogger("diskqueue.worker")
+
+# (namespace, (lane, seq, key, data, attempts)) as engine.take_first returns it
+Lease = tuple[bytes, tuple[bytes, int, bytes, bytes, int]]
+
+
+class Run:
+    """One job being run by this worker."""
+
+    __slots__ = ("ns", "lane", "seq", "held", "jid", "record", "task", "deadline", "lock",
+                 "finished", "job", "thread")
+
+    def __init__(self, lease: Lease, record: dict[str, Any], task: Optional[TaskFunction],
+                 tasks: TaskQueue) -> None:
+        self.ns, (self.lane, self.seq, _, jid, self.held) = lease
+        self.jid = bytes(jid)
+        self.record = record
+        self.task = task
+        self.deadline: Optional[float] = None  # time.monotonic() past which it timed out
+        self.lock = threading.Lock()
+        self.finished = False
+        self.job = Job(tasks, record["id"], record)
+        self.thread = threading.current_thread()
+
+
+def unknown_task(name: str, tasks: TaskQueue) -> O.Outcome:
+    known = ", ".join(sorted(tasks.registry)) or "none"
+    exc = LookupError(f"no task named {name!r} is registered in this worker "
+                      f"(known tasks: {known})")
+    return O.failed(exc, "", retryable=False, error_type="UnknownTask")
+
+
+class Runner:
+    def __init__(self, tasks: TaskQueue, fetch_order: Any) -> None:
+        self.tasks = tasks
+        self.eng = tasks._engine()
+        self.clock = tasks.clock
+        self.hooks = tasks.hooks
+        self.fetch_order = fetch_order  # () -> list of queue namespaces, in order
+        self.stopping = threading.Event()
+        # Runs in progress. Only set.add/discard/copy touch it: each is atomic under
+        # the GIL, so the hot path takes no lock for it.
+        self.active: set[Run] = set()
+        self.counters = Counters()
+        self.shared = shared(tasks.path)
+        self.rng = random.Random()
+        self.finished = 0  # jobs that ended (success or dead) here
+        self._count_lock = threading.Lock()
+        self._buckets: dict[str, TokenBucket] = {}
+        # Held around the disk steps of starting and finishing a job, when threads share
+        # a runner: the engine's lock is held across disk calls that let go of the GIL,
+        # and threads queueing for it there cost many more switches than queueing once
+        # here per step. Hooks and the task itself always run outside it.
+        self.disk: Any = contextlib.nullcontext()
+
+    # -- fetch and start -------------------------------------------------------
+    def fetch(self, timeout: float) -> Optional[Lease]:
+        """Reserve the next job (waiting up to ``timeout`` on the engine's condition)."""
+        try:
+            lease: Lease = self.eng.take_first(self.fetch_order(), lease=math.inf,
+                                                     block=True, timeout=timeout)
+        except Empty:
+            return None
+        return lease
+
+    def fetch_batch(self, timeout: float, most: int, share: int) -> list[Lease]:
+        """Reserve up to ``most`` jobs at once from a deep queue, else one.
+
+        A batch is taken only from the first queue (in fetch order) that has jobs, and
+        only when it holds at least two for each of ``share`` takers, so a few jobs are
+        never hoarded by one thread; it costs one disk write for the whole batch.
+        """
+        eng = self.eng
+        if most > 1:
+            for ns in self.fetch_order():
+                ready = eng.length(ns)
+                if ready >= 2 * share:
+                    try:
+                        entries = eng.take(ns, min(most, ready // share), lease=math.inf)
+                    except Empty:
+                        continue
+                    return [(ns, tuple(entry)) for entry in entries]  # type: ignore[misc]
+                if ready:
+                    break  # a few in this queue: one at a time keeps the strict order
+        lease = self.fetch(timeout)
+        return [] if lease is None else [lease]
+
+    def give_back(self, lease: Lease) -> None:
+        """Return a fetched job that was not started to the front of its queue."""
+        ns, (lane, seq, _, _, held) = lease
+        self._nack(ns, lane, seq, held)
+
+    def begin(self, lease: Lease) -> Optional[Run]:
+        """Mark a fetched job started; None when it is not to be run here after all."""
+        with self.disk:
+            run = self._begin(lease)
+        if run is not None and run.task is None:
+            self.finish(run, unknown_task(run.record["task"], self.tasks))
+            return None
+        return run
+
+    def _begin(self, lease: Lease) -> Optional[Run]:
+        ns, (lane, seq, _, jid, held) = lease
+        if self.stopping.is_set():
+            self._nack(ns, lane, seq, held)
+            return None
+        raw = self.eng.get_record(R.NS_JOBS, bytes(jid))
+        if raw is None:
+            log.warning("job %s has no record (purged?); dropping it", bytes(jid).decode())
+            self._ack_lease(ns, lane, seq, held, [])
+            return None
+        record = R.unpack(raw)
+        if record["state"] in (SUCCESS, DEAD):  # a second copy of a finished job's entry
+            log.warning("job %s is already %s; dropping a second copy of it", record["id"],
+                        record["state"])
+            self._ack_lease(ns, lane, seq, held, [])
+            return None
+        run = Run(lease, record, self.tasks.registry.get(record["task"]), self.tasks)
+        if run.task is None:
+            return run  # finished as dead by begin(), outside the disk lock
+        now = self.clock()
+        if run.task.options.rate_limit is not None and not self._rate_ok(run, now):
+            return None
+        record.update(state=STARTED, attempts=record.get("attempts", 0) + 1, started=now)
+        record.pop("eta", None)
+        record.pop("progress", None)
+        self.eng.write_records([(R.NS_JOBS, run.jid, R.pack(record))])
+        self.counters.started(record["queue"], now - record.get("ready", now))
+        timeout = run.task.options.timeout
+        if timeout is not None:
+            run.deadline = time.monotonic() + timeout
+        self.active.add(run)
+        return run
+
+    def _rate_ok(self, run: Run, now: float) -> bool:
+        """Take a start from the task's bucket, or put the job back in the schedule at
+        the slot reserved for it (so deferred jobs come back spread out, in order)."""
+        task = run.task
+        assert task is not None and task.options.rate_limit is not None
+        slot = run.record.pop("rate_slot", None)
+        if slot is not None and slot <= now + 0.05:
+            return True  # it waited for a start reserved earlier
+        bucket = self._buckets.get(task.name)
+        if bucket is None:
+            count, period = parse_rate(task.options.rate_limit)
+            bucket = self._buckets.setdefault(task.name, TokenBucket(count, period, self.clock))
+        wait = bucket.take()
+        if wait <= 0:
+            return True
+        due = now + wait
+        run.record["rate_slot"] = due
+        with run.lock:
+            run.finished = True
+        ops: R.Ops = [(R.NS_JOBS, run.jid, R.pack(run.record)),
+                      (R.NS_SCHED, R.sched_key(due, run.jid),
+                       R.pack([run.record["queue"], run.record["priority"], False]))]
+        self._ack(run, ops)
+        self.shared.wake_schedulers()
+        return False
+
+    # -- call ------------------------------------------------------------------
+    def report(self, run: Run, value: Any) -> None:
+        """Store the progress a running task reported (ignored once it finished)."""
+        with run.lock:
+            if run.finished:
+                return
+            run.record["progress"] = value
+            data = R.pack(run.record)
+            self.eng.write_records([(R.NS_JOBS, run.jid, data)])
+
+    def execute(self, run: Run) -> O.Outcome:
+        """Call the task in this thread (an ``async def`` task gets its own event loop).
+
+        Whatever the task raises is its outcome, ``BaseException``s included: a task's
+        own ``KeyboardInterrupt``, ``SystemExit``, ``CancelledError`` or
+        ``GeneratorExit`` is a failure of the job (retried, then dead), never the end of
+        the thread running it. (A real SIGINT reaches the main thread only, never a
+        pool thread: the worker's own stop is not affected.)
+        """
+        task = run.task
+        assert task is not None
+        token = context.bind(run.job.id, lambda value: self.report(run, value))
+        try:
+            if self.hooks.wants("before_run"):
+                self.hooks.emit("before_run", run.job)
+            value = task.fn(*run.record.get("args", ()), **run.record.get("kwargs", {}))
+            if value is not None and inspect.isawaitable(value):
+                value = asyncio.run(self._bounded(value, task.options.timeout))
+            out = O.success(value)
+        except Retry as exc:
+            out = O.failed(exc, retry_delay=exc.delay)
+        except asyncio.TimeoutError:
+            out = O.timed_out(task.name, task.options.timeout or 0)
+        except O.Escaped as wrapper:
+            out = O.failed(wrapper.error)
+        except BaseException as exc:  # noqa: B036 - see the docstring
+            out = O.failed(exc)
+        finally:
+            context.unbind(token)
+        self._after_run(run, out)
+        return out
+
+    @staticmethod
+    async def _bounded(awaitable: Any, timeout: Optional[float]) -> Any:
+        try:
+            return await asyncio.wait_for(O.contained(awaitable), timeout)
+        except asyncio.CancelledError as exc:
+            # Nothing cancels this loop's only task: the task raised it itself (a timeout
+            # comes out of wait_for as TimeoutError).
+            raise O.Escaped(exc) from None
+
+    def _after_run(self, run: Run, out: O.Outcome) -> None:
+        if self.hooks.wants("after_run"):
+            self.hooks.emit("after_run", run.job, out.value, out.exc)
+
+    # -- finish ----------------------------------------------------------------
+    def finish(self, run: Run, out: O.Outcome) -> bool:
+        """Store the outcome and delete the job in one batch; False if already finished."""
+        with run.lock:
+            if run.finished:
+                return False
+            run.finished = True
+        self.active.discard(run)
+        if out.ok:
+            out = self._succeed(run, out)
+            if out.ok:
+                return True
+        self._fail(run, out)
+        return True
+
+    def _succeed(self, run: Run, out: O.Outcome) -> O.Outcome:
+        rec = run.record
+        now = self.clock()
+        rec.update(state=SUCCESS, finished=now, result=out.value)
+        rec.pop("error", None)
+        try:
+            data = R.pack(rec)
+        except TypeError as exc:
+            rec.pop("result")
+            return O.failed(TypeError(f"the task's result cannot be stored: {exc}"))
+        ttl = run.task.options.result_ttl if run.task else DEFAULT_RESULT_TTL
+        ops: R.Ops = []
+        if ttl == 0:
+            ops.append((R.NS_JOBS, run.jid, None))
+            ops += R.forget_retries(rec)
+        else:
+            ops.append((R.NS_JOBS, run.jid, data))
+            if ttl is not None:
+                ops.append((R.NS_EXPIRE, R.ms_bytes(now + ttl) + run.jid, b""))
+        with self.disk:
+            ops += self._release_unique(rec)
+            self.counters.counted(rec["queue"], ("done",),
+                                  lambda more: self._ack(run, ops + more))
+        with self._count_lock:  # += is not atomic across threads
+            self.finished += 1
+        self.shared.notify_finished()
+        return out
+
+    def _fail(self, run: Run, out: O.Outcome) -> None:
+        rec = run.record
+        now = self.clock()
+        rec["failures"] = rec.get("failures", 0) + 1
+        rec["error"] = out.error
+        options = run.task.options if run.task else None
+        exc = out.exc or RuntimeError("failed")
+        if out.retryable and options is not None and rec["failures"] <= options.retries:
+            delay = out.retry_delay
+            if delay is None:
+                delay = backoff_delay(options.backoff, rec["failures"], options.max_backoff,
+                                      self.rng)
+            eta = now + delay
+            rec.update(state=RETRYING, eta=eta, ready=eta)
+            ops: R.Ops = [(R.NS_JOBS, run.jid, R.pack(rec)),
+                          (R.NS_SCHED, R.sched_key(eta, run.jid),
+                           R.pack([rec["queue"], rec["priority"], False]))]
+            with self.disk:
+                self.counters.counted(rec["queue"], ("failed", "retried"),
+                                      lambda more: self._ack(run, ops + more))
+            self.shared.wake_schedulers()
+            log.info("job %s (%s) failed (%s); retry %d in %.2f s", run.job.id, rec["task"],
+                     out.error and out.error["type"], rec["failures"], delay)
+            if self.hooks.wants("on_retry"):
+                self.hooks.emit("on_retry", run.job, exc, delay)
+            return
+        # each death is numbered, so that retrying it is a one-time event (deadletters)
+        rec.update(state=DEAD, finished=now, deaths=rec.get("deaths", 0) + 1)
+        rec.pop("eta", None)
+        dead_ops: R.Ops = [(R.NS_JOBS, run.jid, R.pack(rec)),
+                           (R.NS_DEAD, R.dead_key(rec["queue"], run.jid), b"")]
+        with self.disk:
+            dead_ops += self._release_unique(rec)
+            self.counters.counted(rec["queue"], ("failed", "dead_total"),
+                                  lambda more: self._ack(run, dead_ops + more))
+        with self._count_lock:  # += is not atomic across threads
+            self.finished += 1
+        self.shared.notify_finished()
+        log.warning("job %s (%s) is dead: %s: %s", run.job.id, rec["task"],
+                    out.error and out.error["type"], out.error and out.error["message"])
+        if self.hooks.wants("on_dead"):
+            self.hooks.emit("on_dead", run.job, exc)
+
+    def _release_unique(self, rec: dict[str, Any]) -> R.Ops:
+        key = rec.get("unique")
+        if key is None:
+            return []
+        guard = key.encode("utf-8")
+        if self.eng.get_record(R.NS_UNIQUE, guard) == rec["id"].encode():
+            return [(R.NS_UNIQUE, guard, None)]
+        return []
+
+    def _ack(self, run: Run, ops: R.Ops) -> None:
+        self._ack_lease(run.ns, run.lane, run.seq, run.held, ops)
+
+    def _ack_lease(self, ns: bytes, lane: bytes, seq: int, held: int,
+                   ops: R.Ops) -> None:
+        try:
+            self.eng.ack(ns, lane, seq, held, records=ops)
+            if self.tasks.sync:
+                self.eng.sync()
+        except (NotReserved, Closed) as exc:
+            log.warning("could not store the outcome of a job (%s); it will run again", exc)
+
+    # -- giving back -----------------------------------------------------------
+    def release(self, run: Run) -> None:
+        """Put a job that did not run to its end back at the front of its queue."""
+        with run.lock:
+            if run.finished:
+                return
+            run.finished = True
+        self.active.discard(run)
+        self._nack(run.ns, run.lane, run.seq, run.held)
+
+    def _nack(self, ns: bytes, lane: bytes, seq: int, held: int) -> None:
+        try:
+            self.eng.nack(ns, lane, seq, held, front=True)
+        except DiskQueueError as exc:
+            log.warning("could not return a job to its queue (%s); it runs again on the "
+                        "next open", exc)
+
+    def timed_out(self, now: float) -> list[Run]:
+        """Running jobs whose deadline (``time.monotonic()``) has passed."""
+        return [r for r in self.active.copy() if r.deadline is not None and r.deadline <= now]
+
+    def next_deadline(self) -> Optional[float]:
+        deadlines = [r.deadline for r in self.active.copy() if r.deadline is not None]
+        return min(deadlines) if deadlines else None
