@@ -20,7 +20,7 @@ from typing import Any
 
 try:
     import plyvel
-except ImportError:  # Python 3.13+: the maintained fork takes plyvel's place.
+except ImportError:  # Python 3.12+: the maintained fork takes plyvel's place.
     import plyvel_next as plyvel  # type: ignore[no-redef]
 
 from ..errors import Corrupted, DiskQueueError, Locked
