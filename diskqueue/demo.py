@@ -21,7 +21,8 @@ from typing import Any, Optional, TextIO
 
 from .tasks import Retry, TaskQueue, current_job_id
 
-tasks = TaskQueue(os.environ.get("DISKQ_DEMO_DIR", "demo-jobs"))
+DIR_ENV = "DISKQ_DEMO_DIR"
+tasks = TaskQueue(os.environ.get(DIR_ENV, "demo-jobs"))
 LOG_ENV = "DISKQ_DEMO_LOG"
 
 
@@ -78,15 +79,20 @@ def enqueue(path: str, rng: random.Random) -> dict[str, list[str]]:
         producer.close()
 
 
-def _worker_cmd(path: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "diskqueue.cli.worker", path, "--app", "diskqueue.demo:tasks",
+def _worker_cmd(*extra: str) -> list[str]:
+    return [sys.executable, "-m", "diskqueue.cli.worker", "--app", "diskqueue.demo:tasks",
             "--log-level", "error", *extra]
+
+
+def _worker_env(path: str, log: str) -> dict[str, str]:
+    """The worker finds the directory the way an app does: through its own setting."""
+    return dict(os.environ, **{LOG_ENV: log, DIR_ENV: path})
 
 
 def _crash_one_worker(path: str, log: str, after: int, out: TextIO) -> None:
     """Start a worker, SIGKILL it once ``after`` jobs have run."""
-    env = dict(os.environ, **{LOG_ENV: log})
-    proc = subprocess.Popen(_worker_cmd(path), env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(_worker_cmd(), env=_worker_env(path, log),
+                            stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if os.path.exists(log) and open(log).read().count("\n") >= after:
@@ -109,9 +115,9 @@ def run(path: str, out: TextIO = sys.stdout, seed: int = 7) -> bool:
     log = os.path.join(os.path.dirname(path) or ".", os.path.basename(path) + ".log")
     _crash_one_worker(path, log, 100, out)
 
-    print(f"$ diskq-worker {path} --app diskqueue.demo:tasks --drain", file=out, flush=True)
-    env = dict(os.environ, **{LOG_ENV: log})
-    drained = subprocess.run(_worker_cmd(path, "--drain"), env=env)
+    print(f"$ {DIR_ENV}={path} diskq-worker --app diskqueue.demo:tasks --drain", file=out,
+          flush=True)
+    drained = subprocess.run(_worker_cmd("--drain"), env=_worker_env(path, log))
     if drained.returncode != 0:
         print(f"diskq-worker --drain exited with {drained.returncode}", file=out)
         return False

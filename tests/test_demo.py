@@ -22,7 +22,7 @@ def test_demo_reports_nothing_lost(tmp_path):
     assert res.returncode == 0, f"rc={res.returncode}\n{res.stdout}\n{res.stderr}"
     out = res.stdout.replace(os.path.realpath(path), "DIR").replace(path, "DIR")
     assert "killed it with SIGKILL" in out, out
-    assert "$ diskq-worker DIR --app diskqueue.demo:tasks --drain" in out, out
+    assert "$ DISKQ_DEMO_DIR=DIR diskq-worker --app diskqueue.demo:tasks --drain" in out, out
     assert "$ diskq stats DIR" in out and "in-flight" in out, out
     assert "nothing lost: 300 of 300 jobs finished" in out, out
     assert "LOST" not in out, out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ def test_python_blocks_run(doc: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     if doc.name != "benchmarks.md":
         assert code, f"{doc.name} has no python example"
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as for a script run from there
     name = doc.relative_to(ROOT).as_posix()
     namespace: dict[str, Any] = {"__name__": "__docs__"}
     try:
@@ -70,6 +72,9 @@ def test_python_blocks_run(doc: Path, tmp_path: Path, monkeypatch: pytest.Monkey
                 )
     finally:
         _close_handles(namespace)
+        for module in [m for m in sys.modules.values()
+                       if str(getattr(m, "__file__", None) or "").startswith(str(tmp_path))]:
+            del sys.modules[module.__name__]
 
 
 def test_readme_opens_with_the_two_commands() -> None:

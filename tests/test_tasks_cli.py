@@ -92,7 +92,7 @@ def test_drain_on_a_terminal_shows_a_progress_bar(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "diskqueue.cli.worker", str(path), "--app", f"{app}:tasks",
          "--drain", "--log-level", "error"],
-        cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=follower,
+        cwd=tmp_path, env=env(DQ_TEST_JOBS=str(path)), stdout=subprocess.DEVNULL, stderr=follower,
     )
     os.close(follower)
     out = b""
@@ -150,7 +150,7 @@ def test_help_has_examples_and_every_option():
 
 
 def test_queues_option_parses_strict_and_weighted():
-    assert worker_cli._queues("a,b") == {"a": 0.0, "b": 0.0}
+    assert worker_cli._queues("a,b") == ["a", "b"]  # strict order: the worker takes a list
     assert worker_cli._queues("a=3, b=1") == {"a": 3.0, "b": 1.0}
     assert worker_cli._queues(None) is None
     for bad in (",", "a=x", "a=0", "a=1,b"):

@@ -187,7 +187,7 @@ import os, time
 from diskqueue import TaskQueue
 from diskqueue.tasks import current_job_id
 
-tasks = TaskQueue("unused")
+tasks = TaskQueue(os.environ["DQ_TEST_JOBS"])
 LOG = os.environ["DQ_TEST_LOG"]
 
 
@@ -214,18 +214,19 @@ def test_delayed_and_periodic_jobs_across_a_sigkilled_worker(tmp_path):
     log = tmp_path / "log"
     path = tmp_path / "jobs"
     os.environ["DQ_TEST_LOG"] = str(log)
+    os.environ["DQ_TEST_JOBS"] = str(path)
     try:
         import importlib
         import sys
 
         sys.path.insert(0, str(tmp_path))
         mod = importlib.import_module(app)
-        mod.tasks.set_path(path)
         due = time.time() + 2.5
         mod.later.apply(("x",), delay=2.5)
         mod.tasks.close()
     finally:
         os.environ.pop("DQ_TEST_LOG", None)
+        os.environ.pop("DQ_TEST_JOBS", None)
         sys.path.remove(str(tmp_path))
 
     proc = worker(path, f"{app}:tasks", cwd=tmp_path, log=log)

@@ -96,7 +96,8 @@ def worker(path: Path, app: str, *args: str, cwd: Path, log: Path | None = None,
     """Start ``python -m diskqueue.cli.worker PATH --app APP ARGS`` in ``cwd``."""
     return subprocess.Popen(
         [sys.executable, "-m", "diskqueue.cli.worker", str(path), "--app", app, *args],
-        cwd=cwd, env=env(log), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=cwd, env=env(log, DQ_TEST_JOBS=str(path)), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         **popen,
     )
 
@@ -105,7 +106,8 @@ def run_worker(path: Path, app: str, *args: str, cwd: Path, log: Path | None = N
                timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "diskqueue.cli.worker", str(path), "--app", app, *args],
-        cwd=cwd, env=env(log), text=True, capture_output=True, timeout=timeout,
+        cwd=cwd, env=env(log, DQ_TEST_JOBS=str(path)), text=True, capture_output=True,
+        timeout=timeout,
     )
 
 

@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any, Optional
 
+from .. import __version__
 from ..engine import engine as engine_mod
 from ..engine.repair import repair
 from ..errors import DiskQueueError
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="diskq", description="Inspect and repair diskqueue directories.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add(sub, "repair", "run LevelDB's repair and rebuild the queue pointers")
     _add(sub, "stats", "show ready and reserved item counts (task directories: job counts "

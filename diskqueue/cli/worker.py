@@ -1,5 +1,9 @@
-"""``diskq-worker``: run the tasks of a TaskQueue against a directory. A thin shell over
-``TaskQueue.run()``: parse, validate, import ``--app``, run.
+"""``diskq-worker``: run the tasks of a TaskQueue against its directory. A thin shell over
+``TaskQueue.run()``: parse, validate, import ``--app``, set up logging, run.
+
+The directory is the app's own (the path its ``TaskQueue`` was built with), so producers
+and the worker cannot drift apart: a PATH given on the command line must name the same
+directory, and one that does not exist yet is created only with ``--create``.
 
 Exit codes: 0 stopped (or drained) with every started job finished; 1 a diskqueue
 error; 2 bad usage; 3 the app could not be imported; 4 stopped with jobs still running at
@@ -10,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
+from .. import __version__
 from ..errors import DiskQueueError
 from ..tasks import TaskQueue
 from ..tasks.worker.worker import POOLS, check_queues
@@ -28,20 +34,25 @@ EXIT_APP = 3
 EXIT_UNFINISHED = 4
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 EPILOG = """examples:
-  diskq-worker data/jobs --app myapp.tasks:tasks
-      run until SIGTERM or Ctrl-C, 4 threads, every queue
-  diskq-worker data/jobs --app myapp.tasks:tasks --drain
-      run every job left in data/jobs, then exit 0 (a progress bar on a terminal)
-  diskq-worker data/jobs --app myapp.tasks:tasks --pool process --concurrency 8
+  diskq-worker --app myapp.tasks:tasks
+      run until SIGTERM or Ctrl-C, 4 threads, every queue, in the app's own directory
+  diskq-worker data/jobs --app myapp.tasks:tasks --create
+      the same, naming the directory (it must be the app's) and creating it if missing
+  diskq-worker --app myapp.tasks:tasks --drain
+      run every job left, then exit 0 (a progress bar on a terminal)
+  diskq-worker --app myapp.tasks:tasks --pool process --concurrency 8
       CPU-bound tasks in 8 child processes; a task's timeout kills its child
-  diskq-worker data/jobs --app myapp.tasks:tasks --queues high,low
+  diskq-worker --app myapp.tasks:tasks --queues high,low
       serve "high" first, "low" only when "high" is empty
-  diskq-worker data/jobs --app myapp.tasks:tasks --queues high=3,low=1
+  diskq-worker --app myapp.tasks:tasks --queues high=3,low=1
       weighted: try "high" first 3 times out of 4
 
-exit codes: 0 done, 1 diskqueue error, 2 bad usage, 3 --app cannot be imported,
+exit codes: 0 done, 1 diskqueue error, 2 bad usage (PATH not the app's directory, or
+missing without --create, among others), 3 --app cannot be imported,
 4 stopped with jobs still running after --grace (they run again on the next start)
 """
 
@@ -50,16 +61,25 @@ class AppError(Exception):
     """Raised when ``--app`` cannot be imported or is not a TaskQueue."""
 
 
+class PathError(Exception):
+    """Raised when PATH is not the app's directory, or is missing without ``--create``."""
+
+
+Queues = Optional[Union[list[str], dict[str, float]]]
+
+
 @dataclass(frozen=True)
 class Config:
-    path: str
+    path: Optional[str]
     app: str
     concurrency: int
     pool: str
-    queues: Optional[dict[str, float]]
+    queues: Queues
     grace: float
     drain: bool
     log_level: str
+    log_format: str = "text"
+    create: bool = False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,7 +88,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the tasks registered on a diskqueue TaskQueue against a directory.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("path", metavar="PATH", help="the task directory")
+    parser.add_argument("path", nargs="?", metavar="PATH",
+                        help="the task directory; it must be the one the app's TaskQueue "
+                             "was built with (default: that one)")
     parser.add_argument("--app", required=True, metavar="MODULE:ATTR",
                         help="the TaskQueue holding the tasks, e.g. myapp.tasks:tasks "
                              "(the current directory is on the import path)")
@@ -87,12 +109,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--drain", action="store_true",
                         help="exit 0 once no job is left (ready, running or scheduled); "
                              "shows a progress bar on a terminal")
+    parser.add_argument("--create", action="store_true",
+                        help="create the task directory if it does not exist (without it, a "
+                             "missing directory is an error: a typo is not an empty queue)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", metavar="L",
-                        help="debug, info (default), warning or error")
+                        help="level of diskqueue's own log lines: debug, info (default), "
+                             "warning or error")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="text (default), or json: one object per line, for log "
+                             "shippers (used only when the app sets up no logging itself)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
-def _queues(text: Optional[str]) -> Optional[dict[str, float]]:
+def _queues(text: Optional[str]) -> Queues:
     if text is None:
         return None
     names = [part.strip() for part in text.split(",") if part.strip()]
@@ -108,8 +138,10 @@ def _queues(text: Optional[str]) -> Optional[dict[str, float]]:
                 weights[name.strip()] = float(weight)
             except ValueError:
                 raise ValueError(f"--queues: {weight!r} is not a number") from None
-        return check_queues(weights)
-    return check_queues(names)
+        check_queues(weights)
+        return weights
+    check_queues(names)
+    return names  # a list means strict order; the worker checks it again as given
 
 
 def config(args: argparse.Namespace) -> Config:
@@ -121,7 +153,7 @@ def config(args: argparse.Namespace) -> Config:
     if args.app.count(":") != 1 or not all(args.app.split(":")):
         raise ValueError(f"--app must look like module:attr, not {args.app!r}")
     return Config(args.path, args.app, args.concurrency, args.pool, _queues(args.queues),
-                  args.grace, args.drain, args.log_level)
+                  args.grace, args.drain, args.log_level, args.log_format, args.create)
 
 
 def load_app(spec: str) -> TaskQueue:
@@ -145,7 +177,50 @@ def load_app(spec: str) -> TaskQueue:
     return obj
 
 
+def task_directory(cfg: Config, tasks: TaskQueue) -> str:
+    """The directory to serve: the app's own; PATH, if given, must name the same one."""
+    own = tasks.path
+    if cfg.path is not None and os.path.realpath(cfg.path) != own:
+        raise PathError(
+            f"PATH {cfg.path} is not the directory of --app {cfg.app} ({own}): producers "
+            f"that import the app would enqueue into {own}, which this worker would never "
+            f"see. Leave PATH out, or build the app's TaskQueue with this path (e.g. from "
+            f"an environment variable)")
+    if not os.path.isdir(own) and not cfg.create:
+        raise PathError(f"{own} does not exist (the directory of --app {cfg.app}); give "
+                        f"--create to start an empty task directory there")
+    return own
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, and the traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {"time": self.formatTime(record), "level": record.levelname,
+                               "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            out["traceback"] = self.formatException(record.exc_info)
+        for key in ("job_id", "task", "queue", "attempt", "duration"):
+            if hasattr(record, key):
+                out[key] = getattr(record, key)
+        return json.dumps(out, default=str)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    """Set diskqueue's log level; add a handler only if the app set up no logging."""
+    logging.getLogger("diskqueue").setLevel(level.upper())
+    root = logging.getLogger()
+    if root.handlers:
+        return  # the app's own setup wins: its handlers, its format, its root level
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run ``diskq-worker`` with ``argv`` (default: the command line); returns the exit
+    code (see the ``EXIT_*`` constants)."""
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -154,15 +229,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"diskq-worker: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=cfg.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         tasks = load_app(cfg.app)
     except AppError as exc:
         print(f"diskq-worker: {exc}", file=sys.stderr)
         return EXIT_APP
+    setup_logging(cfg.log_level, cfg.log_format)
     try:
-        tasks.set_path(cfg.path)
+        task_directory(cfg, tasks)
+    except PathError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"diskq-worker: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         clean = tasks.run(concurrency=cfg.concurrency, pool=cfg.pool, queues=cfg.queues,
                           grace=cfg.grace, drain=cfg.drain, app=cfg.app)
         tasks.close()
