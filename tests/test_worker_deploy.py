@@ -175,3 +175,19 @@ def test_json_log_lines_when_the_app_sets_up_no_logging(tmp_path):
     assert records, res.stderr
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     assert any(r["logger"].startswith("diskqueue") and r["level"] == "INFO" for r in records)
+
+
+def test_peek_shows_priorities_and_refuses_queue_on_a_plain_directory(tmp_path):
+    jobs, plain = tmp_path / "jobs", tmp_path / "plain"
+    with dq.TaskQueue(jobs) as tasks:
+        tasks.apply("anything", (1,), priority=7)
+    shown = faults.run_module("diskqueue.cli", "peek", str(jobs))
+    assert shown.returncode == 0, shown.stderr
+    assert "priority=7" in shown.stdout, shown.stdout
+    with dq.Queue(plain) as q:
+        q.enqueue("x")
+    refused = faults.run_module("diskqueue.cli", "peek", str(plain), "--queue", "mail")
+    assert refused.returncode == 1
+    assert "--queue" in refused.stderr and "plain queue" in refused.stderr, refused.stderr
+    with dq.Queue(plain) as q:
+        assert len(q) == 1

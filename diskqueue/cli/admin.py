@@ -120,7 +120,7 @@ def _job_line(info: dict[str, Any]) -> str:
                      + [f"{k}={json.dumps(v, default=repr)}"
                         for k, v in info.get("kwargs", {}).items()])
     return (f"{info['id']}  {info['queue']}  {info['task']}({call})  {info['state']}"
-            f"  attempts={info.get('attempts', 0)}")
+            f"  priority={info.get('priority') or 0}  attempts={info.get('attempts', 0)}")
 
 
 def _peek(path: str, tasks: Any, limit: int, queue: Optional[str]) -> tuple[Any, str]:
@@ -174,6 +174,9 @@ def _task_command(args: argparse.Namespace, path: str) -> tuple[Any, str]:
     if not is_tasks and args.command in ("dead", "retry", "purge"):
         raise DiskQueueError(f"{path} is not a task directory (no TaskQueue ever used it)")
     if not is_tasks:
+        if getattr(args, "queue", None) is not None:
+            raise DiskQueueError(f"{path} holds a plain queue, not a task directory: --queue "
+                                 "names a queue of a task directory; leave it out")
         return _peek(path, None, args.limit, None)
     with TaskQueue(path) as tasks:
         if args.command == "stats":
