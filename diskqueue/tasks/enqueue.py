@@ -68,7 +68,7 @@ def split_call(call: Any) -> tuple[Any, Any]:
 
 def _due(delay: Any, eta: Any, now: float) -> Optional[float]:
     """:func:`seconds_until`, with a time already past read as "now"."""
-    due = seconds_until(delay, eta, now) if delay is not None or eta is not None else None
+    due = seconds_until(delay, eta, now)
     return None if due is None or due <= now else due
 
 
@@ -91,16 +91,17 @@ class Enqueuer:
         self.store = store
         self.hooks = hooks
 
-    def _plan(self, rec: dict[str, Any], entries: list[tuple[bytes, bytes]],
-              ops: R.Ops) -> None:
-        """Add a new job's record, and its queue entry or schedule record, to a write."""
+    @staticmethod
+    def _plan(rec: dict[str, Any], due: Optional[float], entries: list[tuple[bytes, bytes]],
+              ops: R.Ops, lane: bytes, sched: bytes) -> None:
+        """Add a new job's record, and its queue entry in ``lane`` or (due later) its
+        schedule record of value ``sched``, to a write."""
         jid = rec["id"].encode()
         ops.append((R.NS_JOBS, jid, R.pack(rec)))  # TypeError here: nothing was written
-        if "eta" in rec:
-            ops.append((R.NS_SCHED, R.sched_key(rec["eta"], jid),
-                        R.sched_value(rec["queue"], rec["priority"], True)))
+        if due is None:
+            entries.append((lane, jid))
         else:
-            entries.append((R.lane_of(rec["priority"]), jid))
+            ops.append((R.NS_SCHED, R.sched_key(due, jid), sched))
 
     def _written(self, delayed: bool) -> None:
         """After a write of new jobs: sync it when asked, wake the schedulers for delays."""
@@ -123,9 +124,10 @@ class Enqueuer:
         queue, priority = _place(options, queue, priority)
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
             raise TypeError("unique_key must be a non-empty str")
-        now = self.store.clock()
-        due = _due(delay, eta, now)
-        rec = R.new_record(self.store.new_id(), name, args, kwargs, queue, priority, now,
+        store = self.store
+        now = store.clock()
+        due = None if delay is None and eta is None else _due(delay, eta, now)
+        rec = R.new_record(store.new_id(), name, args, kwargs, queue, priority, now,
                            due=due, unique_key=unique_key)
         job = Job(self, rec["id"], rec)
         hooks = self.hooks
@@ -133,8 +135,9 @@ class Enqueuer:
             hooks.emit("before_enqueue", job)
         entries: list[tuple[bytes, bytes]] = []
         ops: R.Ops = []
-        self._plan(rec, entries, ops)
-        eng = self.store.engine()
+        self._plan(rec, due, entries, ops, R.lane_of(priority),
+                   b"" if due is None else R.sched_value(queue, priority, True))
+        eng = store.engine()
         ns = R.queue_ns(queue)
         if unique_key is None:
             eng.push(ns, entries, records=ops)
@@ -158,6 +161,7 @@ class Enqueuer:
         queue, priority = _place(options, queue, priority)
         now = self.store.clock()
         due = _due(delay, eta, now)
+        lane, sched = R.lane_of(priority), R.sched_value(queue, priority, True)
         jobs: list[Job] = []
         entries: list[tuple[bytes, bytes]] = []
         ops: R.Ops = []
@@ -168,7 +172,7 @@ class Enqueuer:
             job = Job(self, rec["id"], rec)
             if self.hooks.wants("before_enqueue"):
                 self.hooks.emit("before_enqueue", job)
-            self._plan(rec, entries, ops)
+            self._plan(rec, due, entries, ops, lane, sched)
             jobs.append(job)
         if not jobs:
             return []

@@ -63,14 +63,13 @@ def new_record(job_id: str, task: str, args: list[Any], kwargs: dict[str, Any], 
     """The record of a job just enqueued at ``now``: pending, or scheduled until ``due``;
     ``tick`` marks the job of a periodic tick (it was ready at the tick). Raises nothing;
     the values are checked by the caller."""
-    ready = due if due is not None else (tick if tick is not None else now)
     rec: dict[str, Any] = {
         "id": job_id, "task": task, "args": args, "kwargs": kwargs, "queue": queue,
-        "priority": priority, "state": PENDING if due is None else SCHEDULED,
-        "attempts": 0, "failures": 0, "enqueued": now, "ready": ready,
+        "priority": priority, "state": PENDING, "attempts": 0, "failures": 0,
+        "enqueued": now, "ready": now if tick is None else tick,
     }
     if due is not None:
-        rec["eta"] = due
+        rec.update(state=SCHEDULED, ready=due, eta=due)
     if unique_key is not None:
         rec["unique"] = unique_key
     if tick is not None:
