@@ -297,7 +297,8 @@ class Runner:
     def _ended(self, run: Run, ops: R.Ops, counts: tuple[str, ...]) -> None:
         """Store the end of a job (success or dead) with its counts, in one batch."""
         with self.disk:
-            ops = ops + self._release_unique(run.record)
+            if "unique" in run.record:
+                ops = ops + self._release_unique(run.record)
             self.counters.counted(run.record["queue"], counts,
                                   lambda more: self._ack(run, ops + more))
         with self._count_lock:  # += is not atomic across threads
@@ -398,6 +399,7 @@ class Call:
     through: the run was interrupted, not failed)."""
 
     __slots__ = ("runner", "run", "task", "timeout", "cancelled", "token", "out")
+    out: O.Outcome  # set by the body, or by __exit__ from what the body raised
 
     def __init__(self, runner: Runner, run: Run,
                  cancelled: Optional[Callable[[], bool]] = None) -> None:
@@ -408,7 +410,6 @@ class Call:
         self.task = task
         self.timeout = task.options.timeout
         self.cancelled = cancelled
-        self.out = O.Outcome(False)
 
     def __enter__(self) -> Call:
         """Bind the job to the context (``current_job_id``, ``set_progress``)."""
