@@ -28,8 +28,11 @@ def set_progress(value: Any) -> None:
 
 
 def bind(job_id: str, report: Callable[[Any], None]) -> contextvars.Token[Any]:
+    """Make ``job_id`` the current job, ``report`` storing its progress, until
+    :func:`unbind` with the token returned."""
     return _current.set((job_id, report))
 
 
 def unbind(token: contextvars.Token[Any]) -> None:
+    """Undo the :func:`bind` that returned ``token``."""
     _current.reset(token)

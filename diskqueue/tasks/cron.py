@@ -113,4 +113,5 @@ class Cron:
         return found.timestamp()
 
     def __repr__(self) -> str:
+        """``Cron('expression')``."""
         return f"Cron({self.expression!r})"

@@ -14,50 +14,45 @@ the index entry in one batch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from . import layout as R
 from .job import DEAD, PENDING, Job, UnknownJob
-
-if TYPE_CHECKING:
-    from .taskqueue import TaskQueue
+from .jobstore import HasStore, JobStore
 
 
-def _dead_keys(tasks: TaskQueue, job_id: Optional[str]) -> list[tuple[bytes, dict[str, Any]]]:
-    eng = tasks._engine()
+def _dead_keys(tasks: HasStore, job_id: Optional[str]) -> list[tuple[bytes, dict[str, Any]]]:
+    store = tasks.store
     if job_id is not None:
-        record = tasks._read_job(job_id)
+        record = store.read(job_id)
         if record is None:
-            raise UnknownJob(f"no job {job_id} in {tasks._path}")
+            raise UnknownJob(f"no job {job_id} in {store.path}")
         if record["state"] != DEAD:
             raise ValueError(f"job {job_id} is {record['state']}, not dead")
         return [(R.dead_key(record["queue"], job_id.encode()), record)]
     out = []
-    start = b""
-    while True:
-        rows = eng.scan_records(R.NS_DEAD, start=start, limit=1000)
-        for key, _ in rows:
-            record = tasks._read_job(bytes(key).split(b"\x00", 1)[1].decode())
-            if record is not None:
-                out.append((bytes(key), record))
-        if len(rows) < 1000:
-            return out
-        start = bytes(rows[-1][0]) + b"\x00"
+    for key, _ in store.scan(R.NS_DEAD):
+        record = store.read(key.split(b"\x00", 1)[1])
+        if record is not None:
+            out.append((key, record))
+    return out
 
 
-def dead(tasks: TaskQueue) -> list[Job]:
+def dead(tasks: HasStore) -> list[Job]:
     """Dead jobs, the most recent first."""
     found = _dead_keys(tasks, None)
     found.sort(key=lambda pair: pair[1].get("finished") or 0, reverse=True)
     return [Job(tasks, rec["id"], rec) for _, rec in found]
 
 
-def retry(tasks: TaskQueue, job_id: Optional[str] = None) -> int:
+def retry(tasks: HasStore, job_id: Optional[str] = None) -> int:
     """Put one dead job (or all of them: ``None``) back in its queue, failures reset,
-    each in one batch that runs at most once per death. Returns how many moved."""
+    each in one batch that runs at most once per death. Returns how many moved; raises
+    ``UnknownJob`` or ValueError (not dead) for a ``job_id``."""
     found = _dead_keys(tasks, job_id)
-    now = tasks.clock()
-    eng = tasks._engine()
+    store = tasks.store
+    now = store.clock()
+    eng = store.engine()
     moved = 0
     for key, rec in found:
         if rec["state"] != DEAD:
@@ -70,38 +65,33 @@ def retry(tasks: TaskQueue, job_id: Optional[str] = None) -> int:
             rec.pop(field, None)
         ops: R.Ops = [(R.NS_DEAD, key, None), (R.NS_JOBS, jid, R.pack(rec)),
                       (R.NS_RETRIED, marker, b"")]
-        ops += _take_unique_back(eng, rec, jid)
+        ops += _take_unique_back(store, rec, jid)
         done = eng.push_unless(R.queue_ns(rec["queue"]), [(R.lane_of(rec["priority"]), jid)],
                                (R.NS_RETRIED, marker), records=ops)
         if done is None:
             moved += 1
-    if tasks.sync and moved:
+    if store.sync and moved:
         eng.sync()
     return moved
 
 
-def _take_unique_back(eng: Any, rec: dict[str, Any], jid: bytes) -> R.Ops:
+def _take_unique_back(store: JobStore, rec: dict[str, Any], jid: bytes) -> R.Ops:
     """The job's ``unique_key`` guard again, unless another job took the key meanwhile
     (that one, enqueued later and still pending or running, keeps it)."""
-    key = rec.get("unique")
-    if key is None:
+    found = store.unique_guard(rec)
+    if found is None or found[1] not in (None, jid):
         return []
-    guard = key.encode("utf-8")
-    holder = eng.get_record(R.NS_UNIQUE, guard)
-    if holder is not None and bytes(holder) != jid:
-        return []
-    return [(R.NS_UNIQUE, guard, jid)]
+    return [(R.NS_UNIQUE, found[0], jid)]
 
 
-def purge(tasks: TaskQueue, job_id: Optional[str] = None) -> int:
-    """Delete one dead job (or all: ``None``) for good, in one batch. Returns how many."""
+def purge(tasks: HasStore, job_id: Optional[str] = None) -> int:
+    """Delete one dead job (or all: ``None``) for good, in one batch. Returns how many;
+    raises ``UnknownJob`` or ValueError (not dead) for a ``job_id``."""
     found = _dead_keys(tasks, job_id)
     ops: list[tuple[bytes, bytes, Optional[bytes]]] = []
     for key, rec in found:
         ops += [(R.NS_DEAD, key, None), (R.NS_JOBS, rec["id"].encode(), None)]
         ops += R.forget_retries(rec)
     if ops:
-        tasks._engine().write_records(ops)
-        if tasks.sync:
-            tasks._engine().sync()
+        tasks.store.write(ops)
     return len(found)

@@ -10,28 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from .._checks import check_duration
 from ..errors import DiskQueueError, JobFailed, JobTimeout
+from .jobstore import HasStore
+from .layout import DEAD, FINISHED, PENDING, RETRYING, SCHEDULED, STARTED, STATES, SUCCESS
 
-if TYPE_CHECKING:
-    from .taskqueue import TaskQueue
-
-PENDING = "pending"
-SCHEDULED = "scheduled"
-STARTED = "started"
-RETRYING = "retrying"
-SUCCESS = "success"
-DEAD = "dead"
-STATES = (PENDING, SCHEDULED, STARTED, RETRYING, SUCCESS, DEAD)
-FINISHED = (SUCCESS, DEAD)
+__all__ = ["DEAD", "FINISHED", "PENDING", "RETRYING", "SCHEDULED", "STARTED", "STATES",
+           "SUCCESS", "Job", "UnknownJob", "failure"]
 
 
 class UnknownJob(DiskQueueError, KeyError):
     """Raised when a job id names no job: never enqueued here, purged, or expired."""
 
     def __str__(self) -> str:  # KeyError would quote the message
+        """The message, unquoted."""
         return str(self.args[0]) if self.args else ""
 
 
@@ -57,22 +51,29 @@ def failure(record: dict[str, Any]) -> JobFailed:
 class Job:
     """One enqueued call. ``id`` is fixed; every other attribute is read from disk when
     asked, so it shows the job as it is now (``task``, ``args``, ``kwargs``, ``queue``,
-    ``priority`` never change and are read once)."""
+    ``priority`` never change and are read once).
 
-    __slots__ = ("id", "_tasks", "_snap")
+    ``tasks`` is the TaskQueue (or anything with its ``store``) the job lives in.
+    """
 
-    def __init__(self, tasks: TaskQueue, id: str, snapshot: Optional[dict[str, Any]] = None):
+    __slots__ = ("id", "_store", "_snap")
+
+    def __init__(self, tasks: HasStore, id: str, snapshot: Optional[dict[str, Any]] = None):
         self.id = id
-        self._tasks = tasks
+        self._store = tasks.store
         self._snap = snapshot
+
+    def _unknown(self) -> UnknownJob:
+        return UnknownJob(f"no job {self.id} in {self._store.path} "
+                          "(never enqueued here, purged, or its result expired)")
 
     # -- reading ---------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        """The whole job record as stored now (a fresh dict)."""
-        record = self._tasks._read_job(self.id)
+        """The whole job record as stored now (a fresh dict); raises ``UnknownJob``
+        when there is none."""
+        record = self._store.read(self.id)
         if record is None:
-            raise UnknownJob(f"no job {self.id} in {self._tasks.path} "
-                             "(never enqueued here, purged, or its result expired)")
+            raise self._unknown()
         self._snap = record
         return record
 
@@ -132,10 +133,9 @@ class Job:
         """
         seconds = check_duration("timeout", timeout, allow_inf=True)
         end = None if seconds is None else time.monotonic() + seconds
-        record = self._tasks._wait_finished(self.id, end)
+        record = self._store.wait_finished(self.id, end)
         if record is None:
-            raise UnknownJob(f"no job {self.id} in {self._tasks.path} "
-                             "(never enqueued here, purged, or its result expired)")
+            raise self._unknown()
         if record["state"] == SUCCESS:
             return record.get("result")
         if record["state"] == DEAD:
@@ -145,10 +145,13 @@ class Job:
 
     # -- identity --------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
+        """Jobs are equal when their ids are."""
         return isinstance(other, Job) and other.id == self.id
 
     def __hash__(self) -> int:
+        """The hash of the id."""
         return hash(self.id)
 
     def __repr__(self) -> str:
+        """``<Job id task>`` (reads the record once, when no snapshot is held)."""
         return f"<Job {self.id} {self._fixed('task')}>"

@@ -33,6 +33,17 @@ NS_META = b"tq"  # b"format" -> b"1": marks a task directory
 NS_RETRIED = b"rdead"  # job id + NUL + death number (8 bytes) -> b"": that death was retried
 
 FORMAT = b"1"
+
+# A job's states, as its record stores them (see :mod:`.job` for what they mean).
+PENDING = "pending"
+SCHEDULED = "scheduled"
+STARTED = "started"
+RETRYING = "retrying"
+SUCCESS = "success"
+DEAD = "dead"
+STATES = (PENDING, SCHEDULED, STARTED, RETRYING, SUCCESS, DEAD)
+FINISHED = (SUCCESS, DEAD)
+
 # record writes riding along with a mutation: (ns, key, value or None to delete)
 Ops = list[tuple[bytes, bytes, Optional[bytes]]]
 PRIORITY_MAX = 2**63 - 1
@@ -41,18 +52,46 @@ pack = encoder(msgpack.packb)
 
 
 def unpack(data: bytes) -> Any:
+    """A stored value (msgpack) as Python objects; raises msgpack's errors on bad data."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
+def new_record(job_id: str, task: str, args: list[Any], kwargs: dict[str, Any], queue: str,
+               priority: int, now: float, *, due: Optional[float] = None,
+               unique_key: Optional[str] = None, tick: Optional[float] = None
+               ) -> dict[str, Any]:
+    """The record of a job just enqueued at ``now``: pending, or scheduled until ``due``;
+    ``tick`` marks the job of a periodic tick (it was ready at the tick). Raises nothing;
+    the values are checked by the caller."""
+    rec: dict[str, Any] = {
+        "id": job_id, "task": task, "args": args, "kwargs": kwargs, "queue": queue,
+        "priority": priority, "state": PENDING, "attempts": 0, "failures": 0,
+        "enqueued": now, "ready": now if tick is None else tick,
+    }
+    if due is not None:
+        rec.update(state=SCHEDULED, ready=due, eta=due)
+    if unique_key is not None:
+        rec["unique"] = unique_key
+    if tick is not None:
+        rec["tick"] = tick
+    return rec
+
+
+def sched_value(queue: str, priority: int, delayed: bool) -> bytes:
+    """The value of a schedule record: where the job goes when due, and whether it was
+    enqueued with a delay (its record then turns from scheduled to pending)."""
+    return pack([queue, priority, delayed])
+
+
 def queue_ns(name: str) -> bytes:
+    """The engine namespace of the queue ``name``."""
     return QUEUE_PREFIX + name.encode("utf-8")
 
 
-def queue_of(ns: bytes) -> str:
-    return ns[len(QUEUE_PREFIX):].decode("utf-8", "replace")
-
 
 def check_queue(name: Any) -> str:
+    """``name`` if it is a valid queue name; raises TypeError (not a str) or ValueError
+    (empty, over 200 bytes, or holding NUL)."""
     if not isinstance(name, str):
         raise TypeError(f"queue must be a str, not {type(name).__name__}")
     if not name or len(name.encode("utf-8")) > 200 or "\x00" in name:
@@ -61,6 +100,8 @@ def check_queue(name: Any) -> str:
 
 
 def check_priority(priority: Any) -> int:
+    """``priority`` as an int; raises TypeError (not an int) or ValueError (beyond
+    +/-(2**63 - 1))."""
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise TypeError(f"priority must be an int, not {type(priority).__name__}")
     if not -PRIORITY_MAX <= priority <= PRIORITY_MAX:
@@ -73,11 +114,9 @@ def lane_of(priority: int) -> bytes:
     return keys.priority_lane(-priority)
 
 
-def priority_of(lane: bytes) -> int:
-    return -keys.lane_priority(lane)
-
 
 def ms(t: float) -> int:
+    """Epoch seconds as whole milliseconds."""
     return int(t * 1000)
 
 
@@ -85,6 +124,7 @@ LAST_DUE = 253402300799.0  # 9999-12-31 23:59:59 UTC: the latest due time an arg
 
 
 def ms_bytes(t: float) -> bytes:
+    """Epoch seconds as 8 big-endian bytes of ms, so keys sort by time."""
     # A due time past what 8 bytes of ms hold (a backoff of 1e300 s) sorts last, not
     # raises: it is "never", and a raise here would leave a job unfinished.
     if not t < 1.8e16:
@@ -93,14 +133,17 @@ def ms_bytes(t: float) -> bytes:
 
 
 def sched_key(due: float, job_id: bytes) -> bytes:
+    """The schedule key of a job due at ``due``."""
     return ms_bytes(due) + job_id
 
 
 def due_of(key: bytes) -> float:
+    """The time (epoch seconds) at the head of a schedule or tick key."""
     return int.from_bytes(key[:8], "big") / 1000.0
 
 
 def dead_key(queue: str, job_id: bytes) -> bytes:
+    """The dead-letter index key of a job."""
     return queue.encode("utf-8") + b"\x00" + job_id
 
 
@@ -119,8 +162,5 @@ def forget_retries(rec: dict[str, Any]) -> Ops:
 
 
 def tick_key(name: str, tick: float) -> bytes:
+    """The key recording the last tick of the periodic task ``name``."""
     return name.encode("utf-8") + b"\x00" + ms_bytes(tick)
-
-
-def error_info(exc: BaseException, tb: str) -> dict[str, str]:
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": tb}

@@ -51,6 +51,8 @@ class Hooks:
         self._by_hook: dict[str, list[Any]] = {name: [] for name in HOOKS}
 
     def add(self, middleware: Any) -> None:
+        """Add a middleware: an object with any of the hook methods (TypeError when it
+        has none)."""
         if not any(callable(getattr(middleware, name, None)) for name in HOOKS):
             raise TypeError(f"{middleware!r} defines none of the hooks {', '.join(HOOKS)}")
         self.items.append(middleware)
@@ -61,9 +63,12 @@ class Hooks:
                 self._by_hook[name].append(method)
 
     def wants(self, name: str) -> bool:
+        """True when some middleware defines the hook ``name``."""
         return bool(self._by_hook[name])
 
     def emit(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Call the hook ``name`` of each middleware defining it. ``before_enqueue``
+        raises what a hook raises; other hooks' errors are logged and ignored."""
         for method in self._by_hook[name]:
             if name == "before_enqueue":
                 method(*args, **kwargs)

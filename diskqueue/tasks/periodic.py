@@ -42,5 +42,6 @@ class Periodic:
         return (math.floor(t / self.every) + 1) * self.every
 
     def describe(self) -> str:
+        """The schedule in words: ``every 5 s`` or ``cron '*/5 * * * *'``."""
         return f"cron {self.cron.expression!r}" if self.cron else f"every {self.every:g} s"
 

@@ -10,27 +10,28 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Callable, Iterable
+from typing import Any, Optional
 
 from . import layout as R
-
-if TYPE_CHECKING:
-    from .taskqueue import TaskQueue
+from .jobstore import JobStore
 
 _BASE = math.log(1.1)
 COUNTS = ("done", "failed", "retried", "dead_total")
 
 
 def bucket(seconds: float) -> int:
+    """The histogram bucket of a latency (~10 % wide buckets from 1 µs up)."""
     return int(math.log(max(seconds, 1e-6) * 1e6) / _BASE)
 
 
 def bucket_ms(index: int) -> float:
+    """The middle of a bucket, in ms."""
     return 1.1 ** (index + 0.5) / 1000.0
 
 
 def percentile(hist: dict[int, int], q: float) -> Optional[float]:
+    """The ``q`` quantile (0 to 1) of a histogram, in ms; None when it is empty."""
     total = sum(hist.values())
     if not total:
         return None
@@ -48,6 +49,7 @@ def _blank() -> dict[str, Any]:
 
 
 def merge(into: dict[str, Any], delta: dict[str, Any]) -> None:
+    """Add the counts and the latency histogram of ``delta`` into ``into``."""
     for name in COUNTS:
         if name in delta:
             into[name] = into.get(name, 0) + delta[name]
@@ -93,6 +95,7 @@ class Counters:
         self._lat_dirty = False
 
     def key(self, queue: str) -> bytes:
+        """This worker's stats key for ``queue``."""
         return queue.encode("utf-8") + b"\x00" + self.worker_id.encode()
 
     def started(self, queue: str, latency: float) -> None:
@@ -130,7 +133,8 @@ class Counters:
                 into[index] = into.get(index, 0) + n
         return out
 
-    def flush_latency(self, eng: Any) -> None:
+    def flush_latency(self, store: JobStore) -> None:
+        """Store this worker's latency histograms, when they changed since the last."""
         with self._lock:  # one flush at a time
             if not self._lat_dirty:
                 return
@@ -138,16 +142,16 @@ class Counters:
             ops = [(R.NS_LAT, self.key(q), R.pack({"lat": h}))
                    for q, h in self.latency().items()]
             if ops:
-                eng.write_records(ops)
+                store.engine().write_records(ops)
 
-    def fold(self, eng: Any, lock: threading.Lock, own: bool = False) -> None:
+    def fold(self, store: JobStore, lock: threading.Lock, own: bool = False) -> None:
         """Fold into each queue's base keys the keys of workers whose process is gone
         (and, with ``own``, this worker's, once it stopped cleanly)."""
         with lock:
             ops: list[tuple[bytes, bytes, Optional[bytes]]] = []
             for ns in (R.NS_STATS, R.NS_LAT):
                 merged: dict[str, dict[str, Any]] = {}
-                for key, value in _scan_all(eng, ns):
+                for key, value in store.scan(ns):
                     queue, worker = _split(key)
                     if not worker:
                         continue
@@ -159,47 +163,41 @@ class Counters:
                         ops.append((ns, key, None))
                 for queue, delta in merged.items():
                     base = queue.encode("utf-8") + b"\x00"
-                    raw = eng.get_record(ns, base)
+                    raw = store.engine().get_record(ns, base)
                     stored = R.unpack(raw) if raw is not None else {}
                     merge(stored, delta)
                     ops.append((ns, base, R.pack(stored)))
             if ops:
-                eng.write_records(ops)
+                store.engine().write_records(ops)
 
 
-def _scan_all(eng: Any, ns: bytes) -> list[tuple[bytes, bytes]]:
-    out: list[tuple[bytes, bytes]] = []
-    start = b""
-    while True:
-        rows = eng.scan_records(ns, start=start, limit=5000)
-        out.extend((bytes(k), bytes(v)) for k, v in rows)
-        if len(rows) < 5000:
-            return out
-        start = bytes(rows[-1][0]) + b"\x00"
-
-
-def collect(tasks: TaskQueue) -> dict[str, dict[str, Any]]:
-    eng = tasks._engine()
+def collect(store: JobStore, names: list[str], live: Iterable[Counters]
+            ) -> dict[str, dict[str, Any]]:
+    """Per queue (``names`` first, then any other queue the records name): depth,
+    scheduled, in flight, dead, done, failed and retried counts, and p50/p99 latency.
+    ``live``: the counters of this process's running workers, whose latencies in memory
+    are newer than the stored ones."""
+    eng = store.engine()
     scheduled: dict[str, int] = {}
-    for _, value in _scan_all(eng, R.NS_SCHED):
+    for _, value in store.scan(R.NS_SCHED):
         queue = R.unpack(value)[0]
         scheduled[queue] = scheduled.get(queue, 0) + 1
     dead: dict[str, int] = {}
-    for key, _ in _scan_all(eng, R.NS_DEAD):
+    for key, _ in store.scan(R.NS_DEAD):
         queue = key.split(b"\x00", 1)[0].decode("utf-8", "replace")
         dead[queue] = dead.get(queue, 0) + 1
     counts: dict[str, dict[str, Any]] = {}
-    live = {worker.counters.worker_id: worker for worker in tasks._workers}
+    running = {counters.worker_id: counters for counters in live}
     for ns in (R.NS_STATS, R.NS_LAT):
-        for key, value in _scan_all(eng, ns):
+        for key, value in store.scan(ns):
             queue, wid = _split(key)
-            if ns == R.NS_LAT and wid in live:
+            if ns == R.NS_LAT and wid in running:
                 continue  # a worker of this TaskQueue: its samples in memory are newer
             merge(counts.setdefault(queue, _blank()), R.unpack(value))
-    for worker in live.values():
-        for queue, hist in worker.counters.latency().items():
+    for counters in running.values():
+        for queue, hist in counters.latency().items():
             merge(counts.setdefault(queue, _blank()), {"lat": hist})
-    names = tasks.queue_names()
+    names = list(names)
     names += sorted((set(scheduled) | set(dead) | set(counts)) - set(names))
     out: dict[str, dict[str, Any]] = {}
     for name in names:

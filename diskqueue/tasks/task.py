@@ -10,62 +10,23 @@ import datetime as dt
 import functools
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
-from .._checks import check_duration
-from . import layout as records
+from .enqueue import Enqueuer
+from .job import Job
+from .options import DEFAULT_RESULT_TTL, TaskOptions
 from .periodic import Periodic
-from .ratelimit import parse_rate
 
-if TYPE_CHECKING:
-    from .job import Job
-    from .taskqueue import TaskQueue
-
-DEFAULT_RESULT_TTL = 86400.0
-
-
-@dataclass(frozen=True)
-class TaskOptions:
-    """How a task runs; checked when it is registered."""
-
-    retries: int = 0
-    backoff: float = 1.0
-    max_backoff: float = 3600.0
-    timeout: Optional[float] = None
-    queue: str = "default"
-    priority: int = 0
-    rate_limit: Optional[str] = None
-    result_ttl: Optional[float] = DEFAULT_RESULT_TTL
-
-    def __post_init__(self) -> None:
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int):
-            raise TypeError(f"retries must be an int, not {type(self.retries).__name__}")
-        if self.retries < 0:
-            raise ValueError(f"retries must be >= 0, not {self.retries}")
-        # Stored as checked: seconds as floats, and infinity (no limit, kept for ever)
-        # as None, which is what the rest of the code reads as "no limit".
-        fix = functools.partial(object.__setattr__, self)  # the dataclass is frozen
-        fix("backoff", check_duration("backoff", self.backoff, allow_none=False,
-                                      timedelta=True))
-        fix("max_backoff", check_duration("max_backoff", self.max_backoff, allow_none=False,
-                                          timedelta=True))
-        fix("timeout", check_duration("timeout", self.timeout, allow_inf=True, positive=True,
-                                      timedelta=True))
-        records.check_queue(self.queue)
-        records.check_priority(self.priority)
-        if self.rate_limit is not None:
-            parse_rate(self.rate_limit)
-        fix("result_ttl", check_duration("result_ttl", self.result_ttl, allow_inf=True,
-                                         timedelta=True))
+__all__ = ["DEFAULT_RESULT_TTL", "TaskFunction", "TaskOptions"]
 
 
 class TaskFunction:
-    """A registered task. Call it to run it here; ``delay``/``apply`` to enqueue it."""
+    """A registered task. Call it to run it here; ``delay``/``apply`` to enqueue it
+    through ``enqueuer`` (the TaskQueue's)."""
 
-    def __init__(self, tasks: TaskQueue, fn: Callable[..., Any], name: str,
+    def __init__(self, enqueuer: Enqueuer, fn: Callable[..., Any], name: str,
                  options: TaskOptions, periodic: Optional[Periodic] = None) -> None:
-        self.tasks = tasks
+        self.enqueuer = enqueuer
         self.fn = fn
         self.name = name
         self.options = options
@@ -74,26 +35,32 @@ class TaskFunction:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function here and now (raises what it raises)."""
         return self.fn(*args, **kwargs)
 
     def delay(self, *args: Any, **kwargs: Any) -> Job:
-        """Enqueue a call with these arguments; return its Job at once."""
-        return self.tasks._enqueue(self, args, kwargs)
+        """Enqueue a call with these arguments; return its Job at once. Raises TypeError
+        for arguments msgpack cannot hold (nothing is written)."""
+        return self.enqueuer.one(self.name, self.options, args, kwargs)
 
     def apply(self, args: Any = (), kwargs: Optional[dict[str, Any]] = None, *,
               delay: Any = None, eta: Optional[dt.datetime] = None,
               priority: Optional[int] = None, unique_key: Optional[str] = None,
               queue: Optional[str] = None) -> Job:
         """Enqueue with options: ``delay`` seconds (or timedelta) or ``eta`` (datetime),
-        ``priority`` (higher runs first), ``unique_key``, another ``queue``."""
-        return self.tasks._enqueue(self, args, kwargs or {}, queue=queue, priority=priority,
-                                   delay=delay, eta=eta, unique_key=unique_key)
+        ``priority`` (higher runs first), ``unique_key``, another ``queue``. Raises
+        TypeError or ValueError for a bad argument or option (nothing is written)."""
+        return self.enqueuer.one(self.name, self.options, args, kwargs or {}, queue=queue,
+                                 priority=priority, delay=delay, eta=eta,
+                                 unique_key=unique_key)
 
     def map(self, calls: Iterable[Any], **options: Any) -> list[Job]:
         """Enqueue many calls in one batch, as ``tasks.enqueue_many`` does: each item is a
         tuple of positional arguments, an ``(args, kwargs)`` pair, or one argument. Takes
-        ``apply``'s options except unique_key."""
-        return self.tasks.enqueue_many(self.name, calls, **options)
+        ``apply``'s options except unique_key. Raises as ``apply`` does (nothing is
+        written then)."""
+        return self.enqueuer.many(self.name, self.options, calls, **options)
 
     def __repr__(self) -> str:
+        """``<task name queue='...'>``."""
         return f"<task {self.name} queue={self.options.queue!r}>"

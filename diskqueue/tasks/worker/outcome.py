@@ -17,6 +17,7 @@ class TaskError(Exception):
         self.error_type = error_type
 
     def __str__(self) -> str:
+        """The error's message."""
         return str(self.args[0]) if self.args else ""
 
 
@@ -44,6 +45,10 @@ def format_traceback(exc: BaseException) -> str:
 
 
 class Outcome:
+    """What one run came to: ``ok`` and its ``value``, or the ``error`` record (type,
+    message, traceback) and ``exc``, with ``retry_delay`` (a Retry's) and whether the
+    failure may be retried."""
+
     __slots__ = ("ok", "value", "error", "exc", "retry_delay", "retryable")
 
     def __init__(self, ok: bool, value: Any = None, error: Optional[dict[str, str]] = None,
@@ -58,11 +63,14 @@ class Outcome:
 
 
 def success(value: Any) -> Outcome:
+    """A run that returned ``value``."""
     return Outcome(True, value)
 
 
 def failed(exc: BaseException, tb: Optional[str] = None, *, retry_delay: Optional[float] = None,
            retryable: bool = True, error_type: Optional[str] = None) -> Outcome:
+    """A run that raised ``exc``; its traceback is formatted unless ``tb`` is given.
+    Never raises, whatever ``exc`` is."""
     if tb is None:
         tb = format_traceback(exc)
     if error_type is None:
@@ -79,6 +87,7 @@ def remote(error_type: str, message: str, tb: str,
 
 
 def timed_out(name: str, seconds: float) -> Outcome:
+    """A run of the task ``name`` that took longer than its timeout of ``seconds``."""
     exc = JobTimeout(f"task {name} ran longer than its timeout of {seconds:g} s",
                      error_type="JobTimeout")
     return failed(exc, "", error_type="JobTimeout")

@@ -29,14 +29,14 @@ from .. import context
 from ..retry import Retry
 from ..task import TaskFunction
 from . import outcome as O
-from .runner import Run, Runner
+from .runner import FETCH_WAIT, Run, Runner
 
 log = logging.getLogger("diskqueue.worker")
 
-FETCH_WAIT = 0.25
-
 
 def locator(task: TaskFunction, app: Optional[str]) -> tuple[str, ...]:
+    """How a child finds the task: through the ``app`` TaskQueue, else by its module
+    and qualified name."""
     if app is not None:
         return ("app", app, task.name)
     return ("ref", task.fn.__module__, task.fn.__qualname__, task.name)
@@ -105,6 +105,8 @@ async def _awaited(awaitable: Any) -> Any:
 
 
 class Child:
+    """A child process running :func:`child_main`, and the pipe to it."""
+
     def __init__(self, ctx: Any) -> None:
         self.conn, child_end = ctx.Pipe()
         self.proc = ctx.Process(target=child_main, args=(child_end,), daemon=True,
@@ -113,21 +115,20 @@ class Child:
         child_end.close()
 
     def kill(self) -> None:
+        """Kill the child (SIGKILL) and close the pipe."""
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(5)
         self.conn.close()
 
     def close(self) -> None:
+        """Ask the child to end, wait for it (kill it after 5 s), close the pipe."""
         try:
             self.conn.send(None)
         except OSError:
             pass
         self.proc.join(5)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(5)
-        self.conn.close()
+        self.kill()
 
 
 class ProcessPool:
@@ -148,6 +149,7 @@ class ProcessPool:
         runner.disk = threading.Lock()  # see Runner.disk
 
     def start(self) -> None:
+        """Start the slot threads (each starts its child)."""
         for i in range(self.concurrency):
             thread = threading.Thread(target=self._slot, name=f"diskqueue-slot-{i + 1}",
                                       daemon=True)
@@ -213,30 +215,30 @@ class ProcessPool:
                     child.kill()
                     lost = O.TaskError("WorkerLost", f"the child process running it died "
                                                      f"(exit code {code})")
-                    return Child(self.ctx), self._after(run, O.failed(lost, ""))
+                    return Child(self.ctx), self.runner.after_run(run, O.failed(lost, ""))
                 if msg[0] == "progress":
                     self.runner.report(run, msg[1])
                     continue
                 if msg[0] == "ok":
-                    return child, self._after(run, O.success(msg[1]))
+                    return child, self.runner.after_run(run, O.success(msg[1]))
                 _, kind, text, tb, delay = msg
-                return child, self._after(run, O.remote(kind, text, tb, delay))
+                return child, self.runner.after_run(run, O.remote(kind, text, tb, delay))
             if run.deadline is not None and time.monotonic() >= run.deadline:
                 child.kill()
                 log.warning("job %s (%s) ran past its timeout of %g s; its child process "
                             "was killed and replaced", run.job.id, task.name,
                             task.options.timeout)
-                return Child(self.ctx), self._after(
+                return Child(self.ctx), self.runner.after_run(
                     run, O.timed_out(task.name, task.options.timeout or 0))
             if self.kill_now.is_set():
                 child.kill()
                 return child, None
 
-    def _after(self, run: Run, out: O.Outcome) -> O.Outcome:
-        self.runner._after_run(run, out)
-        return out
+    def on_timeout(self, run: Run) -> None:
+        """Never called: this pool ends a run past its timeout itself."""
 
     def join(self, deadline: float, interrupt: Optional[threading.Event] = None) -> list[Run]:
+        """See :meth:`.pools.Pool.join`."""
         for thread in self.threads:
             while thread.is_alive():
                 left = deadline - time.monotonic()
@@ -251,3 +253,6 @@ class ProcessPool:
         self.kill_now.set()
         for thread in self.threads:
             thread.join(10)
+
+    def close(self) -> None:
+        """Nothing to free: each slot thread closed its child when it ended."""

@@ -8,13 +8,11 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from ..._checks import check_duration
-
-if TYPE_CHECKING:
-    from ..taskqueue import TaskQueue
-    from .worker import Worker
+from .worker import Worker
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 DRAIN_CHECK = 0.05  # seconds between checks that no job is left, while draining
@@ -26,6 +24,7 @@ class _Flags:
         self.force = threading.Event()
 
     def handler(self, signum: int, frame: Any) -> None:
+        """The signal handler: only sets the flags."""
         if self.stop.is_set():
             self.force.set()  # a second signal: stop waiting for the running jobs
         self.stop.set()
@@ -65,6 +64,7 @@ class Progress:
                             file=sys.stderr, ncols=_columns())
 
     def update(self, force: bool = False) -> None:
+        """Redraw (at most five times a second, unless ``force``)."""
         now = time.monotonic()
         if now < self.next_draw and not force:
             return
@@ -80,6 +80,7 @@ class Progress:
             sys.stderr.flush()
 
     def close(self) -> None:
+        """Draw the last state and end the bar's line."""
         self.update(force=True)
         if self.bar is not None:
             self.bar.close()
@@ -87,16 +88,19 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def run_until_stopped(tasks: TaskQueue, *, concurrency: int, pool: str, queues: Any,
-                      grace: float, drain: bool, progress: Optional[bool],
-                      app: Optional[str]) -> bool:
+def run_until_stopped(start: Callable[[], Worker], *, grace: float, drain: bool,
+                      progress: Optional[bool]) -> bool:
+    """Start a worker with ``start()`` and run it until SIGTERM/SIGINT (``drain``: or
+    until no job is left), then stop it within ``grace`` seconds; True when nothing was
+    cut short. Raises ValueError or TypeError for a bad ``grace``, and what ``start()``
+    raises."""
     # infinity (or None): wait for the running jobs however long they take
     seconds = check_duration("grace", grace, allow_inf=True)
     flags = _Flags()
     previous = _install(flags)
     bar: Optional[Progress] = None
     try:
-        worker = tasks.start(concurrency, pool, queues=queues, app=app)
+        worker = start()
         try:
             if drain and (progress if progress is not None else sys.stderr.isatty()):
                 bar = Progress(worker)

@@ -16,36 +16,38 @@ import math
 import random
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Optional
 
 from ...errors import Closed, DiskQueueError, Empty, NotReserved
 from .. import context
 from .. import layout as R
-from ..directory import shared
+from ..app import TaskApp
 from ..job import DEAD, RETRYING, STARTED, SUCCESS, Job
+from ..options import DEFAULT_RESULT_TTL
 from ..ratelimit import TokenBucket, parse_rate
 from ..retry import Retry, backoff_delay
 from ..stats import Counters
-from ..task import DEFAULT_RESULT_TTL, TaskFunction
+from ..task import TaskFunction
 from . import outcome as O
 
-if TYPE_CHECKING:
-    from ..taskqueue import TaskQueue
-
 log = logging.getLogger("diskqueue.worker")
+
+FETCH_WAIT = 0.25  # seconds a pool's fetch blocks before looking at the stop flag again
 
 # (namespace, (lane, seq, key, data, attempts)) as engine.take_first returns it
 Lease = tuple[bytes, tuple[bytes, int, bytes, bytes, int]]
 
 
 class Run:
-    """One job being run by this worker."""
+    """One job being run by this worker: its lease, record, task and deadline."""
 
     __slots__ = ("ns", "lane", "seq", "held", "jid", "record", "task", "deadline", "lock",
                  "finished", "job", "thread")
 
     def __init__(self, lease: Lease, record: dict[str, Any], task: Optional[TaskFunction],
-                 tasks: TaskQueue) -> None:
+                 tasks: TaskApp) -> None:
         self.ns, (self.lane, self.seq, _, jid, self.held) = lease
         self.jid = bytes(jid)
         self.record = record
@@ -56,8 +58,22 @@ class Run:
         self.job = Job(tasks, record["id"], record)
         self.thread = threading.current_thread()
 
+    def end(self) -> bool:
+        """Mark the run finished; False when it already was (someone else ends it)."""
+        with self.lock:
+            if self.finished:
+                return False
+            self.finished = True
+            return True
 
-def unknown_task(name: str, tasks: TaskQueue) -> O.Outcome:
+    def cut_short(self) -> None:
+        """Log that the run was still going at the end of the grace period."""
+        log.warning("job %s (%s) was still running at the end of the grace period; "
+                    "it will run again after a restart", self.job.id, self.record["task"])
+
+
+def unknown_task(name: str, tasks: TaskApp) -> O.Outcome:
+    """The outcome of a job whose task is not registered here: dead, not retried."""
     known = ", ".join(sorted(tasks.registry)) or "none"
     exc = LookupError(f"no task named {name!r} is registered in this worker "
                       f"(known tasks: {known})")
@@ -65,18 +81,23 @@ def unknown_task(name: str, tasks: TaskQueue) -> O.Outcome:
 
 
 class Runner:
-    def __init__(self, tasks: TaskQueue, fetch_order: Any) -> None:
+    """The steps of running the jobs of ``tasks``, shared by every pool's threads:
+    fetch, begin, execute, finish (or release). ``fetch_order`` gives the queue
+    namespaces to fetch from, in order. Raises ``Closed`` when the TaskQueue is closed."""
+
+    def __init__(self, tasks: TaskApp, fetch_order: Callable[[], list[bytes]]) -> None:
         self.tasks = tasks
-        self.eng = tasks._engine()
-        self.clock = tasks.clock
+        self.store = tasks.store
+        self.eng = self.store.engine()
+        self.clock = self.store.clock
         self.hooks = tasks.hooks
-        self.fetch_order = fetch_order  # () -> list of queue namespaces, in order
+        self.fetch_order = fetch_order
         self.stopping = threading.Event()
         # Runs in progress. Only set.add/discard/copy touch it: each is atomic under
         # the GIL, so the hot path takes no lock for it.
         self.active: set[Run] = set()
         self.counters = Counters()
-        self.shared = shared(tasks.path)
+        self.shared = self.store.shared
         self.rng = random.Random()
         self.finished = 0  # jobs that ended (success or dead) here
         self._count_lock = threading.Lock()
@@ -138,12 +159,11 @@ class Runner:
         if self.stopping.is_set():
             self._nack(ns, lane, seq, held)
             return None
-        raw = self.eng.get_record(R.NS_JOBS, bytes(jid))
-        if raw is None:
+        record = self.store.read(bytes(jid))
+        if record is None:
             log.warning("job %s has no record (purged?); dropping it", bytes(jid).decode())
             self._ack_lease(ns, lane, seq, held, [])
             return None
-        record = R.unpack(raw)
         if record["state"] in (SUCCESS, DEAD):  # a second copy of a finished job's entry
             log.warning("job %s is already %s; dropping a second copy of it", record["id"],
                         record["state"])
@@ -158,7 +178,7 @@ class Runner:
         record.update(state=STARTED, attempts=record.get("attempts", 0) + 1, started=now)
         record.pop("eta", None)
         record.pop("progress", None)
-        self.eng.write_records([(R.NS_JOBS, run.jid, R.pack(record))])
+        self.store.save(record)
         self.counters.started(record["queue"], now - record.get("ready", now))
         timeout = run.task.options.timeout
         if timeout is not None:
@@ -183,12 +203,8 @@ class Runner:
             return True
         due = now + wait
         run.record["rate_slot"] = due
-        with run.lock:
-            run.finished = True
-        ops: R.Ops = [(R.NS_JOBS, run.jid, R.pack(run.record)),
-                      (R.NS_SCHED, R.sched_key(due, run.jid),
-                       R.pack([run.record["queue"], run.record["priority"], False]))]
-        self._ack(run, ops)
+        run.end()
+        self._ack(run, self._reschedule(run, due))
         self.shared.wake_schedulers()
         return False
 
@@ -199,8 +215,7 @@ class Runner:
             if run.finished:
                 return
             run.record["progress"] = value
-            data = R.pack(run.record)
-            self.eng.write_records([(R.NS_JOBS, run.jid, data)])
+            self.store.save(run.record)
 
     def execute(self, run: Run) -> O.Outcome:
         """Call the task in this thread (an ``async def`` task gets its own event loop).
@@ -211,28 +226,23 @@ class Runner:
         the thread running it. (A real SIGINT reaches the main thread only, never a
         pool thread: the worker's own stop is not affected.)
         """
-        task = run.task
-        assert task is not None
-        token = context.bind(run.job.id, lambda value: self.report(run, value))
-        try:
-            if self.hooks.wants("before_run"):
-                self.hooks.emit("before_run", run.job)
-            value = task.fn(*run.record.get("args", ()), **run.record.get("kwargs", {}))
+        with Call(self, run) as call:
+            value = call.invoke()
             if value is not None and inspect.isawaitable(value):
-                value = asyncio.run(self._bounded(value, task.options.timeout))
-            out = O.success(value)
-        except Retry as exc:
-            out = O.failed(exc, retry_delay=exc.delay)
-        except asyncio.TimeoutError:
-            out = O.timed_out(task.name, task.options.timeout or 0)
-        except O.Escaped as wrapper:
-            out = O.failed(wrapper.error)
-        except BaseException as exc:  # noqa: B036 - see the docstring
-            out = O.failed(exc)
-        finally:
-            context.unbind(token)
-        self._after_run(run, out)
-        return out
+                value = asyncio.run(self._bounded(value, call.timeout))
+            call.out = O.success(value)
+        return self.after_run(run, call.out)
+
+    async def execute_async(self, run: Run, cancelled: Callable[[], bool]) -> O.Outcome:
+        """Run an ``async def`` task on the running event loop, bounded by its timeout.
+
+        Its outcome is what :meth:`execute` makes of it, except a ``CancelledError``
+        while ``cancelled()`` is true: then the run was interrupted, and it is raised.
+        """
+        with Call(self, run, cancelled) as call:
+            call.out = O.success(await asyncio.wait_for(O.contained(call.invoke()),
+                                                        call.timeout))
+        return self.after_run(run, call.out)
 
     @staticmethod
     async def _bounded(awaitable: Any, timeout: Optional[float]) -> Any:
@@ -243,17 +253,17 @@ class Runner:
             # comes out of wait_for as TimeoutError).
             raise O.Escaped(exc) from None
 
-    def _after_run(self, run: Run, out: O.Outcome) -> None:
+    def after_run(self, run: Run, out: O.Outcome) -> O.Outcome:
+        """Emit ``after_run`` for a call that ended in ``out``; returns ``out``."""
         if self.hooks.wants("after_run"):
             self.hooks.emit("after_run", run.job, out.value, out.exc)
+        return out
 
     # -- finish ----------------------------------------------------------------
     def finish(self, run: Run, out: O.Outcome) -> bool:
         """Store the outcome and delete the job in one batch; False if already finished."""
-        with run.lock:
-            if run.finished:
-                return False
-            run.finished = True
+        if not run.end():
+            return False
         self.active.discard(run)
         if out.ok:
             out = self._succeed(run, out)
@@ -281,14 +291,19 @@ class Runner:
             ops.append((R.NS_JOBS, run.jid, data))
             if ttl is not None:
                 ops.append((R.NS_EXPIRE, R.ms_bytes(now + ttl) + run.jid, b""))
+        self._ended(run, ops, ("done",))
+        return out
+
+    def _ended(self, run: Run, ops: R.Ops, counts: tuple[str, ...]) -> None:
+        """Store the end of a job (success or dead) with its counts, in one batch."""
         with self.disk:
-            ops += self._release_unique(rec)
-            self.counters.counted(rec["queue"], ("done",),
+            if "unique" in run.record:
+                ops = ops + self._release_unique(run.record)
+            self.counters.counted(run.record["queue"], counts,
                                   lambda more: self._ack(run, ops + more))
         with self._count_lock:  # += is not atomic across threads
             self.finished += 1
         self.shared.notify_finished()
-        return out
 
     def _fail(self, run: Run, out: O.Outcome) -> None:
         rec = run.record
@@ -304,9 +319,7 @@ class Runner:
                                       self.rng)
             eta = now + delay
             rec.update(state=RETRYING, eta=eta, ready=eta)
-            ops: R.Ops = [(R.NS_JOBS, run.jid, R.pack(rec)),
-                          (R.NS_SCHED, R.sched_key(eta, run.jid),
-                           R.pack([rec["queue"], rec["priority"], False]))]
+            ops = self._reschedule(run, eta)
             with self.disk:
                 self.counters.counted(rec["queue"], ("failed", "retried"),
                                       lambda more: self._ack(run, ops + more))
@@ -321,25 +334,25 @@ class Runner:
         rec.pop("eta", None)
         dead_ops: R.Ops = [(R.NS_JOBS, run.jid, R.pack(rec)),
                            (R.NS_DEAD, R.dead_key(rec["queue"], run.jid), b"")]
-        with self.disk:
-            dead_ops += self._release_unique(rec)
-            self.counters.counted(rec["queue"], ("failed", "dead_total"),
-                                  lambda more: self._ack(run, dead_ops + more))
-        with self._count_lock:  # += is not atomic across threads
-            self.finished += 1
-        self.shared.notify_finished()
+        self._ended(run, dead_ops, ("failed", "dead_total"))
         log.warning("job %s (%s) is dead: %s: %s", run.job.id, rec["task"],
                     out.error and out.error["type"], out.error and out.error["message"])
         if self.hooks.wants("on_dead"):
             self.hooks.emit("on_dead", run.job, exc)
 
+    @staticmethod
+    def _reschedule(run: Run, due: float) -> R.Ops:
+        """The writes that put a run's job back in the schedule, due at ``due``."""
+        rec = run.record
+        return [(R.NS_JOBS, run.jid, R.pack(rec)),
+                (R.NS_SCHED, R.sched_key(due, run.jid),
+                 R.sched_value(rec["queue"], rec["priority"], False))]
+
     def _release_unique(self, rec: dict[str, Any]) -> R.Ops:
-        key = rec.get("unique")
-        if key is None:
-            return []
-        guard = key.encode("utf-8")
-        if self.eng.get_record(R.NS_UNIQUE, guard) == rec["id"].encode():
-            return [(R.NS_UNIQUE, guard, None)]
+        """The delete of the job's ``unique_key`` guard, when the job still holds it."""
+        found = self.store.unique_guard(rec)
+        if found is not None and found[1] == rec["id"].encode():
+            return [(R.NS_UNIQUE, found[0], None)]
         return []
 
     def _ack(self, run: Run, ops: R.Ops) -> None:
@@ -349,7 +362,7 @@ class Runner:
                    ops: R.Ops) -> None:
         try:
             self.eng.ack(ns, lane, seq, held, records=ops)
-            if self.tasks.sync:
+            if self.store.sync:
                 self.eng.sync()
         except (NotReserved, Closed) as exc:
             log.warning("could not store the outcome of a job (%s); it will run again", exc)
@@ -357,10 +370,8 @@ class Runner:
     # -- giving back -----------------------------------------------------------
     def release(self, run: Run) -> None:
         """Put a job that did not run to its end back at the front of its queue."""
-        with run.lock:
-            if run.finished:
-                return
-            run.finished = True
+        if not run.end():
+            return
         self.active.discard(run)
         self._nack(run.ns, run.lane, run.seq, run.held)
 
@@ -376,5 +387,59 @@ class Runner:
         return [r for r in self.active.copy() if r.deadline is not None and r.deadline <= now]
 
     def next_deadline(self) -> Optional[float]:
+        """The soonest deadline (``time.monotonic()``) of the running jobs, or None."""
         deadlines = [r.deadline for r in self.active.copy() if r.deadline is not None]
         return min(deadlines) if deadlines else None
+
+
+class Call:
+    """One call of a task, as a context manager: binds the job to the context, emits
+    ``before_run`` inside it, and turns whatever the body raises into ``out``, the
+    failure it stands for (a ``CancelledError`` while ``cancelled()`` is true is let
+    through: the run was interrupted, not failed)."""
+
+    __slots__ = ("runner", "run", "task", "timeout", "cancelled", "token", "out")
+    out: O.Outcome  # set by the body, or by __exit__ from what the body raised
+
+    def __init__(self, runner: Runner, run: Run,
+                 cancelled: Optional[Callable[[], bool]] = None) -> None:
+        task = run.task
+        assert task is not None
+        self.runner = runner
+        self.run = run
+        self.task = task
+        self.timeout = task.options.timeout
+        self.cancelled = cancelled
+
+    def __enter__(self) -> Call:
+        """Bind the job to the context (``current_job_id``, ``set_progress``)."""
+        run, runner = self.run, self.runner
+        self.token = context.bind(run.job.id, lambda value: runner.report(run, value))
+        return self
+
+    def invoke(self) -> Any:
+        """``before_run``, then call the task's function with the job's arguments."""
+        hooks = self.runner.hooks
+        if hooks.wants("before_run"):
+            hooks.emit("before_run", self.run.job)
+        record = self.run.record
+        return self.task.fn(*record.get("args", ()), **record.get("kwargs", {}))
+
+    def __exit__(self, kind: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> bool:
+        """Unbind the job; an exception from the body becomes ``out`` (True: swallowed)."""
+        context.unbind(self.token)
+        if exc is None:
+            return False
+        if (isinstance(exc, asyncio.CancelledError) and self.cancelled is not None
+                and self.cancelled()):
+            return False
+        if isinstance(exc, Retry):
+            self.out = O.failed(exc, retry_delay=exc.delay)
+        elif isinstance(exc, asyncio.TimeoutError):
+            self.out = O.timed_out(self.task.name, self.timeout or 0)
+        elif isinstance(exc, O.Escaped):
+            self.out = O.failed(exc.error)
+        else:
+            self.out = O.failed(exc)
+        return True  # the failure is the outcome: never the end of the thread or loop

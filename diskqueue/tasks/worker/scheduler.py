@@ -13,16 +13,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Optional
 
 from .. import layout as R
-from ..directory import shared
-from ..job import PENDING, SCHEDULED
+from ..app import TaskApp
+from ..job import PENDING, SCHEDULED, SUCCESS
 from ..task import TaskFunction
-
-if TYPE_CHECKING:
-    from ..taskqueue import TaskQueue
-    from .runner import Runner
+from .outcome import timed_out
+from .runner import Run, Runner
 
 log = logging.getLogger("diskqueue.worker")
 
@@ -33,17 +31,26 @@ MOVED_KEEP = 600.0  # seconds a "moved" marker outlives its schedule record
 
 
 class Scheduler:
-    def __init__(self, tasks: TaskQueue, runner: Runner, served: Callable[[], set[str]],
-                 on_timeout: Optional[Callable[[Any], None]] = None,
+    """The scheduler thread of a worker running ``tasks``.
+
+    ``served`` gives the names of the queues the worker serves (their periodic tasks
+    tick here); ``on_timeout`` is the pool's reaction to a run the scheduler finished as
+    timed out (None: the pool enforces timeouts itself); ``on_pass`` is called after
+    each pass. Raises ``Closed`` when the TaskQueue is closed.
+    """
+
+    def __init__(self, tasks: TaskApp, runner: Runner, served: Callable[[], set[str]],
+                 on_timeout: Optional[Callable[[Run], None]] = None,
                  on_pass: Optional[Callable[[], None]] = None) -> None:
         self.tasks = tasks
         self.runner = runner
-        self.eng = tasks._engine()
-        self.clock = tasks.clock
-        self.served = served  # () -> names of the queues this worker serves
-        self.on_timeout = on_timeout  # the pool's reaction to a run that timed out
+        self.store = tasks.store
+        self.eng = self.store.engine()
+        self.clock = self.store.clock
+        self.served = served
+        self.on_timeout = on_timeout
         self.on_pass = on_pass
-        self.shared = shared(tasks.path)
+        self.shared = self.store.shared
         self.wake = threading.Event()
         self.stopped = threading.Event()
         self._last_tick: dict[str, float] = {}
@@ -52,19 +59,22 @@ class Scheduler:
                                         daemon=True)
 
     def start(self) -> None:
+        """Load the periodic tasks' last ticks, fold the counts of workers gone, and
+        start the thread."""
         self.shared.wakers.add(self.wake)
         with self.shared.scheduling:
             self._load_ticks(self.clock())
-        self.runner.counters.fold(self.eng, self.shared.scheduling)
+        self.runner.counters.fold(self.store, self.shared.scheduling)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the thread (after its pass) and store the latency counts."""
         self.stopped.set()
         self.wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
         self.shared.wakers.discard(self.wake)
-        self.runner.counters.flush_latency(self.eng)
+        self.runner.counters.flush_latency(self.store)
 
     # -- the loop ----------------------------------------------------------------
     def _loop(self) -> None:
@@ -91,7 +101,7 @@ class Scheduler:
         if mono >= self._next_expire:
             self.expire_results(now)
             self._next_expire = mono + EXPIRE_EVERY
-        self.runner.counters.flush_latency(self.eng)
+        self.runner.counters.flush_latency(self.store)
         if self.on_pass is not None:
             self.on_pass()
         if deadline is not None:
@@ -107,26 +117,20 @@ class Scheduler:
         read the same record never both enqueue it.
         """
         stop = (R.ms(now) + 1).to_bytes(8, "big")
-        while True:
-            rows = self.eng.scan_records(R.NS_SCHED, stop=stop, limit=BATCH)
-            for key, value in rows:
-                key = bytes(key)
+        for page in self.store.pages(R.NS_SCHED, stop=stop, size=BATCH):
+            for key, value in page:
                 queue, priority, was_scheduled = R.unpack(value)
                 jid = key[8:]
-                ops = [(R.NS_SCHED, key, None), (R.NS_MOVED, key, b"")]
+                ops: R.Ops = [(R.NS_SCHED, key, None), (R.NS_MOVED, key, b"")]
                 if was_scheduled:
-                    raw = self.eng.get_record(R.NS_JOBS, jid)
-                    if raw is not None:
-                        rec = R.unpack(raw)
-                        if rec["state"] == SCHEDULED:
-                            rec["state"] = PENDING
-                            ops.append((R.NS_JOBS, jid, R.pack(rec)))
+                    rec = self.store.read(jid)
+                    if rec is not None and rec["state"] == SCHEDULED:
+                        rec["state"] = PENDING
+                        ops.append((R.NS_JOBS, jid, R.pack(rec)))
                 self.eng.push_unless(R.queue_ns(queue), [(R.lane_of(priority), jid)],
                                      (R.NS_MOVED, key), records=ops)
-            if len(rows) < BATCH:
-                break
-        first = self.eng.scan_records(R.NS_SCHED, limit=1)
-        return R.due_of(bytes(first[0][0])) if first else now + MAX_SLEEP
+        first = self.store.first(R.NS_SCHED)
+        return R.due_of(first[0]) if first else now + MAX_SLEEP
 
     # -- periodic tasks --------------------------------------------------------------
     def _periodic(self) -> list[TaskFunction]:
@@ -138,9 +142,9 @@ class Scheduler:
         """The last tick of each periodic task; a first start records ``now``."""
         for task in self._periodic():
             prefix = task.name.encode("utf-8") + b"\x00"
-            rows = self.eng.scan_records(R.NS_TICK, start=prefix, stop=prefix[:-1] + b"\x01")
+            rows = list(self.store.scan(R.NS_TICK, start=prefix, stop=prefix[:-1] + b"\x01"))
             if rows:
-                self._last_tick[task.name] = R.due_of(bytes(rows[-1][0])[len(prefix):])
+                self._last_tick[task.name] = R.due_of(rows[-1][0][len(prefix):])
             else:
                 self.eng.write_records([(R.NS_TICK, R.tick_key(task.name, now), b"")])
                 self._last_tick[task.name] = R.ms(now) / 1000.0
@@ -166,11 +170,10 @@ class Scheduler:
         return soonest
 
     def _enqueue_tick(self, task: TaskFunction, last: float, tick: float, now: float) -> None:
-        jid = self.tasks._new_id()
         opts = task.options
-        rec = {"id": jid, "task": task.name, "args": [], "kwargs": {}, "queue": opts.queue,
-               "priority": opts.priority, "state": PENDING, "attempts": 0, "failures": 0,
-               "enqueued": now, "ready": tick, "tick": tick}
+        rec = R.new_record(self.store.new_id(), task.name, [], {}, opts.queue, opts.priority,
+                           now, tick=tick)
+        jid = rec["id"]
         jidb = jid.encode()
         new_key = R.tick_key(task.name, tick)
         ops = [(R.NS_JOBS, jidb, R.pack(rec)), (R.NS_TICK, new_key, b""),
@@ -187,36 +190,26 @@ class Scheduler:
         self._delete_before(R.NS_MOVED, now - MOVED_KEEP, lambda key: [])
         self._delete_before(R.NS_EXPIRE, now, self._expired_job)
 
-    def _expired_job(self, key: bytes) -> list[tuple[bytes, bytes, Optional[bytes]]]:
-        raw = self.eng.get_record(R.NS_JOBS, key[8:])
-        if raw is not None:
-            rec = R.unpack(raw)
-            if rec["state"] == "success":
-                return [(R.NS_JOBS, key[8:], None), *R.forget_retries(rec)]
+    def _expired_job(self, key: bytes) -> R.Ops:
+        rec = self.store.read(key[8:])
+        if rec is not None and rec["state"] == SUCCESS:
+            return [(R.NS_JOBS, key[8:], None), *R.forget_retries(rec)]
         return []
 
-    def _delete_before(self, ns: bytes, until: float, also: Callable[[bytes], list[Any]]
+    def _delete_before(self, ns: bytes, until: float, also: Callable[[bytes], R.Ops]
                        ) -> None:
         stop = (max(R.ms(until), 0) + 1).to_bytes(8, "big")
-        while True:
-            rows = self.eng.scan_records(ns, stop=stop, limit=BATCH)
-            if not rows:
-                return
-            ops: list[tuple[bytes, bytes, Optional[bytes]]] = []
-            for key, _ in rows:
-                key = bytes(key)
+        for page in self.store.pages(ns, stop=stop, size=BATCH):
+            ops: R.Ops = []
+            for key, _ in page:
                 ops.append((ns, key, None))
                 ops += also(key)
             self.eng.write_records(ops)
-            if len(rows) < BATCH:
-                return
 
     # -- timeouts (pools that cannot interrupt a run themselves) ---------------------
     def _reap_timeouts(self, mono: float) -> Optional[float]:
         if self.on_timeout is None:
             return None
-        from .outcome import timed_out
-
         for run in self.runner.timed_out(mono):
             task = run.task
             assert task is not None and task.options.timeout is not None

@@ -14,17 +14,18 @@ import math
 import random
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from ..._checks import check_duration
 from .. import layout as R
-from .pools import AsyncPool, ThreadPool
+from ..app import TaskApp
+from ..stats import Counters
+from .aiopool import AsyncPool
+from .pools import Pool, ThreadPool
 from .procpool import ProcessPool
 from .runner import Runner
 from .scheduler import Scheduler
-
-if TYPE_CHECKING:
-    from ..taskqueue import TaskQueue
 
 log = logging.getLogger("diskqueue.worker")
 
@@ -32,7 +33,9 @@ POOLS = ("thread", "process", "async")
 
 
 def check_queues(queues: Any) -> Optional[dict[str, float]]:
-    """None, a list of names (strict order: weight None) or ``{name: weight}``."""
+    """``queues=`` as ``{name: weight}`` (a list of names, or a comma-separated str:
+    strict order, weights 0), or None for every queue. Raises TypeError or ValueError
+    for a bad name or weight, or an empty list."""
     if queues is None:
         return None
     if isinstance(queues, str):
@@ -59,10 +62,15 @@ def check_queues(queues: Any) -> Optional[dict[str, float]]:
 
 class Worker:
     """Runs the jobs of a TaskQueue in this process. Use ``tasks.start()`` or
-    ``tasks.run()`` rather than building one."""
+    ``tasks.run()`` rather than building one.
 
-    def __init__(self, tasks: TaskQueue, *, concurrency: int = 4, pool: str = "thread",
-                 queues: Any = None, app: Optional[str] = None) -> None:
+    ``on_stop`` is called with the worker once it stopped. Raises TypeError or
+    ValueError for a bad ``concurrency``, ``pool`` or ``queues``.
+    """
+
+    def __init__(self, tasks: TaskApp, *, concurrency: int = 4, pool: str = "thread",
+                 queues: Any = None, app: Optional[str] = None,
+                 on_stop: Optional[Callable[[Worker], None]] = None) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int):
             raise TypeError(f"concurrency must be an int, not {type(concurrency).__name__}")
         if concurrency < 1:
@@ -77,7 +85,8 @@ class Worker:
         self._weighted = bool(self._queues) and any(self._queues.values())  # type: ignore[union-attr]
         self._order: list[bytes] = []
         self._rng = random.Random()
-        self.runner: Any = None
+        self.on_stop = on_stop
+        self.runner: Any = None  # a Runner, a Pool and a Scheduler once started
         self.pool: Any = None
         self.scheduler: Any = None
         self.started = False
@@ -110,30 +119,33 @@ class Worker:
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> Worker:
+        """Start the scheduler and the pool; returns the worker. Raises RuntimeError
+        when it was started before, and what opening the directory raises."""
         if self.started:
             raise RuntimeError("this worker was already started")
         self.started = True
         tasks = self.tasks
         self._refresh()
         self.runner = Runner(tasks, self._fetch_order)
-        if self.pool_kind == "thread":
-            # weights share the worker job by job: no batches there
-            self.pool = ThreadPool(self.runner, self.concurrency,
-                                   batch=1 if self._weighted else ThreadPool.BATCH)
-        elif self.pool_kind == "async":
-            self.pool = AsyncPool(self.runner, self.concurrency)
-        else:
-            self.pool = ProcessPool(self.runner, self.concurrency, self.app)
-        on_timeout = None if self.pool.enforces_timeouts else self.pool.on_timeout
+        pool = self.pool = self._make_pool(self.runner)
+        on_timeout = None if pool.enforces_timeouts else pool.on_timeout
         on_pass = self._refresh if self._queues is None else None
         self.scheduler = Scheduler(tasks, self.runner, lambda: set(self.queue_names()),
                                    on_timeout, on_pass)
-        tasks._workers.append(self)
         self.scheduler.start()
         self.pool.start()
         log.info("worker started: %s pool, concurrency %d, queues %s", self.pool_kind,
                  self.concurrency, ", ".join(self.queue_names()))
         return self
+
+    def _make_pool(self, runner: Runner) -> Pool:
+        if self.pool_kind == "thread":
+            # weights share the worker job by job: no batches there
+            return ThreadPool(runner, self.concurrency,
+                              batch=1 if self._weighted else ThreadPool.BATCH)
+        if self.pool_kind == "async":
+            return AsyncPool(runner, self.concurrency)
+        return ProcessPool(runner, self.concurrency, self.app)
 
     def stop(self, timeout: Optional[float] = 30.0,
              interrupt: Optional[threading.Event] = None) -> bool:
@@ -149,20 +161,20 @@ class Worker:
         left = self.pool.join(deadline, interrupt)
         if left:
             self.pool.abandon(left)
-        if hasattr(self.pool, "close"):
-            self.pool.close()
+        self.pool.close()
         self.scheduler.stop()
         if not left:
-            self.runner.counters.fold(self.tasks._engine(), self.scheduler.shared.scheduling,
+            self.runner.counters.fold(self.tasks.store, self.scheduler.shared.scheduling,
                                       own=True)
-        if self in self.tasks._workers:
-            self.tasks._workers.remove(self)
+        if self.on_stop is not None:
+            self.on_stop(self)
         self.clean = not left
         log.info("worker stopped%s", "" if not left else f"; {len(left)} jobs were cut short")
         return self.clean
 
     @property
-    def counters(self) -> Any:
+    def counters(self) -> Counters:
+        """This worker's counts and latencies (see :class:`~..stats.Counters`)."""
         return self.runner.counters
 
     @property
@@ -178,28 +190,24 @@ class Worker:
         forward along it (taken, then finished or scheduled for a retry), so a job that
         moves while it is being counted is still counted once or more, never missed.
         """
-        eng = self.tasks._engine()
+        store = self.tasks.store
+        eng = store.engine()
         with self.scheduler.shared.scheduling:
             total = sum(eng.length(ns) for ns in self._order)
             total += sum(eng.in_flight(ns) for ns in self._order)
-            start = b""
-            while True:
-                rows = eng.scan_records(R.NS_SCHED, start=start, limit=5000)
-                total += len(rows)
-                if len(rows) < 5000:
-                    return total
-                start = bytes(rows[-1][0]) + b"\x00"
+            return total + sum(len(page) for page in store.pages(R.NS_SCHED))
 
     def idle(self) -> bool:
         """True when no job is left to run: the counts of :meth:`remaining`, stopping
         at the first job seen."""
         if self.runner.active:
             return False
-        eng = self.tasks._engine()
+        store = self.tasks.store
+        eng = store.engine()
         with self.scheduler.shared.scheduling:
             return (not any(eng.length(ns) for ns in self._order)
                     and not any(eng.in_flight(ns) for ns in self._order)
-                    and not eng.scan_records(R.NS_SCHED, limit=1))
+                    and store.first(R.NS_SCHED) is None)
 
     def wait_idle(self, timeout: Optional[float] = None) -> bool:
         """Wait until no job is left (``idle()``); False if ``timeout`` passed first

@@ -1,0 +1,184 @@
+"""``Enqueuer``: turning calls of a task into job records, one or many in one write.
+
+Both ``TaskQueue.enqueue`` (a task known by name) and ``TaskFunction.delay`` (a task
+known by its options) come here; a job is a record, plus an entry in its queue or a
+schedule record when it is delayed, written in one batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any, Optional
+
+from .._checks import check_duration
+from . import layout as R
+from .job import Job
+from .jobstore import JobStore
+from .middleware import Hooks
+from .options import TaskOptions
+
+
+def seconds_until(delay: Any, eta: Any, now: float) -> Optional[float]:
+    """The due time (epoch seconds) of ``delay=``/``eta=``, or None for "now".
+
+    Raises TypeError (both given, or of the wrong type) or ValueError (a bad duration,
+    or one that ends after the year 9999).
+    """
+    if delay is not None and eta is not None:
+        raise TypeError("pass delay= or eta=, not both")
+    if delay is not None:
+        seconds = check_duration("delay", delay, timedelta=True)
+        assert seconds is not None
+        if now + seconds > R.LAST_DUE:
+            raise ValueError(f"delay must end before the year 9999, not in {seconds!r} s")
+        return now + seconds if seconds > 0 else None
+    if eta is not None:
+        if not isinstance(eta, dt.datetime):
+            raise TypeError(f"eta must be a datetime, not {type(eta).__name__}")
+        return eta.timestamp()  # a naive datetime is local time
+    return None
+
+
+def check_call(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+    """``(args, kwargs)`` of one call as a list and a dict; raises TypeError when they
+    are not a tuple or list and a dict with str keys."""
+    if not isinstance(args, (tuple, list)):
+        raise TypeError(f"args must be a tuple or list, not {type(args).__name__}")
+    if not isinstance(kwargs, dict):
+        raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+    for key in kwargs:
+        if not isinstance(key, str):
+            raise TypeError(f"keyword argument names must be str, not {type(key).__name__}")
+    return list(args), kwargs
+
+
+def split_call(call: Any) -> tuple[Any, Any]:
+    """One call of ``enqueue_many``: ``(args, kwargs)`` when it is a pair of a tuple or
+    list and a dict; else a tuple or list is the positional arguments; anything else is
+    the one argument. (So a call whose two positional arguments are a list and a dict
+    must be written as a pair: ``(([1], {"a": 2}), {})``.)"""
+    if (isinstance(call, tuple) and len(call) == 2 and isinstance(call[0], (tuple, list))
+            and isinstance(call[1], dict)):
+        return call[0], call[1]
+    if isinstance(call, (tuple, list)):
+        return call, {}
+    return (call,), {}
+
+
+def _due(delay: Any, eta: Any, now: float) -> Optional[float]:
+    """:func:`seconds_until`, with a time already past read as "now"."""
+    due = seconds_until(delay, eta, now)
+    return None if due is None or due <= now else due
+
+
+_DEFAULTS = TaskOptions()  # where a call of a task not registered here goes
+
+
+def _place(options: Optional[TaskOptions], queue: Optional[str], priority: Optional[int]
+           ) -> tuple[str, int]:
+    """The queue and priority of a call: the ones given, else the task's (else the
+    defaults)."""
+    opts = options or _DEFAULTS
+    return (opts.queue if queue is None else R.check_queue(queue),
+            opts.priority if priority is None else R.check_priority(priority))
+
+
+class Enqueuer:
+    """Writes the jobs of calls to the ``store``, with the ``hooks`` around each."""
+
+    def __init__(self, store: JobStore, hooks: Hooks) -> None:
+        self.store = store
+        self.hooks = hooks
+
+    @staticmethod
+    def _plan(rec: dict[str, Any], due: Optional[float], entries: list[tuple[bytes, bytes]],
+              ops: R.Ops, lane: bytes, sched: bytes) -> None:
+        """Add a new job's record, and its queue entry in ``lane`` or (due later) its
+        schedule record of value ``sched``, to a write."""
+        jid = rec["id"].encode()
+        ops.append((R.NS_JOBS, jid, R.pack(rec)))  # TypeError here: nothing was written
+        if due is None:
+            entries.append((lane, jid))
+        else:
+            ops.append((R.NS_SCHED, R.sched_key(due, jid), sched))
+
+    def _written(self, delayed: bool) -> None:
+        """After a write of new jobs: sync it when asked, wake the schedulers for delays."""
+        if self.store.sync:
+            self.store.engine().sync()
+        if delayed:
+            self.store.shared.wake_schedulers()
+
+    def one(self, name: str, options: Optional[TaskOptions], args: Any, kwargs: Any, *,
+            queue: Optional[str] = None, priority: Optional[int] = None, delay: Any = None,
+            eta: Any = None, unique_key: Optional[str] = None) -> Job:
+        """Enqueue one call of the task ``name``; returns its Job (with ``unique_key``:
+        the job already holding the key, when there is one).
+
+        Raises TypeError or ValueError for bad arguments or options, TypeError for
+        arguments msgpack cannot hold, and what a ``before_enqueue`` hook raises; in
+        each case nothing is written.
+        """
+        args, kwargs = check_call(args, kwargs)
+        queue, priority = _place(options, queue, priority)
+        if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
+            raise TypeError("unique_key must be a non-empty str")
+        store = self.store
+        now = store.clock()
+        due = None if delay is None and eta is None else _due(delay, eta, now)
+        rec = R.new_record(store.new_id(), name, args, kwargs, queue, priority, now,
+                           due=due, unique_key=unique_key)
+        job = Job(self, rec["id"], rec)
+        hooks = self.hooks
+        if hooks.wants("before_enqueue"):
+            hooks.emit("before_enqueue", job)
+        entries: list[tuple[bytes, bytes]] = []
+        ops: R.Ops = []
+        self._plan(rec, due, entries, ops, R.lane_of(priority),
+                   b"" if due is None else R.sched_value(queue, priority, True))
+        eng = store.engine()
+        ns = R.queue_ns(queue)
+        if unique_key is None:
+            eng.push(ns, entries, records=ops)
+        else:
+            guard = unique_key.encode("utf-8")
+            ops.append((R.NS_UNIQUE, guard, rec["id"].encode()))
+            found = eng.push_unless(ns, entries, (R.NS_UNIQUE, guard), records=ops)
+            if found is not None:
+                return Job(self, bytes(found).decode())
+        self._written(due is not None)
+        if hooks.wants("after_enqueue"):
+            hooks.emit("after_enqueue", job)
+        return job
+
+    def many(self, name: str, options: Optional[TaskOptions], calls: Iterable[Any], *,
+             queue: Optional[str] = None, priority: Optional[int] = None, delay: Any = None,
+             eta: Any = None) -> list[Job]:
+        """Enqueue many calls of one task atomically (all or none), in one write; each
+        call as :func:`split_call` reads it. Raises as :meth:`one` does (nothing is
+        written then)."""
+        queue, priority = _place(options, queue, priority)
+        now = self.store.clock()
+        due = _due(delay, eta, now)
+        lane, sched = R.lane_of(priority), R.sched_value(queue, priority, True)
+        jobs: list[Job] = []
+        entries: list[tuple[bytes, bytes]] = []
+        ops: R.Ops = []
+        for call in calls:
+            args, kwargs = check_call(*split_call(call))
+            rec = R.new_record(self.store.new_id(), name, args, kwargs, queue, priority,
+                               now, due=due)
+            job = Job(self, rec["id"], rec)
+            if self.hooks.wants("before_enqueue"):
+                self.hooks.emit("before_enqueue", job)
+            self._plan(rec, due, entries, ops, lane, sched)
+            jobs.append(job)
+        if not jobs:
+            return []
+        self.store.engine().push(R.queue_ns(queue), entries, records=ops)
+        self._written(due is not None)
+        if self.hooks.wants("after_enqueue"):
+            for job in jobs:
+                self.hooks.emit("after_enqueue", job)
+        return jobs
