@@ -89,14 +89,16 @@ class Progress:
 
 def run_until_stopped(tasks: TaskQueue, *, concurrency: int, pool: str, queues: Any,
                       grace: float, drain: bool, progress: Optional[bool],
-                      app: Optional[str]) -> bool:
+                      app: Optional[str],
+                      metrics: tuple[Optional[int], str] = (None, "127.0.0.1")) -> bool:
     # infinity (or None): wait for the running jobs however long they take
     seconds = check_duration("grace", grace, allow_inf=True)
     flags = _Flags()
     previous = _install(flags)
     bar: Optional[Progress] = None
     try:
-        worker = tasks.start(concurrency, pool, queues=queues, app=app)
+        worker = tasks.start(concurrency, pool, queues=queues, app=app,
+                             metrics_port=metrics[0], metrics_host=metrics[1])
         try:
             if drain and (progress if progress is not None else sys.stderr.isatty()):
                 bar = Progress(worker)

@@ -14,6 +14,7 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..._checks import check_duration
@@ -83,6 +84,8 @@ class Worker:
         self.started = False
         self.stopped = False
         self.clean: Optional[bool] = None
+        self.on_stop: list[Callable[[], None]] = []  # called once stopped (metrics server)
+        self.metrics: Any = None  # the MetricsServer, when started with metrics_port
 
     # -- queues ----------------------------------------------------------------
     def queue_names(self) -> list[str]:
@@ -158,6 +161,8 @@ class Worker:
         if self in self.tasks._workers:
             self.tasks._workers.remove(self)
         self.clean = not left
+        for call in self.on_stop:
+            call()
         log.info("worker stopped%s", "" if not left else f"; {len(left)} jobs were cut short")
         return self.clean
 
