@@ -4,6 +4,7 @@ and parsed with ``prometheus_client``'s parser, checked against the jobs it ran.
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ import pytest
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from diskqueue import TaskQueue  # noqa: E402
+from diskqueue import DiskQueueError, TaskQueue  # noqa: E402
 
 try:
     from .test_tasks_support import env, until, write_app
@@ -213,6 +214,20 @@ def test_worker_counts_what_it_ran_and_reads_gauges_from_the_directory(tmp_path)
         assert got.value("diskqueue_job_run_seconds_bucket", task="hold", le="0.25") == 0
         assert got.value("diskqueue_jobs_total", state="succeeded", task="ok",
                          queue="later") == 5
+
+        # diskq metrics, on the task directory this worker holds, reads the same gauges
+        other = Server([sys.executable, "-m", "diskqueue.cli", "metrics", str(path),
+                        "--port", "0"], tmp_path, {})
+        try:
+            seen = scrape(other.url)
+        finally:
+            assert other.stop() == 0, "".join(other.output)
+        for name in ("diskqueue_queue_depth", "diskqueue_queue_scheduled",
+                     "diskqueue_queue_in_flight", "diskqueue_queue_dead"):
+            for queue in ("default", "later"):
+                assert seen.value(name, queue=queue) == got.value(name, queue=queue), name
+        assert seen.value("diskqueue_queue_jobs_total", state="succeeded") == 25
+        assert not seen.has("diskqueue_jobs_total")  # no worker counts in that process
     finally:
         code = server.stop()
     assert code == 0, "".join(server.output)
@@ -295,3 +310,41 @@ def test_diskq_metrics_reads_a_queue_another_process_holds(tmp_path):
         assert not got.has("diskqueue_queue_depth")
     finally:
         assert server.stop() == 0, "".join(server.output)
+
+
+@pytest.mark.timeout(60)
+def test_a_port_in_use_is_a_clear_error_and_nothing_runs(tmp_path):
+    path = tmp_path / "jobs"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        tasks = TaskQueue(path)
+
+        @tasks.task()
+        def job() -> None:
+            return None
+
+        job.delay()
+        with pytest.raises(DiskQueueError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            tasks.start(metrics_port=int(port))
+        assert not tasks._workers
+        with pytest.raises(ValueError, match="0 to 65535"):
+            tasks.start(metrics_port=70000)
+        assert tasks.stats()["default"]["depth"] == 1  # nothing ran
+        tasks.close()
+
+        write_app(tmp_path, "metricsapp", APP)
+        out = subprocess.run([sys.executable, "-m", "diskqueue.cli.worker", str(path),
+                              "--app", "metricsapp:tasks", "--metrics-port", port],
+                             cwd=tmp_path, env=env(DQ_TEST_MARKS=str(tmp_path)), text=True,
+                             capture_output=True, timeout=60)
+    assert out.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in out.stderr
+    assert "Traceback" not in out.stderr
+    bad = subprocess.run([sys.executable, "-m", "diskqueue.cli.worker", str(path), "--app",
+                          "metricsapp:tasks", "--metrics-port", "-1"], cwd=tmp_path,
+                         env=env(), text=True, capture_output=True, timeout=60)
+    assert bad.returncode == 2 and "--metrics-port must be 0 to 65535" in bad.stderr
+    with TaskQueue(path) as check:
+        assert check.stats()["default"]["depth"] == 1
