@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from diskqueue import DiskQueueError, TaskQueue  # noqa: E402
+from diskqueue import DiskQueueError, JobTimeout, TaskQueue  # noqa: E402
 
 try:
     from .test_tasks_support import env, until, write_app
@@ -348,3 +348,35 @@ def test_a_port_in_use_is_a_clear_error_and_nothing_runs(tmp_path):
     assert bad.returncode == 2 and "--metrics-port must be 0 to 65535" in bad.stderr
     with TaskQueue(path) as check:
         assert check.stats()["default"]["depth"] == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_thread_that_returns_after_its_timeout_is_not_a_success(tmp_path):
+    tasks = TaskQueue(tmp_path / "jobs")
+    release = threading.Event()
+
+    @tasks.task(timeout=0.2, retries=0)
+    def stuck() -> str:
+        release.wait(30)
+        return "too late"
+
+    job = stuck.delay()
+    worker = tasks.start(concurrency=1, metrics_port=0)
+    try:
+        with pytest.raises(JobTimeout):
+            job.result(timeout=30)
+        got = until(lambda: (lambda s: s if s.value("diskqueue_jobs_total", state="dead")
+                             else None)(scrape(worker.metrics.url)), 30, "the death counted")
+        assert got.value("diskqueue_worker_slots", state="busy") == 0
+        release.set()  # the abandoned thread returns now
+        time.sleep(0.3)
+        got = scrape(worker.metrics.url)
+        assert got.value("diskqueue_jobs_total", task="stuck", state="started") == 1
+        assert got.value("diskqueue_jobs_total", task="stuck", state="failed") == 1
+        assert got.value("diskqueue_jobs_total", task="stuck", state="succeeded") == 0
+        assert got.value("diskqueue_job_run_seconds_count", task="stuck") == 1
+        assert got.value("diskqueue_job_run_seconds_sum", task="stuck") >= 0.2
+    finally:
+        release.set()
+        worker.stop()
+        tasks.close()

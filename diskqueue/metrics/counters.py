@@ -57,6 +57,9 @@ class JobMetrics(Middleware):
         self._children: dict[tuple[Any, ...], Any] = {}
         # job id -> time.perf_counter() at its start; dict set/pop are atomic under the GIL
         self._running: dict[str, float] = {}
+        # jobs whose run was ended (timed out) while their thread still ran: when that
+        # thread returns at last, the job has already failed, and is not a success
+        self._cut: set[str] = set()
 
     @classmethod
     def of(cls, tasks: TaskQueue) -> JobMetrics:
@@ -106,19 +109,33 @@ class JobMetrics(Middleware):
     def after_run(self, job: Job, result: Any = None, error: Optional[BaseException] = None
                   ) -> None:
         """Observe the run time; count a success."""
-        began = self._running.pop(job.id, None)
-        if began is not None:
-            self._child(self.run_seconds, job.task, job.queue).observe(
-                time.perf_counter() - began)
+        if job.id in self._cut:
+            self._cut.discard(job.id)
+            return
+        self._ran(job)
         if error is None:
             self._count("succeeded", job)
 
     def on_retry(self, job: Job, error: BaseException, delay: float) -> None:
         """Count a failed run that will be retried."""
-        self._count("failed", job)
+        self._failed(job)
         self._count("retried", job)
 
     def on_dead(self, job: Job, error: BaseException) -> None:
         """Count a failed run that was the last one."""
-        self._count("failed", job)
+        self._failed(job)
         self._count("dead", job)
+
+    def _ran(self, job: Job) -> bool:
+        """Observe the run time of a run that ended; False if none was running."""
+        began = self._running.pop(job.id, None)
+        if began is None:
+            return False
+        self._child(self.run_seconds, job.task, job.queue).observe(time.perf_counter() - began)
+        return True
+
+    def _failed(self, job: Job) -> None:
+        # Still running: a thread pool's timeout ended the run, and the thread goes on.
+        if self._ran(job):
+            self._cut.add(job.id)
+        self._count("failed", job)
