@@ -3,6 +3,7 @@ and parsed with ``prometheus_client``'s parser, checked against the jobs it ran.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import subprocess
@@ -378,5 +379,32 @@ def test_a_thread_that_returns_after_its_timeout_is_not_a_success(tmp_path):
         assert got.value("diskqueue_job_run_seconds_sum", task="stuck") >= 0.2
     finally:
         release.set()
+        worker.stop()
+        tasks.close()
+
+
+@pytest.mark.timeout(60)
+def test_async_pool_counts_coroutines(tmp_path):
+    tasks = TaskQueue(tmp_path / "jobs")
+
+    @tasks.task(retries=1, backoff=0.01)
+    async def fetch(n: int) -> int:
+        await asyncio.sleep(0.01)
+        if n == 3:
+            raise ConnectionError("refused")
+        return n
+
+    for n in range(5):
+        fetch.delay(n)
+    worker = tasks.start(concurrency=3, pool="async", metrics_port=0)
+    try:
+        got = until(lambda: finished(worker.metrics.url, succeeded=4, dead=1), 30,
+                    "every job to finish")
+        assert got.value("diskqueue_jobs_total", task="fetch", state="started") == 6
+        assert got.value("diskqueue_jobs_total", task="fetch", state="retried") == 1
+        assert got.value("diskqueue_job_run_seconds_count", task="fetch") == 6
+        assert got.value("diskqueue_job_wait_seconds_count", task="fetch") == 6
+        assert got.value("diskqueue_worker_slots", state="idle") == 3
+    finally:
         worker.stop()
         tasks.close()
