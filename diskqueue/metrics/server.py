@@ -113,6 +113,19 @@ def attach(worker: Worker, port: int, host: str = DEFAULT_HOST) -> MetricsServer
     return server
 
 
+def start_serving(worker: Worker, port: int, host: str = DEFAULT_HOST) -> Worker:
+    """Start ``worker`` with its metrics served (``tasks.start(metrics_port=...)``): the
+    port is bound first, so a port in use starts nothing; a worker that fails to start
+    frees it again."""
+    server = attach(worker, port, host)
+    try:
+        worker.start()
+    except BaseException:
+        server.close()
+        raise
+    return worker
+
+
 def serve_directory(path: str, port: int, host: str = DEFAULT_HOST, *,
                     connect_timeout: float = 10.0) -> MetricsServer:
     """Serve the gauges of the directory at ``path`` (a task directory or plain queues),

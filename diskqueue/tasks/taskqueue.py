@@ -456,18 +456,12 @@ class TaskQueue:
         from .worker.worker import Worker
 
         worker = Worker(self, concurrency=concurrency, pool=pool, queues=queues, app=app)
-        server = None
         if metrics_port is not None:
             # an optional package above this layer, loaded only when asked for
-            from ..metrics.server import attach
+            from ..metrics.server import start_serving
 
-            server = attach(worker, metrics_port, metrics_host)
-        try:
-            worker.start()
-        except BaseException:
-            if server is not None:
-                server.close()
-            raise
+            return start_serving(worker, metrics_port, metrics_host)
+        worker.start()
         return worker
 
     def run(self, concurrency: int = DEFAULT_CONCURRENCY, pool: str = "thread", *,
