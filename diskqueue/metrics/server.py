@@ -45,7 +45,7 @@ class MetricsServer:
         check_port(port)
         if not isinstance(host, str) or not host:
             raise TypeError("a metrics host must be a non-empty str")
-        try:
+        try:  # (the server and its thread are returned since prometheus_client 0.20)
             self._httpd, self._thread = client.start_http_server(port, addr=host,
                                                                  registry=registry)
         except OSError as exc:
