@@ -6,11 +6,19 @@ worker that starts and finishes jobs (with ``pool="process"`` that is the parent
 marks each job started and stores its outcome, so every child's jobs are counted there),
 and any process that enqueues through a TaskQueue carrying it. Counters start at zero
 with the process, as Prometheus counters do; ``rate()`` and ``increase()`` handle restarts.
+
+The hooks run on the worker's hot path, so they take no lock: each thread counts into a
+tally of its own (plain dicts and lists only it writes), and a scrape adds the tallies
+up. ``prometheus_client``'s own metric objects take a lock per update and scan the
+buckets of a histogram one by one, which cost the drain rate a measurable share.
 """
 
 from __future__ import annotations
 
+import bisect
+import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..tasks import Middleware
@@ -26,6 +34,35 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 STATES = ("enqueued", "started", "succeeded", "failed", "retried", "dead")
 
+HISTOGRAMS = {
+    "run": ("diskqueue_job_run_seconds", "Run time of a job, from the call to its return"),
+    "wait": ("diskqueue_job_wait_seconds", "Wait of a job from enqueue (or its due time) to "
+                                           "its start"),
+}
+
+
+class _Tally:
+    """One thread's counts. Only that thread writes them; a scrape copies them (a dict or
+    list copy is one step under the GIL)."""
+
+    __slots__ = ("counts", "hists")
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, str], int] = {}  # (state, task, queue) -> n
+        # (kind, task, queue) -> a count per bucket (not cumulative), then the sum
+        self.hists: dict[tuple[str, str, str], list[float]] = {}
+
+    def add(self, state: str, task: str, queue: str) -> None:
+        key = (state, task, queue)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def observe(self, key: tuple[str, str, str], seconds: float) -> None:
+        hist = self.hists.get(key)
+        if hist is None:
+            hist = self.hists[key] = [0.0] * (len(BUCKETS) + 1)
+        hist[bisect.bisect_left(BUCKETS, seconds)] += 1  # the first bound >= seconds
+        hist[-1] += seconds
+
 
 class JobMetrics(Middleware):
     """Counters of jobs by state, and histograms of run time and wait, per task and queue.
@@ -37,26 +74,20 @@ class JobMetrics(Middleware):
     the call to its return. ``diskqueue_job_wait_seconds{task,queue}``: from enqueue (or
     the due time of a delayed job or a retry) to start.
 
-    Add it with ``TaskQueue(..., middleware=[JobMetrics()])`` and register
-    :meth:`collectors` in a registry; :func:`diskqueue.metrics.server.serve` does both.
-    Raises :class:`~diskqueue.metrics.MetricsUnavailable` without ``prometheus_client``.
+    It is a middleware and a ``prometheus_client`` collector: add it with
+    ``TaskQueue(..., middleware=[JobMetrics()])`` and register it in a registry;
+    :func:`diskqueue.metrics.server.serve` does both. Raises
+    :class:`~diskqueue.metrics.MetricsUnavailable` without ``prometheus_client``.
     """
 
     def __init__(self) -> None:
-        client = require()
-        self.jobs = client.Counter(
-            "diskqueue_jobs", "Jobs enqueued, started, succeeded, failed, retried or dead "
-            "in this process", ["state", "task", "queue"], registry=None)
-        self.run_seconds = client.Histogram(
-            "diskqueue_job_run_seconds", "Run time of a job, from the call to its return",
-            ["task", "queue"], buckets=BUCKETS, registry=None)
-        self.wait_seconds = client.Histogram(
-            "diskqueue_job_wait_seconds", "Wait of a job from enqueue (or its due time) to "
-            "its start", ["task", "queue"], buckets=BUCKETS, registry=None)
-        # label lookups cached: labels() takes a lock and builds a tuple on every call
-        self._children: dict[tuple[Any, ...], Any] = {}
-        # job id -> time.perf_counter() at its start; dict set/pop are atomic under the GIL
-        self._running: dict[str, float] = {}
+        self._core = require("prometheus_client.core")
+        self._bounds = [require("prometheus_client.utils").floatToGoString(b) for b in BUCKETS]
+        self._local = threading.local()
+        self._tallies: list[_Tally] = []  # every thread's, kept after it ends
+        self._tallies_lock = threading.Lock()  # taken once per thread, at its first count
+        # job id -> (time.perf_counter() at its start, task, queue); set/pop are atomic
+        self._running: dict[str, tuple[float, str, str]] = {}
         # jobs whose run was ended (timed out) while their thread still ran: when that
         # thread returns at last, the job has already failed, and is not a success
         self._cut: set[str] = set()
@@ -72,24 +103,23 @@ class JobMetrics(Middleware):
         tasks.add_middleware(made)
         return made
 
-    def collectors(self) -> list[Any]:
-        """The metric objects, to register in a ``prometheus_client`` registry."""
-        return [self.jobs, self.run_seconds, self.wait_seconds]
-
     @property
     def busy(self) -> int:
         """Jobs running in this process now (started and not yet returned)."""
         return len(self._running)
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children.setdefault(key, metric.labels(*labels))
-        return child
+    # -- counting (no lock) ------------------------------------------------------
+    def _tally(self) -> _Tally:
+        try:
+            return self._local.tally  # type: ignore[no-any-return]
+        except AttributeError:
+            tally = self._local.tally = _Tally()
+            with self._tallies_lock:
+                self._tallies.append(tally)
+            return tally
 
     def _count(self, state: str, job: Job) -> None:
-        self._child(self.jobs, state, job.task, job.queue).inc()
+        self._tally().add(state, job.task, job.queue)
 
     # -- hooks -----------------------------------------------------------------
     def after_enqueue(self, job: Job) -> None:
@@ -98,23 +128,30 @@ class JobMetrics(Middleware):
 
     def before_run(self, job: Job) -> None:
         """Count a start and observe its wait (the job's own record: no disk read)."""
-        self._running[job.id] = time.perf_counter()
-        self._count("started", job)
         record = job.snapshot()
+        task, queue = record["task"], record["queue"]
+        tally = self._tally()
+        tally.add("started", task, queue)
         started, ready = record.get("started"), record.get("ready")
         if started is not None and ready is not None:
-            self._child(self.wait_seconds, job.task, job.queue).observe(max(started - ready,
-                                                                            0.0))
+            tally.observe(("wait", task, queue), max(started - ready, 0.0))
+        self._running[job.id] = (time.perf_counter(), task, queue)
 
     def after_run(self, job: Job, result: Any = None, error: Optional[BaseException] = None
                   ) -> None:
         """Observe the run time; count a success."""
-        if job.id in self._cut:
+        if self._cut and job.id in self._cut:
             self._cut.discard(job.id)
             return
-        self._ran(job)
+        tally = self._tally()
+        entry = self._running.pop(job.id, None)
+        if entry is not None:
+            began, task, queue = entry
+            tally.observe(("run", task, queue), time.perf_counter() - began)
+        else:
+            task, queue = job.task, job.queue
         if error is None:
-            self._count("succeeded", job)
+            tally.add("succeeded", task, queue)
 
     def on_retry(self, job: Job, error: BaseException, delay: float) -> None:
         """Count a failed run that will be retried."""
@@ -126,16 +163,43 @@ class JobMetrics(Middleware):
         self._failed(job)
         self._count("dead", job)
 
-    def _ran(self, job: Job) -> bool:
-        """Observe the run time of a run that ended; False if none was running."""
-        began = self._running.pop(job.id, None)
-        if began is None:
-            return False
-        self._child(self.run_seconds, job.task, job.queue).observe(time.perf_counter() - began)
-        return True
-
     def _failed(self, job: Job) -> None:
-        # Still running: a thread pool's timeout ended the run, and the thread goes on.
-        if self._ran(job):
+        entry = self._running.pop(job.id, None)
+        if entry is not None:
+            # Still running: a thread pool's timeout ended the run; the thread goes on.
+            began, task, queue = entry
+            self._tally().observe(("run", task, queue), time.perf_counter() - began)
             self._cut.add(job.id)
         self._count("failed", job)
+
+    # -- the collector -----------------------------------------------------------
+    def collect(self) -> Iterator[Any]:
+        """The counters and histograms: every thread's tally, added up now."""
+        counts: dict[tuple[str, str, str], int] = {}
+        hists: dict[tuple[str, str, str], list[float]] = {}
+        with self._tallies_lock:
+            tallies = list(self._tallies)
+        for tally in tallies:
+            for key, n in tally.counts.copy().items():
+                counts[key] = counts.get(key, 0) + n
+            for key, hist in tally.hists.copy().items():
+                into = hists.setdefault(key, [0.0] * (len(BUCKETS) + 1))
+                for i, value in enumerate(hist.copy()):
+                    into[i] += value
+        jobs = self._core.CounterMetricFamily(
+            "diskqueue_jobs", "Jobs enqueued, started, succeeded, failed, retried or dead in "
+            "this process", labels=["state", "task", "queue"])
+        for (state, task, queue), n in sorted(counts.items()):
+            jobs.add_metric([state, task, queue], n)
+        yield jobs
+        for kind, (name, text) in HISTOGRAMS.items():
+            family = self._core.HistogramMetricFamily(name, text, labels=["task", "queue"])
+            for (of, task, queue), hist in sorted(hists.items()):
+                if of != kind:
+                    continue
+                cumulative, buckets = 0.0, []
+                for bound, in_bucket in zip(self._bounds, hist[:-1], strict=True):
+                    cumulative += in_bucket
+                    buckets.append((bound, cumulative))
+                family.add_metric([task, queue], buckets, hist[-1])
+            yield family

@@ -97,7 +97,7 @@ def serve(tasks: TaskQueue, port: int, host: str = DEFAULT_HOST, *,
     the worker's busy/idle slots. A producer process can call it too, for the jobs it
     enqueues. Raises what :class:`MetricsServer` raises."""
     metrics = JobMetrics.of(tasks)
-    collectors = [*metrics.collectors(), DirectoryCollector(lambda: read_tasks(tasks))]
+    collectors = [metrics, DirectoryCollector(lambda: read_tasks(tasks))]
     if worker is not None:
         collectors.append(SlotsCollector(metrics, worker.concurrency))
     server = MetricsServer(_registry(*collectors), port, host)
