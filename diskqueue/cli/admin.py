@@ -31,6 +31,8 @@ EPILOG = """examples:
   diskq dead data/jobs         dead jobs and the error each one died of
   diskq retry data/jobs --all  put every dead job back in its queue
   diskq purge data/jobs ID     delete one dead job for good
+  diskq metrics data/jobs --port 9108
+                               serve its gauges to Prometheus (needs diskqueue[metrics])
 """
 
 
@@ -67,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
         cmd = _add(sub, name, f"{verb} (one by id, or all with --all)")
         cmd.add_argument("job_id", nargs="?", metavar="JOB_ID", help="the dead job to act on")
         cmd.add_argument("--all", action="store_true", help="act on every dead job")
+    metrics = sub.add_parser("metrics", help="serve Prometheus gauges of a directory (any "
+                             "process may hold it) until Ctrl-C", description="serve "
+                             "Prometheus gauges of a directory until Ctrl-C")
+    metrics.add_argument("path", help="the queue or task directory")
+    metrics.add_argument("--port", type=int, required=True, metavar="N",
+                         help="the port to serve http://HOST:N/metrics on (0: any free one)")
+    metrics.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                         help="the address to serve on (default: 127.0.0.1)")
     return parser
 
 
@@ -199,12 +209,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error(f"{args.command}: give either JOB_ID or --all")
     if getattr(args, "limit", 1) < 0:
         parser.error("--limit must be >= 0")
+    if not 0 <= getattr(args, "port", 0) <= 65535:
+        parser.error("--port must be 0 to 65535")
     try:
         path = check_path(args.path)
         if args.command != "repair" and not os.path.exists(path):
             # an inspection command must not create a directory where a typo pointed it
             raise DiskQueueError(f"{path} does not exist")
         result: Any
+        if args.command == "metrics":
+            from ..metrics.server import run_directory
+
+            run_directory(path, args.port, args.host, lambda line: print(line, flush=True))
+            return EXIT_OK
         if args.command == "repair":
             result = dict(repair(path))
             text = f"repaired {path}: {result['items']} items kept, " \

@@ -50,6 +50,8 @@ EPILOG = """examples:
       serve "high" first, "low" only when "high" is empty
   diskq-worker --app myapp.tasks:tasks --queues high=3,low=1
       weighted: try "high" first 3 times out of 4
+  diskq-worker data/jobs --app myapp.tasks:tasks --metrics-port 9108
+      also serve Prometheus metrics at http://127.0.0.1:9108/metrics
 
 exit codes: 0 done, 1 diskqueue error, 2 bad usage (PATH not the app's directory, or
 missing without --create, among others), 3 --app cannot be imported,
@@ -80,6 +82,8 @@ class Config:
     log_level: str
     log_format: str = "text"
     create: bool = False
+    metrics_port: Optional[int] = None
+    metrics_host: str = "127.0.0.1"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,6 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
                         help="text (default), or json: one object per line, for log "
                              "shippers (used only when the app sets up no logging itself)")
+    parser.add_argument("--metrics-port", type=int, metavar="N",
+                        help="serve Prometheus metrics on port N (0: any free port, logged) "
+                             "while the worker runs; needs pip install 'diskqueue[metrics]'")
+    parser.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                        help="the address the metrics are served on (default: 127.0.0.1)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -152,8 +161,11 @@ def config(args: argparse.Namespace) -> Config:
         raise ValueError(f"--grace must be >= 0, not {args.grace}")
     if args.app.count(":") != 1 or not all(args.app.split(":")):
         raise ValueError(f"--app must look like module:attr, not {args.app!r}")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise ValueError(f"--metrics-port must be 0 to 65535, not {args.metrics_port}")
     return Config(args.path, args.app, args.concurrency, args.pool, _queues(args.queues),
-                  args.grace, args.drain, args.log_level, args.log_format, args.create)
+                  args.grace, args.drain, args.log_level, args.log_format, args.create,
+                  metrics_port=args.metrics_port, metrics_host=args.metrics_host)
 
 
 def load_app(spec: str) -> TaskQueue:
@@ -229,6 +241,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"diskq-worker: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if cfg.metrics_port is not None:
+        from ..metrics import MetricsUnavailable, require
+
+        try:
+            require()
+        except MetricsUnavailable as exc:
+            print(f"diskq-worker: --metrics-port: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         tasks = load_app(cfg.app)
     except AppError as exc:
@@ -243,7 +263,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_USAGE
     try:
         clean = tasks.run(concurrency=cfg.concurrency, pool=cfg.pool, queues=cfg.queues,
-                          grace=cfg.grace, drain=cfg.drain, app=cfg.app)
+                          grace=cfg.grace, drain=cfg.drain, app=cfg.app,
+                          metrics_port=cfg.metrics_port, metrics_host=cfg.metrics_host)
         tasks.close()
     except DiskQueueError as exc:
         print(f"diskq-worker: {exc}", file=sys.stderr)

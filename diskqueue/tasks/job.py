@@ -77,6 +77,11 @@ class Job:
         self._snap = record
         return record
 
+    def snapshot(self) -> dict[str, Any]:
+        """The record as this handle last read or wrote it, without a disk read (a copy;
+        in a middleware hook, the job as the hook sees it). :meth:`info` reads it anew."""
+        return dict(self._snap) if self._snap is not None else self.info()
+
     def _fixed(self, field: str) -> Any:
         snap = self._snap if self._snap is not None else self.info()
         return snap.get(field)

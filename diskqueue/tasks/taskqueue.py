@@ -266,22 +266,31 @@ class TaskQueue:
         """Per queue: ``depth`` (ready), ``scheduled``, ``in_flight``, ``dead``, ``done``,
         ``failed`` (failed runs), ``retried``, ``latency_p50_ms``/``latency_p99_ms``
         (enqueue, or due time, to start)."""
-        return collect(self.store, self.queue_names(), [w.counters for w in self._workers])
+        return collect(self.store, self.queue_names(),
+                       [w.counters for w in self._workers if w.runner is not None])  # started
 
     # -- workers ---------------------------------------------------------------
     def start(self, concurrency: int = DEFAULT_CONCURRENCY, pool: str = "thread", *,
-              queues: Any = None, app: Optional[str] = None) -> Worker:
+              queues: Any = None, app: Optional[str] = None,
+              metrics_port: Optional[int] = None, metrics_host: str = "127.0.0.1") -> Worker:
         """Start a worker in this process, in background threads; ``worker.stop()`` ends it.
 
         ``queues``: names served in strict order, or ``{name: weight}`` (weighted random
         order, each fetch falling through to the others); None: every queue, in the order
         of :meth:`queue_names`. ``app``: ``"module:attr"`` naming this TaskQueue, for the
         children of the process pool (default: each task's module and name).
+        ``metrics_port``: also serve Prometheus metrics on ``metrics_host:metrics_port``
+        (0: a free port) until the worker stops; needs ``pip install 'diskqueue[metrics]'``.
         """
         worker = Worker(self, concurrency=concurrency, pool=pool, queues=queues, app=app,
                         on_stop=self._stopped)
         self._workers.append(worker)
         try:
+            if metrics_port is not None:
+                # an optional package above this layer, loaded only when asked for
+                from ..metrics.server import start_serving
+
+                return start_serving(worker, metrics_port, metrics_host)
             worker.start()
         except BaseException:
             if worker.scheduler is None:  # nothing of it runs: close() has nothing to stop
@@ -295,16 +304,18 @@ class TaskQueue:
 
     def run(self, concurrency: int = DEFAULT_CONCURRENCY, pool: str = "thread", *,
             queues: Any = None, grace: float = 30.0, drain: bool = False,
-            progress: Optional[bool] = None, app: Optional[str] = None) -> bool:
+            progress: Optional[bool] = None, app: Optional[str] = None,
+            metrics_port: Optional[int] = None, metrics_host: str = "127.0.0.1") -> bool:
         """Run a worker until SIGTERM/SIGINT (or, with ``drain``, until no job is left).
 
         On a signal it stops fetching and lets running jobs finish for ``grace`` seconds;
         a second signal stops waiting. Returns True when every job it started finished
         (False: some were still running at the end of the grace period; they run again
         on the next start). ``progress``: show a progress bar while draining (default:
-        when stderr is a terminal).
+        when stderr is a terminal). ``metrics_port``, ``metrics_host``: as for :meth:`start`.
         """
         return run_until_stopped(
-            lambda: self.start(concurrency, pool, queues=queues, app=app),
+            lambda: self.start(concurrency, pool, queues=queues, app=app,
+                               metrics_port=metrics_port, metrics_host=metrics_host),
             grace=grace, drain=drain, progress=progress)
 

@@ -64,7 +64,8 @@ class Worker:
     """Runs the jobs of a TaskQueue in this process. Use ``tasks.start()`` or
     ``tasks.run()`` rather than building one.
 
-    ``on_stop`` is called with the worker once it stopped. Raises TypeError or
+    ``on_stop`` is called with the worker once it stopped (more such calls can be added
+    to the ``on_stop`` list, e.g. to close a metrics server). Raises TypeError or
     ValueError for a bad ``concurrency``, ``pool`` or ``queues``.
     """
 
@@ -85,13 +86,14 @@ class Worker:
         self._weighted = bool(self._queues) and any(self._queues.values())  # type: ignore[union-attr]
         self._order: list[bytes] = []
         self._rng = random.Random()
-        self.on_stop = on_stop
+        self.on_stop: list[Callable[[Worker], None]] = [on_stop] if on_stop else []
         self.runner: Any = None  # a Runner, a Pool and a Scheduler once started
         self.pool: Any = None
         self.scheduler: Any = None
         self.started = False
         self.stopped = False
         self.clean: Optional[bool] = None
+        self.metrics: Any = None  # the MetricsServer, when started with metrics_port
 
     # -- queues ----------------------------------------------------------------
     def queue_names(self) -> list[str]:
@@ -166,9 +168,9 @@ class Worker:
         if not left:
             self.runner.counters.fold(self.tasks.store, self.scheduler.shared.scheduling,
                                       own=True)
-        if self.on_stop is not None:
-            self.on_stop(self)
         self.clean = not left
+        for call in self.on_stop:
+            call(self)
         log.info("worker stopped%s", "" if not left else f"; {len(left)} jobs were cut short")
         return self.clean
 
