@@ -15,7 +15,7 @@ import math
 import os
 import threading
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Collection, Iterable
 from typing import Any, Optional
@@ -50,11 +50,15 @@ class Holdings(list[tuple[bytes, bytes, int, int]]):
     limit = 64  # length at which the gone ones are dropped
 
 
-class Core(ABC):
+class Core:
     """The state of one open directory and the operations every part builds on.
 
     Opening reads the pointers and aside records (never the items); a directory held by
     another process raises ``Locked``, an unreadable pointer record ``Corrupted``.
+    Every public method raises ``Closed`` once the engine is closed (a
+    ``DiskQueueError`` in a child that inherited it across fork()), ``Corrupted`` when
+    an item it reads is missing, and the store's errors (see
+    :class:`~diskqueue.engine.store.Store`) when LevelDB fails.
     """
 
     def __init__(self, path: str) -> None:
@@ -365,7 +369,7 @@ class Core(ABC):
         it (LevelDB alone would not: a sync write queues behind each plain write). The
         store fsyncs LevelDB's log files itself (see :meth:`Store.sync`), so writers go
         on beside it and a log switch cannot leave a write out. Raises ``Closed`` when
-        closed, ``DiskFull``/``DiskQueueError`` when the fsync fails.
+        closed, ``DiskQueueError`` when the fsync fails.
         """
         with self._lock:
             self._check()
@@ -473,12 +477,24 @@ class Core(ABC):
         if self._leases:
             until_lease = max(self._leases[0][0] - now, 0.0)
             remaining = until_lease if remaining is None else min(remaining, until_lease)
+        self._sleep(False, remaining)
+        self._check()
+
+    def _sleep(self, room: bool, timeout: Optional[float]) -> bool:
+        """Wait (lock held) for a push (``room``: for room under maxsize) or ``timeout``;
+        True when woken. The waiters are counted so that writers notify only when
+        someone waits."""
+        if room:
+            self._writers += 1
+            try:
+                return self._writable.wait(timeout)
+            finally:
+                self._writers -= 1
         self._readers += 1
         try:
-            self._readable.wait(remaining)
+            return self._readable.wait(timeout)
         finally:
             self._readers -= 1
-        self._check()
 
     # -- taking (shared by take.py and holds.py) ---------------------------------
     def _pick(self, sp: Space, n: int, lane: Optional[bytes], desc: bool,
@@ -584,6 +600,8 @@ class Core(ABC):
             self._readable.notify()
 
     # -- declared here, kept by the part they belong to --------------------------
+    # (No ABCMeta: after fork() an Engine becomes a client by assigning ``__class__``,
+    # which needs the layout of a plain class; mypy checks these all the same.)
     @abstractmethod
     def _commit_pushes(self, works: list[tuple[bytes, list[tuple[bytes, bytes]]]]
                        ) -> list[list[tuple[int, bytes]]]:

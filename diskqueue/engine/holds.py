@@ -40,7 +40,7 @@ class Holds(Core):
     wait_for_change (how a server waits for the calls it parked).
 
     Each raises ``Closed`` when the engine is closed (settle_tops and unreserve then
-    do nothing: the next open puts the items back), and ``DiskFull``/``DiskQueueError``
+    do nothing: the next open puts the items back), and ``DiskQueueError``
     when a write fails (then nothing changed).
     """
 
@@ -195,14 +195,4 @@ class Holds(Core):
         with self._lock:
             if self.closed or self.forked:
                 return False
-            if room:
-                self._writers += 1
-                try:
-                    return self._writable.wait(timeout)
-                finally:
-                    self._writers -= 1
-            self._readers += 1
-            try:
-                return self._readable.wait(timeout)
-            finally:
-                self._readers -= 1
+            return self._sleep(room, timeout)

@@ -42,7 +42,7 @@ def aside_value(attempts: int, holder: Optional[Holder], expiry: Optional[float]
 class Inheritance(Core):
     """The engine's keeping of what the last holder held for live clients: confirm,
     check_holders. Each raises ``Closed`` when the engine is closed (check_holders then
-    returns 0), and ``DiskFull``/``DiskQueueError`` when a write fails."""
+    returns 0), and ``DiskQueueError`` when a write fails."""
 
     def _load_aside(self, sp: Space, lane: bytes, ln: Lane, seq: int, value: bytes,
                     living: dict[Holder, bool]) -> None:

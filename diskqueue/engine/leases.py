@@ -22,7 +22,7 @@ class Reservations(Core):
     release_owner (a reservation is made by :meth:`Takes.take` with a lease).
 
     Each raises ``Closed`` when the engine is closed, ``NotReserved`` for an item not
-    (or no longer) reserved so, and ``DiskFull``/``DiskQueueError`` when the write
+    (or no longer) reserved so, and ``DiskQueueError`` when the write
     fails (then nothing changed).
     """
 

@@ -19,9 +19,18 @@ class Pushes(Core):
     """The engine's appends: push_one, push, push_run, push_unless, push_durable.
 
     Each raises ``Closed`` when the engine is closed, ``Full`` when ``maxsize`` items
-    are ready and there is no room in time, and ``DiskFull``/``DiskQueueError`` when the
+    are ready and there is no room in time, and ``DiskQueueError`` when the
     write fails (then nothing changed).
     """
+
+    def _roomy(self, ns: bytes, n: int, maxsize: int, block: bool,
+               timeout: Optional[float]) -> Space:
+        """The space of ``ns`` once it has room for ``n`` more items (lock held)."""
+        self._check()
+        sp = self._space(ns)
+        if maxsize:
+            self._wait_room(sp, n, maxsize, block, timeout)
+        return sp
 
     def _wait_room(self, sp: Space, n: int, maxsize: int, block: bool,
                    timeout: Optional[float]) -> None:
@@ -34,17 +43,14 @@ class Pushes(Core):
             remaining = None if end is None else end - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise Full(f"{self.path} stayed full for {timeout} s")
-            self._writers += 1
-            try:
-                self._writable.wait(remaining)
-            finally:
-                self._writers -= 1
+            self._sleep(True, remaining)
             self._check()
 
     def push_one(self, ns: bytes, lane: bytes, data: bytes, maxsize: int = 0,
                  block: bool = False, timeout: Optional[float] = None) -> tuple[int, bytes]:
         """Append one item to a lane; return its seq and key."""
         with self._lock:
+            # _roomy() spelled out: this is the hot path of a single put.
             if self.closed or self.forked:
                 self._refuse()
             sp = self._spaces.get(ns) or self._space(ns)
@@ -71,10 +77,7 @@ class Pushes(Core):
         ``records`` are record writes (see :meth:`write_records`) made in the same batch.
         """
         with self._lock:
-            self._check()
-            sp = self._space(ns)
-            if maxsize:
-                self._wait_room(sp, len(entries), maxsize, block, timeout)
+            sp = self._roomy(ns, len(entries), maxsize, block, timeout)
             return self._push(sp, entries, records)
 
     def push_run(self, ns: bytes, lane: bytes, datas: list[bytes], maxsize: int = 0,
@@ -83,10 +86,7 @@ class Pushes(Core):
         """Append items to one lane atomically; return the first seq (the rest follow)
         and the keys."""
         with self._lock:
-            self._check()
-            sp = self._space(ns)
-            if maxsize:
-                self._wait_room(sp, len(datas), maxsize, block, timeout)
+            sp = self._roomy(ns, len(datas), maxsize, block, timeout)
             ln = sp.lane(lane)
             first, n = ln.tail, len(datas)
             item_keys = keys.item_keys(ln.prefix, first, n)

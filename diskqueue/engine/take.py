@@ -32,7 +32,7 @@ class Takes(Core):
 
     Each raises ``Closed`` when the engine is closed, ``Empty`` when nothing is ready
     in time, ``Corrupted`` when an item's key is missing, what ``check`` raises (then
-    nothing is taken), and ``DiskFull``/``DiskQueueError`` when the write fails (then
+    nothing is taken), and ``DiskQueueError`` when the write fails (then
     nothing changed).
     """
 
