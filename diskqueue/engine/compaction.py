@@ -39,6 +39,8 @@ class Compactor:
     ranges, and ``finished()`` is called from the thread when it is done with the store.
     """
 
+    __slots__ = ("deleted", "_store", "_path", "_ranges", "_finished", "_thread")
+
     def __init__(self, store: Store, path: str, ranges: Callable[[], Ranges],
                  finished: Callable[[], None]) -> None:
         self.deleted = 0  # deletes since the last compaction
