@@ -18,89 +18,74 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from ..errors import DiskQueueError
-from .lanes import Space
-
-if TYPE_CHECKING:
-    from .store import Store
+from .store import Store
 
 log = logging.getLogger("diskqueue.engine")
 
 COMPACT_EVERY = 50_000  # deletes between compactions of the consumed key ranges
 CLOSE_AFTER = 1_000  # deletes since the last compaction that make close() compact
 
+Ranges = list[tuple[bytes, bytes]]
 
-class Compaction:
-    """Mixin of :class:`diskqueue.engine.Engine`."""
 
-    path: str
-    _lock: threading.Lock
-    _idle: threading.Condition
-    _outside: int
-    _deleted: int
-    _store: Store
-    _spaces: dict[bytes, Space]
-    _compactor: threading.Thread | None
+class Compactor:
+    """Compacts the consumed key ranges of one store on a thread of its own.
 
-    def _count_deletes(self, sp: Space, lanes: Collection[bytes], n: int,
-                       from_tail: bool = False) -> None:
-        sp.dirty.update(lanes)
-        if from_tail:
-            sp.dirty_top.update(lanes)
-        self._deleted += n
-        if self._deleted >= COMPACT_EVERY:
-            self._maybe_compact()
+    The engine counts its deletes in :attr:`deleted` and calls :meth:`start` with its
+    lock held; ``ranges()`` (called there, under that lock) hands over the consumed
+    ranges, and ``finished()`` is called from the thread when it is done with the store.
+    """
 
-    def _maybe_compact(self) -> None:
-        """Compact the consumed ranges in the background (called with the lock held)."""
-        if self._compactor is not None and self._compactor.is_alive():
-            return
-        ranges = self._dirty_ranges()
-        self._outside += 1
-        self._compactor = threading.Thread(
-            # Not a daemon: the interpreter must wait for it before the store closes.
-            target=self._compact, args=(ranges,), name="diskqueue-compact"
-        )
-        self._compactor.start()
+    __slots__ = ("deleted", "_store", "_path", "_ranges", "_finished", "_thread")
 
-    def _compact_before_close(self) -> None:
-        """Called by close (lock held, nothing outside it): compact what was consumed
-        since the last compaction, so a closed directory holds little besides live data."""
-        if self._deleted < CLOSE_AFTER:
+    def __init__(self, store: Store, path: str, ranges: Callable[[], Ranges],
+                 finished: Callable[[], None]) -> None:
+        self.deleted = 0  # deletes since the last compaction
+        self._store = store
+        self._path = path
+        self._ranges = ranges
+        self._finished = finished
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        """Start compacting in the background, unless a round still runs; True when one
+        started (then ``finished()`` will be called once)."""
+        if self._thread is not None and self._thread.is_alive():
+            return False
+        ranges = self._take_ranges()
+        # Not a daemon: the interpreter must wait for it before the store closes.
+        self._thread = threading.Thread(target=self._run, args=(ranges,),
+                                        name="diskqueue-compact")
+        self._thread.start()
+        return True
+
+    def before_close(self) -> None:
+        """Compact, in this thread, what was consumed since the last round, so a closed
+        directory holds little besides live data (nothing may use the store meanwhile).
+        A failure is logged, not raised: closing goes on."""
+        if self.deleted < CLOSE_AFTER:
             return
         try:
-            for start, stop in self._dirty_ranges():
-                self._store.compact(start, stop)
+            self._compact(self._take_ranges())
         except DiskQueueError:
-            log.exception("compaction of %s on close failed", self.path)
+            log.exception("compaction of %s on close failed", self._path)
 
-    def _dirty_ranges(self) -> list[tuple[bytes, bytes]]:
-        """The consumed key ranges of the lanes with deletes; they count as clean after."""
-        ranges = []
-        for sp in self._spaces.values():
-            for lane_key in sp.dirty:
-                ln = sp.lanes[lane_key]
-                reserved = (s for (k, s) in sp.reserved if k == lane_key)
-                ranges += [(sp.item_key(lane_key, lo), sp.item_key(lane_key, hi))
-                           for lo, hi in ln.consumed_runs(reserved)]
-                if lane_key in sp.dirty_top:
-                    ranges.append((sp.item_key(lane_key, ln.tail),
-                                   sp.item_key(lane_key, 2**64 - 1)))
-            sp.dirty.clear()
-            sp.dirty_top.clear()
-        self._deleted = 0
+    def _take_ranges(self) -> Ranges:
+        ranges = self._ranges()
+        self.deleted = 0
         return ranges
 
-    def _compact(self, ranges: list[tuple[bytes, bytes]]) -> None:
+    def _compact(self, ranges: Ranges) -> None:
+        for start, stop in ranges:
+            self._store.compact(start, stop)
+
+    def _run(self, ranges: Ranges) -> None:
         try:
-            for start, stop in ranges:
-                self._store.compact(start, stop)
+            self._compact(ranges)
         except DiskQueueError:
-            log.exception("compaction of %s failed; it will be tried again", self.path)
+            log.exception("compaction of %s failed; it will be tried again", self._path)
         finally:
-            with self._lock:
-                self._outside -= 1
-                self._idle.notify_all()
+            self._finished()

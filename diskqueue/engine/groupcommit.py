@@ -38,8 +38,12 @@ class _Request:
 
 
 class GroupCommit:
+    """Runs many threads' durable writes through one ``commit`` call per round.
+
+    ``commit(works) -> results`` runs in the leader and is all-or-nothing.
+    """
+
     def __init__(self, commit: Callable[[list[Any]], list[Any]]) -> None:
-        """``commit(works) -> results`` runs in the leader and is all-or-nothing."""
         self._commit = commit
         self._lock = threading.Lock()
         self._waiting: list[_Request] = []
@@ -50,6 +54,8 @@ class GroupCommit:
         self._want = 0  # arrivals it waits for (0: nobody waits)
 
     def submit(self, work: Any) -> Any:
+        """Commit ``work`` in the next round and return its result; raises what
+        ``commit`` raised for the round (then none of the round's work landed)."""
         req = _Request(work)
         with self._lock:
             self._waiting.append(req)

@@ -1,5 +1,3 @@
-# mypy: disable-error-code="misc"
-# (methods say ``self: Engine``: they are the engine's, kept in a module of their own)
 """Pops from the top held for a client until it confirms them (a Stack's pop).
 
 A take from the head is held as a reservation: the item stays at its key below the
@@ -16,16 +14,14 @@ from __future__ import annotations
 import itertools
 import struct
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import msgpack
 
 from . import holders, keys
+from .core import Core, Entry
 from .holders import Holder
 from .lanes import Space
-
-if TYPE_CHECKING:
-    from .engine import Engine, Entry
 
 _ATTEMPTS = struct.Struct(">I")
 # A client's held record, after the attempts (with _CLIENT set): the client process and
@@ -34,17 +30,21 @@ _CLIENT = 0x80000000
 _HOLDER = struct.Struct(">IQQ")  # pid, start time, seq
 
 
-def _held_key(sp: Space, lane: bytes, hold: int) -> bytes:
+def held_key(sp: Space, lane: bytes, hold: int) -> bytes:
+    """The store key of held record ``hold`` of a lane."""
     return keys.HELD + keys.ns_bytes(sp.ns) + lane + hold.to_bytes(8, "big")
 
 
-class Holds:
-    """Mixin of :class:`diskqueue.engine.Engine`: hold_top, settle_tops, unreserve."""
+class Holds(Core):
+    """The engine's takes held for clients: hold_top, settle_tops, unreserve, and
+    wait_for_change (how a server waits for the calls it parked).
 
-    _tops: dict[int, tuple[bytes, bytes]]  # hold id -> (ns, lane)
-    _top_ids: itertools.count[int]
+    Each raises ``Closed`` when the engine is closed (settle_tops and unreserve then
+    do nothing: the next open puts the items back), and ``DiskQueueError``
+    when a write fails (then nothing changed).
+    """
 
-    def hold_top(self: Engine, ns: bytes, n: int, lane: Optional[bytes] = None,
+    def hold_top(self, ns: bytes, n: int, lane: Optional[bytes] = None,
                  desc: bool = False, block: bool = False, timeout: Optional[float] = None,
                  holder: Optional[Holder] = None) -> tuple[list[Entry], list[int]]:
         """Pop up to ``n`` items from the top, keeping them in held records; return the
@@ -73,7 +73,7 @@ class Holds:
                     head = _ATTEMPTS.pack(attempts)
                 else:
                     head = _ATTEMPTS.pack(attempts | _CLIENT) + _HOLDER.pack(*holder, seq)
-                puts.append((_held_key(sp, lane_key, hold), head + data))
+                puts.append((held_key(sp, lane_key, hold), head + data))
                 deletes.append(key)
                 entries.append((lane_key, seq, key, data, 0))
             moved = self._moved_pointers(sp, picked, True)
@@ -87,7 +87,7 @@ class Holds:
                 self._writable.notify(len(picked))
             return entries, holds
 
-    def settle_tops(self: Engine, holds: Iterable[int], put_back: bool) -> int:
+    def settle_tops(self, holds: Iterable[int], put_back: bool) -> int:
         """Forget held pops (the client has them) or put them back on top of their
         lanes, the last popped deepest; return how many were put back."""
         with self._lock:
@@ -97,7 +97,7 @@ class Holds:
             if not mine:
                 return 0
             if not put_back:
-                self._store.write((), [_held_key(self._space(ns), lane, hold)
+                self._store.write((), [held_key(self._space(ns), lane, hold)
                                        for hold, (ns, lane) in mine])
             else:
                 self._push_back([(ns, lane, hold) for hold, (ns, lane) in reversed(mine)])
@@ -105,7 +105,7 @@ class Holds:
                 del self._tops[hold]
             return len(mine) if put_back else 0
 
-    def _push_back(self: Engine, held: list[tuple[bytes, bytes, int]]) -> None:
+    def _push_back(self, held: list[tuple[bytes, bytes, int]]) -> None:
         """Push the items of held records on top of their lanes, in this order."""
         puts: list[tuple[bytes, bytes]] = []
         deletes: list[bytes] = []
@@ -113,7 +113,7 @@ class Holds:
         placed: list[tuple[Space, bytes, int, int]] = []
         for ns, lane, hold in held:
             sp = self._space(ns)
-            key = _held_key(sp, lane, hold)
+            key = held_key(sp, lane, hold)
             value = self._store.get(key)
             deletes.append(key)
             if value is None:
@@ -145,7 +145,7 @@ class Holds:
         if placed and self._readers:
             self._readable.notify(len(placed))
 
-    def _restore_tops(self: Engine) -> None:
+    def _restore_tops(self) -> None:
         """At open: put back on top what a holder that died was holding for clients."""
         held = []
         living: dict[Holder, bool] = {}
@@ -172,7 +172,7 @@ class Holds:
             for sp in self._spaces.values():
                 sp.unfinished += sp.ready - before.get(sp.ns, 0)
 
-    def unreserve(self: Engine, held: Iterable[tuple[bytes, bytes, int, int]]) -> int:
+    def unreserve(self, held: Iterable[tuple[bytes, bytes, int, int]]) -> int:
         """Return reservations ``(ns, lane, seq, attempts)`` to the front with the
         attempts they had before they were made (a reply that was not delivered);
         count them. Ones no longer held so (acked, expired) are left alone."""
@@ -189,20 +189,10 @@ class Holds:
                 self._return_to_front(sp, lane, seq, max(attempts - 1, 0))
             return len(mine)
 
-    def wait_for_change(self: Engine, room: bool, timeout: float) -> bool:
+    def wait_for_change(self, room: bool, timeout: float) -> bool:
         """Sleep until an item is ready (``room``: until room is made) or ``timeout``:
         how a server's one thread waits for all the calls it parked. True when woken."""
         with self._lock:
             if self.closed or self.forked:
                 return False
-            if room:
-                self._writers += 1
-                try:
-                    return self._writable.wait(timeout)
-                finally:
-                    self._writers -= 1
-            self._readers += 1
-            try:
-                return self._readable.wait(timeout)
-            finally:
-                self._readers -= 1
+            return self._sleep(room, timeout)

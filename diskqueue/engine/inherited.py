@@ -1,5 +1,3 @@
-# mypy: disable-error-code="misc"
-# (methods say ``self: Engine``: they are the engine's, kept in a module of their own)
 """What a new holder keeps for the live clients of the holder before it.
 
 A holder writes who holds each reservation and held take of a client into its record
@@ -20,16 +18,15 @@ import heapq
 import math
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import msgpack
 
 from . import holders
+from .core import Core
 from .holders import Holder
+from .holds import held_key
 from .lanes import Lane, Space
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of a take, as its client saw it
 
@@ -42,14 +39,12 @@ def aside_value(attempts: int, holder: Optional[Holder], expiry: Optional[float]
     return msgpack.packb([attempts, holder[0], holder[1], expiry])
 
 
-class Inheritance:
-    """Mixin of :class:`diskqueue.engine.Engine`: confirm, check_holders."""
+class Inheritance(Core):
+    """The engine's keeping of what the last holder held for live clients: confirm,
+    check_holders. Each raises ``Closed`` when the engine is closed (check_holders then
+    returns 0), and ``DiskQueueError`` when a write fails."""
 
-    # (ns, lane, seq) -> (holder, lease end or None for a held take, attempts)
-    _inherited: dict[Key, tuple[Holder, Optional[float], int]]
-    _inherited_tops: dict[Key, tuple[Holder, int]]  # (ns, lane, seq) -> (holder, hold id)
-
-    def _load_aside(self: Engine, sp: Space, lane: bytes, ln: Lane, seq: int, value: bytes,
+    def _load_aside(self, sp: Space, lane: bytes, ln: Lane, seq: int, value: bytes,
                     living: dict[Holder, bool]) -> None:
         """At open: one aside record; a live client's reservation or take stays its."""
         raw = msgpack.unpackb(value)
@@ -72,7 +67,7 @@ class Inheritance:
         if seq < ln.head:  # reserved by a process that is gone, or nacked: the front
             ln.add_front(seq)
 
-    def check_holders(self: Engine) -> int:
+    def check_holders(self) -> int:
         """Return to the front what inherited holders that died since held; forget what
         was settled meanwhile. Count the items returned."""
         with self._lock:
@@ -93,7 +88,7 @@ class Inheritance:
                 [k for k, (h, _, _) in self._inherited.items() if h in dead],
                 [k for k, (h, _) in self._inherited_tops.items() if h in dead])
 
-    def confirm(self: Engine, takes: list[tuple[bytes, bytes, int]],
+    def confirm(self, takes: list[tuple[bytes, bytes, int]],
                 keep: list[tuple[bytes, bytes, int]], delivered: bool, *,
                 holder: Optional[Holder] = None) -> bool:
         """A client's word, after its holder changed, on takes the last holder held for
@@ -136,17 +131,15 @@ class Inheritance:
                      if h == holder and k not in kept])
             return not missing
 
-    def _settle_inherited(self: Engine, heads: Iterable[Key], tops: Iterable[Key]) -> None:
+    def _settle_inherited(self, heads: Iterable[Key], tops: Iterable[Key]) -> None:
         """Delete inherited held takes: their client has them."""
-        from .holds import _held_key
-
         deletes: list[bytes] = []
         for ns, lane, seq in heads:
             sp = self._spaces[ns]
             deletes += [sp.item_key(lane, seq), sp.aside_key(lane, seq)]
         for key in tops:
             ns, lane, _ = key
-            deletes.append(_held_key(self._spaces[ns], lane, self._inherited_tops[key][1]))
+            deletes.append(held_key(self._spaces[ns], lane, self._inherited_tops[key][1]))
         if not deletes:
             return
         self._store.write((), deletes)
@@ -159,7 +152,7 @@ class Inheritance:
         for key in tops:
             del self._tops[self._inherited_tops.pop(key)[1]]
 
-    def _give_back(self: Engine, heads: Iterable[Key], tops: Iterable[Key]) -> int:
+    def _give_back(self, heads: Iterable[Key], tops: Iterable[Key]) -> int:
         """Return inherited takes and reservations to the front (pops: on top)."""
         back = []
         for key in heads:

@@ -24,6 +24,7 @@ POINTERS = struct.Struct(">QQ")
 
 
 def ns_bytes(ns: bytes) -> bytes:
+    """A namespace with its length first, as keys hold it; ``ValueError`` past 255 bytes."""
     if len(ns) > 255:
         raise ValueError("a namespace is at most 255 bytes")
     return bytes((len(ns),)) + ns
@@ -35,6 +36,7 @@ def item_prefix(ns: bytes, lane: bytes) -> bytes:
 
 
 def seq_bytes(seq: int) -> bytes:
+    """A seq as the big-endian bytes that end an item key."""
     return seq.to_bytes(SEQ_BYTES, "big")
 
 
@@ -60,6 +62,7 @@ def priority_lane(priority: object) -> bytes:
 
 
 def lane_priority(lane: bytes) -> int:
+    """The priority a lane encodes (the inverse of :func:`priority_lane`)."""
     return int.from_bytes(lane, "big") - _PRIO_OFFSET
 
 
@@ -75,6 +78,7 @@ def prefix_lane(prefix: object) -> bytes:
 
 
 def lane_prefix(lane: bytes) -> bytes:
+    """The prefix a lane encodes (the inverse of :func:`prefix_lane`), as bytes."""
     return lane[4:]
 
 

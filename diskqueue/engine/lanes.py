@@ -16,6 +16,8 @@ from . import keys
 
 
 class Lane:
+    """The pointers of one lane: ``head <= seq < tail`` ready, ``front`` put back."""
+
     __slots__ = ("head", "tail", "front", "prefix", "pointer_key")
 
     def __init__(self, head: int = 1, tail: int = 1, prefix: bytes = b"",
@@ -29,6 +31,7 @@ class Lane:
 
     @property
     def ready(self) -> int:
+        """How many items of the lane are ready."""
         return self.tail - self.head + (len(self.front) if self.front else 0)
 
     def holds(self, seq: int) -> bool:
@@ -61,6 +64,7 @@ class Lane:
         return self.front[nfront - 1 - (offset - run)]  # type: ignore[index]
 
     def add_front(self, seq: int) -> None:
+        """Put ``seq`` back at the front of the lane (it stays below ``head``)."""
         if self.front is None:
             self.front = SortedList()
         self.front.add(seq)
@@ -110,6 +114,7 @@ class Space:
         self.dirty_top: set[bytes] = set()  # those of them popped at the tail (a Stack)
 
     def lane(self, lane: bytes) -> Lane:
+        """The pointers of ``lane``, made empty on first use."""
         ln = self.lanes.get(lane)
         if ln is None:
             ln = self.lanes[lane] = Lane(1, 1, self.item_prefix + lane,
@@ -117,12 +122,16 @@ class Space:
         return ln
 
     def item_key(self, lane: bytes, seq: int) -> bytes:
+        """The store key of item ``seq`` of ``lane``."""
         return self.item_prefix + lane + seq.to_bytes(8, "big")
 
     def aside_key(self, lane: bytes, seq: int) -> bytes:
+        """The store key of the aside record (attempts, holder) of item ``seq``."""
         return self.aside_prefix + lane + seq.to_bytes(8, "big")
 
     def pointer(self, lane: bytes, ln: Lane) -> tuple[bytes, bytes]:
+        """The ``(key, value)`` of the pointer record of ``lane`` holding ``ln``'s head
+        and tail."""
         return self.pointer_prefix + lane, keys.POINTERS.pack(ln.head, ln.tail)
 
     def recount(self, lane: bytes, ln: Lane) -> None:
@@ -133,4 +142,5 @@ class Space:
             self.active.discard(lane)
 
     def lane_order(self, desc: bool) -> Iterator[bytes]:
+        """The lanes with ready items in key order (``desc``: reversed)."""
         return reversed(self.active) if desc else iter(self.active)

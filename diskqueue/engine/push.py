@@ -1,57 +1,56 @@
-# mypy: disable-error-code="misc"
-# (methods say ``self: Engine``: they are the engine's, kept in a module of their own)
 """Appending: every push writes its items and the tail pointers they move in one batch,
 and only then moves the pointers in memory, so a failed write changes nothing."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from ..errors import Full
-from .lanes import Space
-from .leases import RecordOps
-
-if TYPE_CHECKING:
-    from .engine import Engine
-
 from . import keys
+from .core import Core, deadline
+from .lanes import Space
+from .records import RecordOps, plan_records, record_key
 
 _pack = keys.POINTERS.pack
 
 
-def _deadline(block: bool, timeout: Optional[float]) -> Optional[float]:
-    if not block or timeout is None:
-        return None
-    return time.monotonic() + timeout
+class Pushes(Core):
+    """The engine's appends: push_one, push, push_run, push_unless, push_durable.
 
+    Each raises ``Closed`` when the engine is closed, ``Full`` when ``maxsize`` items
+    are ready and there is no room in time, and ``DiskQueueError`` when the
+    write fails (then nothing changed).
+    """
 
-class Pushes:
-    """Mixin of :class:`diskqueue.engine.Engine`: push_one, push, push_run, push_unless,
-    push_durable."""
+    def _roomy(self, ns: bytes, n: int, maxsize: int, block: bool,
+               timeout: Optional[float]) -> Space:
+        """The space of ``ns`` once it has room for ``n`` more items (lock held)."""
+        self._check()
+        sp = self._space(ns)
+        if maxsize:
+            self._wait_room(sp, n, maxsize, block, timeout)
+        return sp
 
-    def _wait_room(self: Engine, sp: Space, n: int, maxsize: int, block: bool,
+    def _wait_room(self, sp: Space, n: int, maxsize: int, block: bool,
                    timeout: Optional[float]) -> None:
         if maxsize <= 0 or sp.ready + n <= maxsize:
             return
         if n > maxsize or not block:
             raise Full(f"{self.path} holds {sp.ready} items; maxsize is {maxsize}")
-        end = _deadline(block, timeout)
+        end = deadline(block, timeout)
         while sp.ready + n > maxsize:
             remaining = None if end is None else end - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise Full(f"{self.path} stayed full for {timeout} s")
-            self._writers += 1
-            try:
-                self._writable.wait(remaining)
-            finally:
-                self._writers -= 1
+            self._sleep(True, remaining)
             self._check()
 
-    def push_one(self: Engine, ns: bytes, lane: bytes, data: bytes, maxsize: int = 0,
+    def push_one(self, ns: bytes, lane: bytes, data: bytes, maxsize: int = 0,
                  block: bool = False, timeout: Optional[float] = None) -> tuple[int, bytes]:
         """Append one item to a lane; return its seq and key."""
         with self._lock:
+            # _roomy() spelled out: this is the hot path of a single put.
             if self.closed or self.forked:
                 self._refuse()
             sp = self._spaces.get(ns) or self._space(ns)
@@ -70,7 +69,7 @@ class Pushes:
                 self._readable.notify()
             return seq, key
 
-    def push(self: Engine, ns: bytes, entries: list[tuple[bytes, bytes]], maxsize: int = 0,
+    def push(self, ns: bytes, entries: list[tuple[bytes, bytes]], maxsize: int = 0,
              block: bool = False, timeout: Optional[float] = None,
              records: RecordOps = ()) -> list[tuple[int, bytes]]:
         """Append ``(lane, data)`` entries atomically: all of them land, or none.
@@ -78,28 +77,16 @@ class Pushes:
         ``records`` are record writes (see :meth:`write_records`) made in the same batch.
         """
         with self._lock:
-            self._check()
-            sp = self._space(ns)
-            if maxsize:
-                self._wait_room(sp, len(entries), maxsize, block, timeout)
-            tails: dict[bytes, int] = {}
-            puts: list[tuple[bytes, bytes]] = []
-            out = self._plan_push(sp, entries, tails, puts)
-            deletes = self._plan_records(records, puts)
-            self._store.write(puts + self._tail_pointers(sp, tails), deletes)
-            self._apply_push(sp, tails, len(entries))
-            return out
+            sp = self._roomy(ns, len(entries), maxsize, block, timeout)
+            return self._push(sp, entries, records)
 
-    def push_run(self: Engine, ns: bytes, lane: bytes, datas: list[bytes], maxsize: int = 0,
+    def push_run(self, ns: bytes, lane: bytes, datas: list[bytes], maxsize: int = 0,
                  block: bool = False, timeout: Optional[float] = None
                  ) -> tuple[int, list[bytes]]:
         """Append items to one lane atomically; return the first seq (the rest follow)
         and the keys."""
         with self._lock:
-            self._check()
-            sp = self._space(ns)
-            if maxsize:
-                self._wait_room(sp, len(datas), maxsize, block, timeout)
+            sp = self._roomy(ns, len(datas), maxsize, block, timeout)
             ln = sp.lane(lane)
             first, n = ln.tail, len(datas)
             item_keys = keys.item_keys(ln.prefix, first, n)
@@ -107,7 +94,7 @@ class Pushes:
             self._apply_push(sp, {lane: first + n}, n)
             return first, item_keys
 
-    def push_unless(self: Engine, ns: bytes, entries: list[tuple[bytes, bytes]],
+    def push_unless(self, ns: bytes, entries: list[tuple[bytes, bytes]],
                     guard: tuple[bytes, bytes], records: RecordOps = ()) -> Optional[bytes]:
         """``push`` unless the record ``guard`` (ns, key) exists: then return its value.
 
@@ -116,24 +103,30 @@ class Pushes:
         """
         with self._lock:
             self._check()
-            existing = self._store.get(keys.RECORD + keys.ns_bytes(guard[0]) + guard[1])
+            existing = self._store.get(record_key(*guard))
             if existing is not None:
                 return existing
-            sp = self._space(ns)
-            tails: dict[bytes, int] = {}
-            puts: list[tuple[bytes, bytes]] = []
-            self._plan_push(sp, entries, tails, puts)
-            deletes = self._plan_records(records, puts)
-            self._store.write(puts + self._tail_pointers(sp, tails), deletes)
-            self._apply_push(sp, tails, len(entries))
+            self._push(self._space(ns), entries, records)
             return None
 
-    def push_durable(self: Engine, ns: bytes, entries: list[tuple[bytes, bytes]]
+    def _push(self, sp: Space, entries: list[tuple[bytes, bytes]], records: RecordOps
+              ) -> list[tuple[int, bytes]]:
+        """Plan, write in one batch with ``records``, then apply (lock held)."""
+        tails: dict[bytes, int] = {}
+        puts: list[tuple[bytes, bytes]] = []
+        out = self._plan_push(sp, entries, tails, puts)
+        deletes = plan_records(records, puts)
+        self._store.write(puts + self._tail_pointers(sp, tails), deletes)
+        self._apply_push(sp, tails, len(entries))
+        return out
+
+    def push_durable(self, ns: bytes, entries: list[tuple[bytes, bytes]]
                      ) -> list[tuple[int, bytes]]:
         """``push`` that survives power loss; concurrent callers share one fsync."""
-        return self._group.submit((ns, entries))  # type: ignore[no-any-return]
+        result: list[tuple[int, bytes]] = self._group.submit((ns, entries))
+        return result
 
-    def _commit_pushes(self: Engine, works: list[tuple[bytes, list[tuple[bytes, bytes]]]]
+    def _commit_pushes(self, works: list[tuple[bytes, list[tuple[bytes, bytes]]]]
                        ) -> list[list[tuple[int, bytes]]]:
         with self._lock:
             self._check()
@@ -172,7 +165,7 @@ class Pushes:
             for lane, t in tails.items()
         ]
 
-    def _apply_push(self: Engine, sp: Space, tails: dict[bytes, int], n: int) -> None:
+    def _apply_push(self, sp: Space, tails: dict[bytes, int], n: int) -> None:
         for lane, tail in tails.items():
             ln = sp.lane(lane)
             ln.tail = tail

@@ -7,49 +7,50 @@ the same batch as the queue mutation they belong to (``Engine.push``/``ack`` tak
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 from . import keys
-from .leases import RecordOps
+from .core import Core
 
-if TYPE_CHECKING:
-    from .store import Store
+# (ns, key, value or None to delete): record writes that ride along with a mutation
+RecordOps = Iterable[tuple[bytes, bytes, Optional[bytes]]]
 
 
-class Records:
-    """Mixin of :class:`diskqueue.engine.Engine`."""
+def record_key(ns: bytes, key: bytes) -> bytes:
+    """The store key of record ``key`` of namespace ``ns``."""
+    return keys.RECORD + keys.ns_bytes(ns) + key
 
-    _lock: threading.Lock
-    _store: Store
 
-    if TYPE_CHECKING:  # provided by Engine
-        def _check(self) -> None: ...
+def plan_records(records: RecordOps, puts: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """Add the record puts of ``records`` to ``puts``; return the record keys to delete."""
+    deletes = []
+    for ns, key, value in records:
+        full = record_key(ns, key)
+        if value is None:
+            deletes.append(full)
+        else:
+            puts.append((full, value))
+    return deletes
 
-    @staticmethod
-    def _plan_records(records: RecordOps, puts: list[tuple[bytes, bytes]]) -> list[bytes]:
-        """Add record puts to ``puts``; return the record keys to delete."""
-        deletes = []
-        for ns, key, value in records:
-            full = keys.RECORD + keys.ns_bytes(ns) + key
-            if value is None:
-                deletes.append(full)
-            else:
-                puts.append((full, value))
-        return deletes
+
+class Records(Core):
+    """The engine's records: write_records, get_record, scan_records. Each raises
+    ``Closed`` when the engine is closed; a write that fails changes nothing."""
 
     def write_records(self, records: RecordOps) -> None:
         """Put (or, with value None, delete) ``(ns, key, value)`` records atomically."""
         with self._lock:
             self._check()
             puts: list[tuple[bytes, bytes]] = []
-            deletes = self._plan_records(records, puts)
+            deletes = plan_records(records, puts)
             self._store.write(puts, deletes)
 
     def get_record(self, ns: bytes, key: bytes) -> Optional[bytes]:
+        """The value of record ``key`` of namespace ``ns``, or None."""
         with self._lock:
             self._check()
-            return self._store.get(keys.RECORD + keys.ns_bytes(ns) + key)
+            return self._store.get(record_key(ns, key))
 
     def scan_records(self, ns: bytes, start: bytes = b"", stop: Optional[bytes] = None,
                      limit: int = 1000) -> list[tuple[bytes, bytes]]:

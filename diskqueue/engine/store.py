@@ -67,6 +67,7 @@ def can_own() -> bool:
 
 
 def forked_note() -> str:
+    """The end of a ``Locked`` message in a child that cannot own a directory."""
     return (f", and this process cannot take it over: it was forked from process "
             f"{_forked_from} after LevelDB ran there, and LevelDB's background thread "
             "does not survive fork(). Open queues in it only as a client of another "
@@ -100,6 +101,7 @@ os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def read_pid(path: str) -> int | None:
+    """The pid the holder of ``path`` wrote, or None (no holder, or an unreadable file)."""
     text = permissions.read_file(path, PID_FILE)
     try:
         return int((text or "").strip() or 0) or None
@@ -118,6 +120,11 @@ class Store:
     cannot read them: every later write would be lost on the next open. So after a
     failed write the store moves LevelDB to a fresh log before anything else is
     written (:meth:`_recover`), and until that succeeds every call is refused.
+
+    Every method raises LevelDB's errors as ``diskqueue`` ones: ``Corrupted`` for
+    damaged files, ``PermissionDenied`` for a directory it may not write,
+    ``DiskQueueError`` otherwise (saying so when the disk is full); opening raises
+    ``Locked`` when another process holds the directory.
     """
 
     def __init__(self, path: str) -> None:
@@ -265,6 +272,8 @@ class Store:
 
     # -- reads -----------------------------------------------------------------
     def get(self, key: bytes) -> bytes | None:
+        """The value of ``key``, or None; raises ``DiskQueueError``/``Corrupted`` as
+        LevelDB fails."""
         if self._broken is not None:
             self._usable()
         try:
@@ -317,6 +326,7 @@ class Store:
 
     # -- writes ----------------------------------------------------------------
     def put(self, key: bytes, value: bytes) -> None:
+        """Write one key; raises ``DiskQueueError`` when the write fails."""
         if self._broken is not None:
             self._usable()
         try:
@@ -478,6 +488,7 @@ class Store:
                 self._gate.notify_all()
 
     def close(self) -> None:
+        """Close LevelDB and let go of the directory (the pid file and the lock)."""
         try:
             self._db.close()
             self._close_log()

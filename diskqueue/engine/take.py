@@ -1,28 +1,18 @@
-# mypy: disable-error-code="misc"
-# (methods say ``self: Engine``: they are the engine's, kept in a module of their own)
 """Taking: dequeue, pop and reserve. The items are read, then one batch deletes them (or,
 for a reservation, records their attempts) with the pointers they move."""
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
-from ..errors import Empty
 from . import keys
 from .compaction import COMPACT_EVERY
+from .core import Core, Entry, deadline
 from .inherited import aside_value
-from .lanes import Lane, Space
-from .push import _deadline
-
-if TYPE_CHECKING:
-    from .engine import Engine, Entry
+from .lanes import Space
 
 _pack = keys.POINTERS.pack
 
@@ -37,13 +27,16 @@ READ_AHEAD_BYTES = 256 * 1024
 Check = Optional[Callable[[list[bytes]], None]]
 
 
-class Takes:
-    """Mixin of :class:`diskqueue.engine.Engine`: take, take_run, take_first, pop_one."""
+class Takes(Core):
+    """The engine's takes: take, take_run, take_first, pop_one.
 
-    _ahead: deque[tuple[bytes, bytes]]
-    _ahead_lane: Optional[Lane]
+    Each raises ``Closed`` when the engine is closed, ``Empty`` when nothing is ready
+    in time, ``Corrupted`` when an item's key is missing, what ``check`` raises (then
+    nothing is taken), and ``DiskQueueError`` when the write fails (then
+    nothing changed).
+    """
 
-    def take(self: Engine, ns: bytes, n: int = 1, *, lane: Optional[bytes] = None,
+    def take(self, ns: bytes, n: int = 1, *, lane: Optional[bytes] = None,
              desc: bool = False, from_tail: bool = False, lease: Optional[float] = None,
              block: bool = False, timeout: Optional[float] = None,
              owner: Any = None, check: Check = None, held: bool = False) -> list[Entry]:
@@ -63,7 +56,7 @@ class Takes:
                 self._await_ready(sp, lane, block, timeout)
             return self._take(sp, n, lane, desc, from_tail, lease, owner, check, held)
 
-    def take_run(self: Engine, ns: bytes, lane: bytes, n: int, from_tail: bool = False,
+    def take_run(self, ns: bytes, lane: bytes, n: int, from_tail: bool = False,
                  block: bool = False, timeout: Optional[float] = None, *,
                  check: Check = None) -> tuple[Sequence[int], list[tuple[bytes, bytes]]]:
         """``take`` of up to ``n`` items of one lane, without a lease, as the seqs and the
@@ -81,12 +74,12 @@ class Takes:
             entries = self._take(sp, n, lane, False, from_tail, None, None, check)
             return [e[1] for e in entries], [(e[2], e[3]) for e in entries]
 
-    def take_first(self: Engine, nss: list[bytes], lease: Optional[float] = None,
+    def take_first(self, nss: list[bytes], lease: Optional[float] = None,
                    block: bool = False, timeout: Optional[float] = None,
                    owner: Any = None, *, check: Check = None,
                    held: bool = False) -> tuple[bytes, Entry]:
         """Take one item from the first namespace in ``nss`` that has one (strict order)."""
-        end = _deadline(block, timeout)
+        end = deadline(block, timeout)
         with self._lock:
             self._check()
             while True:
@@ -99,7 +92,7 @@ class Takes:
                                               check, held)[0]
                 self._wait_readable(block, end, f"nothing ready in {len(nss)} queues")
 
-    def pop_one(self: Engine, ns: bytes, lane: Optional[bytes], desc: bool = False,
+    def pop_one(self, ns: bytes, lane: Optional[bytes], desc: bool = False,
                 from_tail: bool = False, block: bool = False,
                 timeout: Optional[float] = None, *, check: Check = None) -> Entry:
         """``take`` of one item without a lease: the hot path of dequeue and pop."""
@@ -117,7 +110,7 @@ class Takes:
                 sp, 1, lane, desc, from_tail, None, None, check
             )[0]
 
-    def _take(self: Engine, sp: Space, n: int, lane: Optional[bytes], desc: bool, from_tail: bool,
+    def _take(self, sp: Space, n: int, lane: Optional[bytes], desc: bool, from_tail: bool,
               lease: Optional[float], owner: Any = None, check: Check = None,
               held: bool = False) -> list[Entry]:
         """The general take, with the lock held and at least one item ready."""
@@ -136,7 +129,7 @@ class Takes:
         # inherited.py. This process's own do not: they end when it closes the
         # directory, as a client's end when it closes its connection.
         holder = getattr(owner, "holder", None) if lease is not None else None
-        expiry = None if held or holder is None else time.time() + lease  # type: ignore[operator]
+        expiry = None if held or holder is None or lease is None else time.time() + lease
         for ln_key, seq in picked:
             key = sp.item_prefix + ln_key + seq.to_bytes(8, "big")
             data = self._store.get(key)
@@ -165,7 +158,7 @@ class Takes:
             self._writable.notify(len(picked))
         return entries
 
-    def _plan_runs(self: Engine, sp: Space, n: int, lane: Optional[bytes], desc: bool,
+    def _plan_runs(self, sp: Space, n: int, lane: Optional[bytes], desc: bool,
                    from_tail: bool) -> Optional[list[tuple[bytes, int, int]]]:
         """``(lane, lo, hi)`` runs holding the next ``n`` items, or None when an item
         put aside (nacked, returned) is among them and the general path must go."""
@@ -184,7 +177,7 @@ class Takes:
                 break
         return runs
 
-    def _take_runs(self: Engine, sp: Space, runs: list[tuple[bytes, int, int]],
+    def _take_runs(self, sp: Space, runs: list[tuple[bytes, int, int]],
                    from_tail: bool, check: Check = None) -> list[Entry]:
         """Dequeue whole runs as entries."""
         entries: list[Entry] = []
@@ -193,7 +186,7 @@ class Takes:
             entries += zip(repeat(lane), seqs, run_keys, datas, repeat(0))
         return entries
 
-    def _drain_runs(self: Engine, sp: Space, runs: list[tuple[bytes, int, int]],
+    def _drain_runs(self, sp: Space, runs: list[tuple[bytes, int, int]],
                     from_tail: bool, check: Check = None
                     ) -> list[tuple[bytes, range, list[tuple[bytes, bytes]]]]:
         """Dequeue whole runs: one range read each and one batch for all, however many
@@ -236,7 +229,7 @@ class Takes:
             self._writable.notify(n)
         return out
 
-    def _take_one(self: Engine, sp: Space, lane: Optional[bytes], desc: bool,
+    def _take_one(self, sp: Space, lane: Optional[bytes], desc: bool,
                   from_tail: bool, check: Check = None) -> Optional[Entry]:
         """The common dequeue: one item from a lane's run, nothing put aside before."""
         if lane is None:
@@ -291,90 +284,10 @@ class Takes:
         sp.dirty.add(lane)
         if from_tail:
             sp.dirty_top.add(lane)
-        self._deleted += 1
-        if self._deleted >= COMPACT_EVERY:
+        compactor = self._compactor
+        compactor.deleted += 1
+        if compactor.deleted >= COMPACT_EVERY:
             self._maybe_compact()
         if self._writers:
             self._writable.notify()
         return lane, seq, key, data, 0
-
-    def _await_ready(self: Engine, sp: Space, lane: Optional[bytes], block: bool,
-                     timeout: Optional[float]) -> None:
-        end = _deadline(block, timeout)
-        while True:
-            if self._leases:
-                self._expire_leases()
-            if (sp.ready if lane is None else (lane in sp.active)):
-                return
-            self._wait_readable(block, end, "empty")
-
-    def _wait_readable(self: Engine, block: bool, end: Optional[float], what: str) -> None:
-        """Wait (lock held) for a push or the next lease expiry; Empty when out of time."""
-        if not block:
-            raise Empty(f"{self.path}: {what}")
-        now = time.monotonic()
-        remaining = None if end is None else end - now
-        if remaining is not None and remaining <= 0:
-            raise Empty(f"{self.path}: {what}, after waiting")
-        if self._leases:
-            until_lease = max(self._leases[0][0] - now, 0.0)
-            remaining = until_lease if remaining is None else min(remaining, until_lease)
-        self._readers += 1
-        try:
-            self._readable.wait(remaining)
-        finally:
-            self._readers -= 1
-        self._check()
-
-    def _pick(self: Engine, sp: Space, n: int, lane: Optional[bytes], desc: bool,
-              from_tail: bool) -> list[tuple[bytes, int]]:
-        lanes = (lane,) if lane is not None else sp.lane_order(desc)
-        picked: list[tuple[bytes, int]] = []
-        for lane_key in lanes:
-            ln = sp.lanes[lane_key]
-            for seq in itertools.islice(ln.seqs(from_tail), n - len(picked)):
-                picked.append((lane_key, seq))
-            if len(picked) >= n:
-                break
-        return picked
-
-    @staticmethod
-    def _moved_pointers(sp: Space, picked: list[tuple[bytes, int]],
-                        from_tail: bool) -> list[tuple[bytes, Lane]]:
-        """New head/tail of each lane the picked items came from (not yet applied)."""
-        moved: dict[bytes, Lane] = {}
-        for lane_key, seq in picked:
-            ln = sp.lanes[lane_key]
-            if not ln.head <= seq < ln.tail:
-                continue
-            new = moved.get(lane_key)
-            if new is None:
-                new = moved[lane_key] = Lane(ln.head, ln.tail)
-            if from_tail:
-                new.tail = min(new.tail, seq)
-            else:
-                new.head = max(new.head, seq + 1)
-        return list(moved.items())
-
-    def _apply_take(self: Engine, sp: Space, picked: list[tuple[bytes, int]],
-                    moved: list[tuple[bytes, Lane]], entries: list[Entry],
-                    lease: Optional[float], owner: Any = None) -> None:
-        for lane_key, new in moved:
-            ln = sp.lanes[lane_key]
-            ln.head, ln.tail = new.head, new.tail
-        for (lane_key, seq), entry in zip(picked, entries, strict=True):
-            ln = sp.lanes[lane_key]
-            if ln.front and seq in ln.front:
-                ln.front.remove(seq)
-            sp.aside.pop((lane_key, seq), None)
-            if lease is not None:
-                sp.reserved[(lane_key, seq)] = entry[4]
-                if lease != math.inf:
-                    heapq.heappush(self._leases, (time.monotonic() + lease,
-                                                  next(self._lease_ids), sp.ns, lane_key, seq,
-                                                  entry[4]))
-                if owner is not None:
-                    self._own(owner, (sp.ns, lane_key, seq, entry[4]))
-        sp.ready -= len(picked)
-        for lane_key in {lane_key for lane_key, _ in picked}:
-            sp.recount(lane_key, sp.lanes[lane_key])
