@@ -1,5 +1,6 @@
 """diskqueue: embedded, disk-persistent queues on LevelDB."""
 
+from ._version import __version__
 from .errors import (
     Closed,
     Corrupted,
@@ -23,14 +24,16 @@ from .structures.prefix import PrefixQueue
 from .structures.priority import PriorityQueue
 from .tasks import Job, Retry, TaskQueue
 
-__version__ = "0.1.0"
-
 __all__ = [
-    "Closed", "Corrupted", "DiskQueueError", "Empty", "Full", "IncompatibleType", "Item",
-    "JobFailed", "JobTimeout", "Locked", "NotReserved", "OutOfBounds", "PrefixQueue",
-    "PriorityQueue", "Queue", "Stack", "__version__",
+    # the structures, and what a take hands back
+    "Queue", "Stack", "PriorityQueue", "PrefixQueue", "Item",
+    # tasks
     "TaskQueue", "Job", "Retry",
-    "PermissionDenied", "SharedDirectoryWarning",
-    "Undecodable",
-    "OutcomeUnknown",
+    # errors (all are DiskQueueError; Empty and Full are also queue.Empty / queue.Full)
+    "DiskQueueError", "Closed", "Corrupted", "Empty", "Full", "IncompatibleType",
+    "Locked", "OutcomeUnknown", "NotReserved", "OutOfBounds", "PermissionDenied",
+    "Undecodable", "JobFailed", "JobTimeout",
+    # warnings
+    "SharedDirectoryWarning",
+    "__version__",
 ]

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Optional
 
-from .. import __version__
+from .._version import __version__
 from ..engine import engine as engine_mod
 from ..engine.repair import repair
 from ..errors import DiskQueueError

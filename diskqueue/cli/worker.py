@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from .. import __version__
+from .._version import __version__
 from ..errors import DiskQueueError
 from ..tasks import TaskQueue
 from ..tasks.worker.worker import POOLS, check_queues
