@@ -13,9 +13,9 @@ import os
 import sys
 from typing import Any, Optional
 
-from ..engine import engine as engine_mod
 from ..engine.repair import repair
 from ..errors import DiskQueueError
+from ..sharing import registry as engine_mod
 from ..structures.handle import check_path
 
 EXIT_OK = 0

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Optional
 
 from .._checks import check_duration
-from ..engine import engine as engine_mod
+from ..engine.api import EngineAPI
 from ..errors import Closed
+from ..sharing import registry as engine_mod
 from ..structures.handle import check_path
 from . import deadletters
 from . import layout as R
@@ -102,7 +103,7 @@ class TaskQueue:
         self.hooks = Hooks()
         for m in middleware:
             self.hooks.add(m)
-        self._eng: Any = None
+        self._eng: Optional[EngineAPI] = None
         self._closed = False
         self._open_lock = threading.Lock()
         self._workers: list[Worker] = []
@@ -121,7 +122,7 @@ class TaskQueue:
             raise RuntimeError(f"{self._path} is already open; set_path() comes before use")
         self._path = check_path(path)
 
-    def _engine(self) -> Any:
+    def _engine(self) -> EngineAPI:
         eng = self._eng
         if eng is not None:
             return eng
