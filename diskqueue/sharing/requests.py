@@ -54,8 +54,11 @@ class _Param(NamedTuple):
 
 
 class _Shape(NamedTuple):
+    method: str
     signature: inspect.Signature  # what a request's arguments bind to
-    by_name: dict[str, _Param]  # every parameter, in order
+    names: tuple[str, ...]  # every parameter, in order (each may come by position)
+    by_name: dict[str, _Param]  # every parameter
+    required: tuple[str, ...]  # the parameters without a default
     defaults: dict[str, Any]  # of the parameters that have one
 
 
@@ -78,7 +81,9 @@ def _shape(method: str) -> _Shape:
             # The wire takes every argument by position too, in the interface's order.
             params.append(p.replace(kind=p.POSITIONAL_OR_KEYWORD, annotation=p.empty))
         defaults = {p.name: p.default for p in params if p.default is not p.empty}
-        shape = _shapes[method] = _Shape(inspect.Signature(params), by_name, defaults)
+        shape = _shapes[method] = _Shape(
+            method, inspect.Signature(params), tuple(by_name), by_name,
+            tuple(name for name in by_name if name not in defaults), defaults)
     return shape
 
 
@@ -102,18 +107,36 @@ def parse(request: object) -> Request:
     if deadline is not None and not (_is_float(deadline) and not math.isnan(deadline)):
         raise TypeError(f"a deadline is a time.time() float, not {deadline!r}")
     shape = _shape(method)
-    if any(type(name) is not str for name in kwargs):
-        raise TypeError(f"{method}(): argument names must be strings")
-    try:
-        arguments = shape.signature.bind(*args, **kwargs).arguments
-    except TypeError as exc:
-        raise TypeError(f"{method}(): {exc}") from None
+    arguments = _bind(shape, args, kwargs)
     by_name = shape.by_name
     for name, value in arguments.items():
         _check(method, by_name[name], value)
     if len(arguments) < len(by_name):
         arguments = {**shape.defaults, **arguments}
     return Request(method, arguments, deadline)
+
+
+def _bind(shape: _Shape, args: list[Any], kwargs: dict[Any, Any]) -> dict[str, Any]:
+    """The arguments by name, as ``inspect.Signature.bind`` binds them to the wire
+    signature (defaults not filled in). The common request binds in a quick loop; any
+    other goes to ``bind``, which binds it the same way or says what is wrong."""
+    names = shape.names
+    if len(args) <= len(names):
+        arguments = dict(zip(names, args))  # noqa: B905 (args may be fewer)
+        for name, value in kwargs.items():
+            if name in arguments or name not in shape.by_name:
+                break
+            arguments[name] = value
+        else:
+            if all(name in arguments for name in shape.required):
+                return arguments
+    method = shape.method
+    if any(type(name) is not str for name in kwargs):
+        raise TypeError(f"{method}(): argument names must be strings")
+    try:
+        return dict(shape.signature.bind(*args, **kwargs).arguments)
+    except TypeError as exc:
+        raise TypeError(f"{method}(): {exc}") from None
 
 
 def _check(method: str, param: _Param, value: object) -> None:
