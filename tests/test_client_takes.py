@@ -34,10 +34,10 @@ def test_check_sees_the_raw_data_of_every_kind_of_take(tmp_path):
         q.enqueue_many(range(8))
         eng, ns = q._engine, q._ns
         seen: list[list[bytes]] = []
-        eng.pop_one(ns, None, False, False, False, None, check=seen.append)
+        eng.pop_one(ns, None, check=seen.append)
         eng.take(ns, 2, check=seen.append)
         eng.take_first([ns], check=seen.append)
-        eng.take_run(ns, b"", 2, False, False, None, check=seen.append)
+        eng.take_run(ns, b"", 2, check=seen.append)
         assert seen == [[msgpack.packb(v) for v in vs] for vs in ([0], [1, 2], [3], [4, 5])]
         settled(q)
         assert [i.value for i in q] == [6, 7]
@@ -50,10 +50,10 @@ def test_a_take_whose_check_raises_leaves_its_items_in_place(tmp_path, how):
         q.enqueue_many(["a", "b", "c"])
         eng, ns = q._engine, q._ns
         calls = {
-            "pop_one": lambda: eng.pop_one(ns, None, False, False, False, None, check=refuse),
+            "pop_one": lambda: eng.pop_one(ns, None, check=refuse),
             "take": lambda: eng.take(ns, 2, check=refuse),
             "take_first": lambda: eng.take_first([ns], check=refuse),
-            "take_run": lambda: eng.take_run(ns, b"", 2, False, False, None, check=refuse),
+            "take_run": lambda: eng.take_run(ns, b"", 2, check=refuse),
         }
         with pytest.raises(LookupError, match="refused"):
             calls[how]()

@@ -281,7 +281,7 @@ def test_the_engine_changes_nothing_when_check_raises(path):
     """The engine half of the hook, on every take method (take_first is the task layer's):
     ``check`` sees the data about to be taken, in order, and its error propagates with
     nothing deleted, reserved or moved."""
-    from diskqueue.engine import engine as engine_mod
+    from diskqueue.sharing import registry as engine_mod
 
     with dq.Queue(path) as q:
         q.enqueue_many(["a", "b", "c"])

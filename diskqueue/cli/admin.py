@@ -14,9 +14,9 @@ import sys
 from typing import Any, Optional
 
 from .._version import __version__
-from ..engine import engine as engine_mod
 from ..engine.repair import repair
 from ..errors import DiskQueueError
+from ..sharing import registry as engine_mod
 from ..structures.handle import check_path
 
 EXIT_OK = 0

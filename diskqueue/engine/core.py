@@ -24,6 +24,7 @@ import msgpack
 
 from ..errors import Closed, Corrupted, DiskQueueError, Empty, IncompatibleType, OutOfBounds
 from . import keys
+from .api import Entry
 from .compaction import COMPACT_EVERY, Compactor
 from .groupcommit import GroupCommit
 from .holders import Holder
@@ -34,7 +35,6 @@ log = logging.getLogger("diskqueue.engine")
 
 FORMAT_VERSION = 1
 # (lane, seq, key, data, attempts): what reads hand back to handles
-Entry = tuple[bytes, int, bytes, bytes, int]
 
 
 def deadline(block: bool, timeout: Optional[float]) -> Optional[float]:
@@ -257,7 +257,7 @@ class Core:
             ln = sp.lanes.get(lane)
             return ln.ready if ln else 0
 
-    def lanes(self, ns: bytes, desc: bool = False) -> list[bytes]:
+    def lanes(self, ns: bytes, *, desc: bool = False) -> list[bytes]:
         """Lanes holding ready items, in key order (or reversed)."""
         with self._lock:
             return list(self._current(ns).lane_order(desc))
@@ -349,7 +349,7 @@ class Core:
             if sp.unfinished == 0:
                 self._all_done.notify_all()
 
-    def join(self, ns: bytes, timeout: Optional[float] = None) -> None:
+    def join(self, ns: bytes, *, timeout: Optional[float] = None) -> None:
         """Wait until every item put was marked done; ``Empty`` after ``timeout``
         (a holder serves a client's join in slices, to notice the client leaving)."""
         with self._lock:

@@ -9,13 +9,11 @@ and only then applied in memory, so a failed write leaves the structure unchange
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import threading
-from typing import Any
+from typing import Optional
 
-from ..errors import DiskQueueError, Locked
-from .core import FORMAT_VERSION, Entry
+from .api import Closable, Entry, Registrar
+from .core import FORMAT_VERSION
 from .holds import Holds
 from .inherited import Inheritance
 from .leases import Reservations
@@ -24,110 +22,9 @@ from .records import Records
 from .store import Store
 from .take import Takes
 
-__all__ = ["FORMAT_VERSION", "Engine", "Entry", "acquire", "forget", "orphan"]
-
 log = logging.getLogger("diskqueue.engine")
 
-_registry: dict[str, Any] = {}
-_registry_lock = threading.Lock()
-
-
-# Stores inherited across fork(): kept alive forever, because freeing one in the child
-# would run LevelDB's destructor, which waits for a background thread that only the
-# parent has.
-_orphans: list[Store] = []
-
-
-def orphan(engine: Engine) -> None:
-    """Forget an engine inherited across fork() without ever touching its LevelDB, and
-    let go of the child's copies of its server's sockets: the listening one and the
-    server ends of its clients' connections (else, once the parent dies, those clients
-    and this child would wait on sockets that nobody serves)."""
-    # forget_after_fork() closes the copies without shutting anything down.
-    forget_server = getattr(engine._server, "forget_after_fork", None)
-    if forget_server is not None:
-        forget_server()
-    engine.forked = True
-    _orphans.append(engine._store)
-
-
-def _before_fork() -> None:
-    _registry_lock.acquire()
-
-
-def _after_fork_in_parent() -> None:
-    _registry_lock.release()
-
-
-def _after_fork_in_child() -> None:
-    """Handles inherited across fork() become clients of the parent (or its successor).
-
-    The child lets go of its copies of the parent's sockets: those its server serves on
-    (see ``orphan``), and the client ends of the parent's own connections.
-    """
-    from ..sharing.client import CONNECT_TIMEOUT, RemoteEngine
-
-    try:
-        for engine in _registry.values():
-            if isinstance(engine, Engine):
-                orphan(engine)
-                engine.__class__ = RemoteEngine  # type: ignore[assignment]
-                engine.forked = False
-                engine.closed = False
-                engine.connect_timeout = getattr(engine, "connect_timeout", CONNECT_TIMEOUT)  # type: ignore[attr-defined]
-                RemoteEngine._reset(engine)  # type: ignore[arg-type]
-            else:
-                engine._reset_after_fork()
-    finally:
-        _registry_lock.release()
-
-
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                    after_in_child=_after_fork_in_child)
-
-
-def forget(engine: Any) -> bool:
-    """Drop one reference to an engine (owner or client); True when it was the last."""
-    path: str = engine.path
-    with _registry_lock:
-        engine.refs -= 1
-        if engine.refs > 0:
-            return False
-        if _registry.get(path) is engine:
-            del _registry[path]
-        return True
-
-
-def check_connect_timeout(value: Any) -> float:
-    """A ``connect_timeout=`` argument as seconds, or a clear error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"connect_timeout must be a number of seconds, not {type(value).__name__}")
-    if not 0 < value < float("inf"):  # NaN fails this too
-        raise ValueError(f"connect_timeout must be a finite number of seconds > 0, not {value}")
-    return float(value)
-
-
-def acquire(path: str, *, connect_timeout: float = 10.0) -> Any:
-    """Return this process's engine for ``path``: the owner's, or a client of it.
-
-    A holder that does not let this process in within ``connect_timeout`` seconds
-    makes it ``Locked``. The handles of one path in one process share the engine, and
-    with it the ``connect_timeout`` of the first one opened.
-    """
-    from ..sharing.client import RemoteEngine
-
-    connect_timeout = check_connect_timeout(connect_timeout)
-    with _registry_lock:
-        engine: Any = _registry.get(path)
-        if engine is None or engine.closed:
-            try:
-                engine = Engine(path)
-            except Locked:
-                engine = RemoteEngine(path, connect_timeout=connect_timeout)
-            engine.connect_timeout = connect_timeout
-            _registry[path] = engine
-        engine.refs += 1
-        return engine
+__all__ = ["Engine", "Entry", "FORMAT_VERSION"]
 
 
 class Engine(Pushes, Takes, Holds, Reservations, Records, Inheritance):
@@ -140,23 +37,31 @@ class Engine(Pushes, Takes, Holds, Reservations, Records, Inheritance):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
-        self._server: Any = None
-        self._serve()
+        self._server: Optional[Closable] = None
+        self._registrar: Optional[Registrar] = None
 
     role = "owner"
 
-    def _serve(self) -> None:
-        """Let other processes in through a socket in the directory."""
-        from ..sharing.server import Server
+    def attach(self, server: Optional[Closable], registrar: Registrar) -> None:
+        """Take the server that lets other processes in (closed with the engine, or
+        None when it could not start) and the registry that counts this engine's
+        handles (see :mod:`diskqueue.sharing.registry`)."""
+        self._server = server
+        self._registrar = registrar
 
-        try:
-            self._server = Server(self)
-        except (OSError, DiskQueueError) as exc:
-            log.warning("not serving %s to other processes: %s", self.path, exc)
+    def detach_after_fork(self) -> Store:
+        """In a child after fork(): refuse every later call, let go of this process's
+        copies of the server's sockets (closing nothing for the parent), and hand back
+        the store, which must never be freed here (its destructor would wait for a
+        LevelDB thread that only the parent has)."""
+        if self._server is not None:
+            self._server.forget_after_fork()
+        self.forked = True
+        return self._store
 
     def release(self) -> None:
         """Drop one handle's reference; the last one closes the database."""
-        if forget(self):
+        if self._registrar is None or self._registrar.forget(self):
             self.close()
 
     def close(self) -> None:
@@ -168,8 +73,7 @@ class Engine(Pushes, Takes, Holds, Reservations, Records, Inheritance):
 
     def destroy(self) -> None:
         """Close for every handle and delete the directory."""
-        with _registry_lock:
-            if _registry.get(self.path) is self:
-                del _registry[self.path]
+        if self._registrar is not None:
+            self._registrar.drop(self)
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)

@@ -44,7 +44,7 @@ class Holds(Core):
     when a write fails (then nothing changed).
     """
 
-    def hold_top(self, ns: bytes, n: int, lane: Optional[bytes] = None,
+    def hold_top(self, ns: bytes, n: int, *, lane: Optional[bytes] = None,
                  desc: bool = False, block: bool = False, timeout: Optional[float] = None,
                  holder: Optional[Holder] = None) -> tuple[list[Entry], list[int]]:
         """Pop up to ``n`` items from the top, keeping them in held records; return the
@@ -87,7 +87,7 @@ class Holds(Core):
                 self._writable.notify(len(picked))
             return entries, holds
 
-    def settle_tops(self, holds: Iterable[int], put_back: bool) -> int:
+    def settle_tops(self, holds: Iterable[int], *, put_back: bool) -> int:
         """Forget held pops (the client has them) or put them back on top of their
         lanes, the last popped deepest; return how many were put back."""
         with self._lock:
@@ -189,7 +189,7 @@ class Holds(Core):
                 self._return_to_front(sp, lane, seq, max(attempts - 1, 0))
             return len(mine)
 
-    def wait_for_change(self, room: bool, timeout: float) -> bool:
+    def wait_for_change(self, *, room: bool, timeout: float) -> bool:
         """Sleep until an item is ready (``room``: until room is made) or ``timeout``:
         how a server's one thread waits for all the calls it parked. True when woken."""
         with self._lock:

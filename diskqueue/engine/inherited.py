@@ -89,7 +89,7 @@ class Inheritance(Core):
                 [k for k, (h, _) in self._inherited_tops.items() if h in dead])
 
     def confirm(self, takes: list[tuple[bytes, bytes, int]],
-                keep: list[tuple[bytes, bytes, int]], delivered: bool, *,
+                keep: list[tuple[bytes, bytes, int]], *, delivered: bool,
                 holder: Optional[Holder] = None) -> bool:
         """A client's word, after its holder changed, on takes the last holder held for
         it (``holder``: the client process; in the holder itself, this process).

@@ -41,7 +41,7 @@ class Reservations(Core):
         with self._lock:
             return [lane for (lane, s) in self._current(ns).reserved if s == seq]
 
-    def ack(self, ns: bytes, lane: bytes, seq: int, attempts: Optional[int] = None,
+    def ack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
             records: RecordOps = ()) -> None:
         """Delete a reserved item, with ``records`` written in the same batch."""
         with self._lock:
@@ -56,7 +56,7 @@ class Reservations(Core):
             self._leases_ended(1)
             self._count_deletes(sp, (lane,), 1)
 
-    def nack(self, ns: bytes, lane: bytes, seq: int, attempts: Optional[int] = None,
+    def nack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
              front: bool = True) -> int:
         """Put a reserved item back; return its seq (new when it goes to the back)."""
         with self._lock:

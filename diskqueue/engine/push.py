@@ -46,7 +46,7 @@ class Pushes(Core):
             self._sleep(True, remaining)
             self._check()
 
-    def push_one(self, ns: bytes, lane: bytes, data: bytes, maxsize: int = 0,
+    def push_one(self, ns: bytes, lane: bytes, data: bytes, *, maxsize: int = 0,
                  block: bool = False, timeout: Optional[float] = None) -> tuple[int, bytes]:
         """Append one item to a lane; return its seq and key."""
         with self._lock:
@@ -69,7 +69,7 @@ class Pushes(Core):
                 self._readable.notify()
             return seq, key
 
-    def push(self, ns: bytes, entries: list[tuple[bytes, bytes]], maxsize: int = 0,
+    def push(self, ns: bytes, entries: list[tuple[bytes, bytes]], *, maxsize: int = 0,
              block: bool = False, timeout: Optional[float] = None,
              records: RecordOps = ()) -> list[tuple[int, bytes]]:
         """Append ``(lane, data)`` entries atomically: all of them land, or none.
@@ -80,7 +80,7 @@ class Pushes(Core):
             sp = self._roomy(ns, len(entries), maxsize, block, timeout)
             return self._push(sp, entries, records)
 
-    def push_run(self, ns: bytes, lane: bytes, datas: list[bytes], maxsize: int = 0,
+    def push_run(self, ns: bytes, lane: bytes, datas: list[bytes], *, maxsize: int = 0,
                  block: bool = False, timeout: Optional[float] = None
                  ) -> tuple[int, list[bytes]]:
         """Append items to one lane atomically; return the first seq (the rest follow)
@@ -95,7 +95,7 @@ class Pushes(Core):
             return first, item_keys
 
     def push_unless(self, ns: bytes, entries: list[tuple[bytes, bytes]],
-                    guard: tuple[bytes, bytes], records: RecordOps = ()) -> Optional[bytes]:
+                    guard: tuple[bytes, bytes], *, records: RecordOps = ()) -> Optional[bytes]:
         """``push`` unless the record ``guard`` (ns, key) exists: then return its value.
 
         The check and the push happen under one lock, so two callers racing with the

@@ -53,7 +53,7 @@ class Records(Core):
             return self._store.get(record_key(ns, key))
 
     def scan_records(self, ns: bytes, start: bytes = b"", stop: Optional[bytes] = None,
-                     limit: int = 1000) -> list[tuple[bytes, bytes]]:
+                     *, limit: int = 1000) -> list[tuple[bytes, bytes]]:
         """Records of a namespace with ``start <= key < stop``, in key order."""
         base = keys.RECORD + keys.ns_bytes(ns)
         upper = base + stop if stop is not None else keys.prefix_end(base)

@@ -56,8 +56,8 @@ class Takes(Core):
                 self._await_ready(sp, lane, block, timeout)
             return self._take(sp, n, lane, desc, from_tail, lease, owner, check, held)
 
-    def take_run(self, ns: bytes, lane: bytes, n: int, from_tail: bool = False,
-                 block: bool = False, timeout: Optional[float] = None, *,
+    def take_run(self, ns: bytes, lane: bytes, n: int, *, from_tail: bool = False,
+                 block: bool = False, timeout: Optional[float] = None,
                  check: Check = None) -> tuple[Sequence[int], list[tuple[bytes, bytes]]]:
         """``take`` of up to ``n`` items of one lane, without a lease, as the seqs and the
         ``(key, data)`` pairs: the columns a handle builds Items from (dequeue_many)."""
@@ -74,9 +74,9 @@ class Takes(Core):
             entries = self._take(sp, n, lane, False, from_tail, None, None, check)
             return [e[1] for e in entries], [(e[2], e[3]) for e in entries]
 
-    def take_first(self, nss: list[bytes], lease: Optional[float] = None,
+    def take_first(self, nss: list[bytes], *, lease: Optional[float] = None,
                    block: bool = False, timeout: Optional[float] = None,
-                   owner: Any = None, *, check: Check = None,
+                   owner: Any = None, check: Check = None,
                    held: bool = False) -> tuple[bytes, Entry]:
         """Take one item from the first namespace in ``nss`` that has one (strict order)."""
         end = deadline(block, timeout)
@@ -92,9 +92,9 @@ class Takes(Core):
                                               check, held)[0]
                 self._wait_readable(block, end, f"nothing ready in {len(nss)} queues")
 
-    def pop_one(self, ns: bytes, lane: Optional[bytes], desc: bool = False,
+    def pop_one(self, ns: bytes, lane: Optional[bytes], *, desc: bool = False,
                 from_tail: bool = False, block: bool = False,
-                timeout: Optional[float] = None, *, check: Check = None) -> Entry:
+                timeout: Optional[float] = None, check: Check = None) -> Entry:
         """``take`` of one item without a lease: the hot path of dequeue and pop."""
         with self._lock:
             if self.closed or self.forked:

@@ -15,8 +15,8 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..engine.engine import acquire
 from ..errors import DiskQueueError
+from ..sharing.registry import acquire
 from ..tasks import TaskQueue, layout
 from . import require
 

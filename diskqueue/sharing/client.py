@@ -1,7 +1,8 @@
 """The client's side of a shared directory: the engine's methods over a Unix socket.
 
-A ``RemoteEngine`` has the methods of :class:`diskqueue.engine.Engine` that handles
-use, so a handle never knows which it has (``role`` says). When the owner closes or
+A ``RemoteEngine`` satisfies :class:`diskqueue.engine.api.EngineAPI`, as the owner's
+engine does, so a handle never knows which it has (``role`` says). It sends the
+required arguments of a call by position and every flag by name. When the owner closes or
 dies, the next call takes the directory over (opening it here) or connects to
 whichever process did, then repeats the call: callers see a pause, not an error. Takes
 the last owner held for this process are settled with the next (``_resettle_now``). A
@@ -24,14 +25,14 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, Optional
+from collections.abc import Iterable, Sequence
+from typing import Any, Optional, Protocol
 
 from ..engine import store
+from ..engine.api import Check, EngineAPI, Entry, Held, RecordOps
 from ..errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
 from . import peercred, protocol
 from .client_connection import Connection, alive, timed_out
-from .server import _METHODS
 
 log = logging.getLogger("diskqueue.remote")
 
@@ -45,16 +46,25 @@ GOT_IT = protocol.pack("got it")  # the reply to my last take arrived: let it go
 PUT_BACK = protocol.pack("put back")  # the items of my last reply were not delivered
 # Takes whose items the owner holds until the client says "got it".
 _TAKES = frozenset({"take", "take_run", "take_first", "pop_one"})
-# Where a blocking method takes ``block`` (and ``timeout`` next) when they are passed by
-# position; None: keyword only.
-_BLOCK_AT: dict[str, Optional[int]] = {
-    "take": None, "take_first": 2, "take_run": 4, "pop_one": 4,
-    "push_one": 4, "push": 3, "push_run": 4,
-}
-# Pushes wait only for room under a maxsize, passed just before ``block``.
+# Calls that may wait (for an item, or for room under a maxsize), by ``block=``.
+_BLOCKING = _TAKES | {"push_one", "push", "push_run"}
+# Pushes wait only for room under a maxsize.
 _PUSHES = frozenset({"push_one", "push", "push_run"})
-CheckData = Callable[[list[bytes]], None]
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of an item a take took
+
+
+class Takeover(Protocol):
+    """What a client asks of the registry that made it (injected, so that this module
+    never imports the owner's engine)."""
+
+    def open_owner(self, path: str) -> EngineAPI:
+        """Open ``path`` as its owner (and serve it); ``Locked`` when another holds it."""
+
+    def orphan(self, engine: EngineAPI) -> None:
+        """Forget an owner's engine inherited across fork() without touching its store."""
+
+    def forget(self, engine: EngineAPI) -> bool:
+        """Drop one reference to ``engine``; True when it was the last."""
 
 
 class _TimedOut(Exception):
@@ -69,18 +79,24 @@ class RemoteEngine:
     """Each call borrows an idle connection, or opens one, so a thread blocked in a call
     never holds up the calls of the process's other threads."""
 
-    def __init__(self, path: str, *, connect: bool = True,
+    def __init__(self, path: str, *, registry: Takeover, connect: bool = True,
                  connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.path = path
         self.refs = 0
-        self.closed = False
-        self.forked = False
-        self.connect_timeout = connect_timeout
-        self._reset()
+        self.adopt(registry=registry, connect_timeout=connect_timeout)
         if connect:
             conn = self._reach(time.monotonic() + connect_timeout)
             if conn is not None:
                 self._idle.append(conn)
+
+    def adopt(self, *, registry: Takeover, connect_timeout: float) -> None:
+        """Fresh client state, open and unconnected (also for an owner's engine a forked
+        child turned into a client in place: see :mod:`diskqueue.sharing.registry`)."""
+        self.closed = False
+        self.forked = False
+        self.connect_timeout = connect_timeout
+        self._registry = registry
+        self._reset()
 
     def _reset(self) -> None:
         """Fresh connection state (also in a child after fork(): nothing is shared)."""
@@ -89,7 +105,8 @@ class RemoteEngine:
         self._taking_over = threading.Lock()  # one thread at a time opens the directory
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()  # every connection, idle or in a call
-        self._local: Any = None  # an Engine once this process took the directory over
+        # The owner's engine once this process took the directory over.
+        self._local: Optional[EngineAPI] = None
         # Takes whose "got it" the owner may not have read (see _resettle_now): the keys
         # of each connection's last reply, until that connection's next reply.
         self._unsettled: dict[Any, list[Key]] = {}
@@ -105,8 +122,6 @@ class RemoteEngine:
     def _reach(self, deadline: float) -> Optional[Connection]:
         """A new connection to the owner, or None once this process is the owner;
         ``Locked`` at ``deadline``."""
-        from ..engine.engine import Engine
-
         pause = 0.005
         while self._local is None:
             try:
@@ -117,7 +132,7 @@ class RemoteEngine:
                 if self._local is not None:
                     break
                 try:
-                    self._local = Engine(self.path)
+                    self._local = self._registry.open_owner(self.path)
                     log.info("took over %s", self.path)
                     break
                 except Locked as exc:
@@ -163,36 +178,36 @@ class RemoteEngine:
 
     # -- calls -----------------------------------------------------------------
     def call(self, method: str, args: tuple[Any, ...] | list[Any],
-             kwargs: dict[str, Any], check: Optional[CheckData] = None) -> Any:
-        """Run one engine method in the owner; ``check`` vets a take's items before the
-        owner lets them go (contract of the engine's takes)."""
-        block_at = _BLOCK_AT.get(method, -1)
-        if block_at != -1:
-            block, timeout = _waiting(method, block_at, args, kwargs)
+             kwargs: dict[str, Any], check: Check = None) -> Any:
+        """Run one engine method in the owner (``args``: its required arguments, by
+        position; ``kwargs``: its flags, by name); ``check`` vets a take's items before
+        the owner lets them go (contract of the engine's takes)."""
+        if method in _BLOCKING:
+            block, timeout = _waiting(method, kwargs)
             if block and timeout is None:
-                return self._block_for_ever(method, block_at, args, kwargs, check)
+                return self._block_for_ever(method, args, kwargs, check)
             wait = float(timeout) if block and timeout is not None and timeout > 0 else 0.0
         else:
             wait = 0.0
         return self._call(method, args, kwargs, wait, check)
 
-    def _block_for_ever(self, method: str, block_at: Optional[int], args: Any,
-                        kwargs: dict[str, Any], check: Optional[CheckData]) -> Any:
+    def _block_for_ever(self, method: str, args: Any, kwargs: dict[str, Any],
+                        check: Check) -> Any:
         """A call that may block for ever, as calls of BLOCK_SLICE seconds each."""
         while True:
             if self._local is not None:
                 return self._call(method, args, kwargs, 0.0, check)
-            sliced_args, sliced_kwargs = _with_timeout(block_at, args, kwargs, BLOCK_SLICE)
+            sliced = {**kwargs, "timeout": BLOCK_SLICE}
             started = time.monotonic()
             try:
-                return self._call(method, sliced_args, sliced_kwargs, BLOCK_SLICE, check)
+                return self._call(method, args, sliced, BLOCK_SLICE, check)
             except (Empty, Full):
                 if time.monotonic() - started < 0.9 * BLOCK_SLICE:
                     raise  # refused at once (a batch over maxsize, say): waiting won't help
                 # this slice ran out: wait on
 
     def _call(self, method: str, args: Any, kwargs: dict[str, Any], wait: float,
-              check: Optional[CheckData]) -> Any:
+              check: Check) -> Any:
         deadline: Optional[float] = None  # to reach an owner after the last one went
         while True:
             local = self._local
@@ -206,7 +221,7 @@ class RemoteEngine:
                 if self.closed:
                     raise Closed(f"{self.path} is closed")
                 if self.pid != os.getpid():
-                    self._reset_after_fork()
+                    self.reset_after_fork()
                     continue
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
@@ -274,7 +289,7 @@ class RemoteEngine:
                 raise _TimedOut(sent=True) from None
             raise
 
-    def _settle(self, conn: Connection, method: str, result: Any, check: Optional[CheckData],
+    def _settle(self, conn: Connection, method: str, result: Any, check: Check,
                 taken: list[Key], gen: int) -> bool:
         """Tell the owner at once whether a take's items arrived, so it lets them go
         (or puts them back when ``check`` refuses them, whose error is raised). False
@@ -325,7 +340,7 @@ class RemoteEngine:
     def _confirm_first(self, taken: list[Key]) -> bool:
         """Whether takes the last owner held for this process are still its (and then
         they are let go), asked of the owner now before handing them out."""
-        return bool(self._call("confirm", [taken, [], False], {}, 0.0, None))
+        return bool(self._call("confirm", [taken, []], {"delivered": False}, 0.0, None))
 
     def _resettle_now(self, conn: Optional[Connection]) -> None:
         """After a connection broke: tell the owner at ``conn`` (None: this process, which
@@ -343,9 +358,10 @@ class RemoteEngine:
             self._resettle = False
         try:
             if conn is None:
-                self._local.confirm(taken, keep, True)
+                if self._local is not None:
+                    self._local.confirm(taken, keep, delivered=True)
                 return
-            reply = self._exchange(conn, "confirm", [taken, keep, True], {}, 0.0)
+            reply = self._exchange(conn, "confirm", [taken, keep], {"delivered": True}, 0.0)
             if reply[0] != 0:
                 log.warning("%s: the owner did not take confirm(): %s", self.path, reply[2])
         except BaseException:
@@ -379,14 +395,12 @@ class RemoteEngine:
         for conn in idle:
             conn.close(goodbye=False)
 
-    def _reset_after_fork(self) -> None:
+    def reset_after_fork(self) -> None:
         """In a child: close our copies of the parent's connections, idle or in a call
         of a thread that does not exist here (no goodbye: they stay the parent's), so
         the owner sees the parent's connections end when the parent ends them."""
-        from ..engine.engine import orphan
-
         if self._local is not None:
-            orphan(self._local)
+            self._registry.orphan(self._local)
         for conn in self._open:
             try:
                 conn.sock.close()
@@ -396,9 +410,8 @@ class RemoteEngine:
 
     # -- lifecycle -------------------------------------------------------------
     def release(self) -> None:
-        from ..engine.engine import forget
-
-        if forget(self):
+        """Drop one handle's reference; the last one closes the client."""
+        if self._registry.forget(self):
             self.close()
 
     def close(self) -> None:
@@ -409,7 +422,7 @@ class RemoteEngine:
                 self._resettle = True  # its owner may not have read our last "got it"
         if self._resettle and not self.closed and self.pid == os.getpid():
             try:  # an owner went: settle what it held for us with the next, while we can
-                self._call("confirm", [[], [], False], {}, 0.0, None)
+                self._call("confirm", [[], []], {"delivered": False}, 0.0, None)
             except DiskQueueError as exc:
                 log.debug("%s: settling takes on close: %s", self.path, exc)
         with self._lock:
@@ -433,45 +446,177 @@ class RemoteEngine:
             return
         raise Locked(self.path, None)
 
-    # -- takes: they take ``check`` (never sent), and are settled at once ------
-    def take(self, *args: Any, check: Optional[CheckData] = None, **kwargs: Any) -> Any:
-        return self.call("take", args, kwargs, check)
+    # -- the engine's calls (EngineAPI): required arguments by position, flags by name
+    def push_one(self, ns: bytes, lane: bytes, data: bytes, *, maxsize: int = 0,
+                 block: bool = False, timeout: Optional[float] = None) -> tuple[int, bytes]:
+        """See :meth:`EngineAPI.push_one`."""
+        return self.call("push_one", [ns, lane, data],  # type: ignore[no-any-return]
+                         {"maxsize": maxsize, "block": block, "timeout": timeout})
 
-    def take_run(self, *args: Any, check: Optional[CheckData] = None, **kwargs: Any) -> Any:
-        return self.call("take_run", args, kwargs, check)
+    def push(self, ns: bytes, entries: list[tuple[bytes, bytes]], *, maxsize: int = 0,
+             block: bool = False, timeout: Optional[float] = None,
+             records: RecordOps = ()) -> list[tuple[int, bytes]]:
+        """See :meth:`EngineAPI.push`."""
+        return self.call("push", [ns, entries], {  # type: ignore[no-any-return]
+            "maxsize": maxsize, "block": block, "timeout": timeout, "records": records})
 
-    def take_first(self, *args: Any, check: Optional[CheckData] = None, **kwargs: Any) -> Any:
-        return self.call("take_first", args, kwargs, check)
+    def push_run(self, ns: bytes, lane: bytes, datas: list[bytes], *, maxsize: int = 0,
+                 block: bool = False, timeout: Optional[float] = None
+                 ) -> tuple[int, list[bytes]]:
+        """See :meth:`EngineAPI.push_run`."""
+        return self.call("push_run", [ns, lane, datas],  # type: ignore[no-any-return]
+                         {"maxsize": maxsize, "block": block, "timeout": timeout})
 
-    def pop_one(self, *args: Any, check: Optional[CheckData] = None, **kwargs: Any) -> Any:
-        return self.call("pop_one", args, kwargs, check)
+    def push_unless(self, ns: bytes, entries: list[tuple[bytes, bytes]],
+                    guard: tuple[bytes, bytes], *, records: RecordOps = ()
+                    ) -> Optional[bytes]:
+        """See :meth:`EngineAPI.push_unless`."""
+        return self.call("push_unless", [ns, entries, guard],  # type: ignore[no-any-return]
+                         {"records": records})
+
+    def push_durable(self, ns: bytes, entries: list[tuple[bytes, bytes]]
+                     ) -> list[tuple[int, bytes]]:
+        """See :meth:`EngineAPI.push_durable`."""
+        return self.call("push_durable", [ns, entries], {})  # type: ignore[no-any-return]
+
+    # Takes take ``check`` (run here, never sent), and are settled at once. ``owner``
+    # and ``held`` are the holder's own: a client is never asked for them.
+    def take(self, ns: bytes, n: int = 1, *, lane: Optional[bytes] = None,
+             desc: bool = False, from_tail: bool = False, lease: Optional[float] = None,
+             block: bool = False, timeout: Optional[float] = None,
+             owner: Any = None, check: Check = None, held: bool = False) -> list[Entry]:
+        """See :meth:`EngineAPI.take`."""
+        return self.call("take", [ns, n], {  # type: ignore[no-any-return]
+            "lane": lane, "desc": desc, "from_tail": from_tail, "lease": lease,
+            "block": block, "timeout": timeout}, check)
+
+    def take_run(self, ns: bytes, lane: bytes, n: int, *, from_tail: bool = False,
+                 block: bool = False, timeout: Optional[float] = None,
+                 check: Check = None) -> tuple[Sequence[int], list[tuple[bytes, bytes]]]:
+        """See :meth:`EngineAPI.take_run`."""
+        return self.call("take_run", [ns, lane, n],  # type: ignore[no-any-return]
+                         {"from_tail": from_tail, "block": block, "timeout": timeout}, check)
+
+    def take_first(self, nss: list[bytes], *, lease: Optional[float] = None,
+                   block: bool = False, timeout: Optional[float] = None,
+                   owner: Any = None, check: Check = None,
+                   held: bool = False) -> tuple[bytes, Entry]:
+        """See :meth:`EngineAPI.take_first`."""
+        return self.call("take_first", [nss],  # type: ignore[no-any-return]
+                         {"lease": lease, "block": block, "timeout": timeout}, check)
+
+    def pop_one(self, ns: bytes, lane: Optional[bytes], *, desc: bool = False,
+                from_tail: bool = False, block: bool = False,
+                timeout: Optional[float] = None, check: Check = None) -> Entry:
+        """See :meth:`EngineAPI.pop_one`."""
+        return self.call("pop_one", [ns, lane], {  # type: ignore[no-any-return]
+            "desc": desc, "from_tail": from_tail, "block": block, "timeout": timeout}, check)
+
+    def find_reserved(self, ns: bytes, seq: int) -> list[bytes]:
+        """See :meth:`EngineAPI.find_reserved`."""
+        return self.call("find_reserved", [ns, seq], {})  # type: ignore[no-any-return]
+
+    def ack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
+            records: RecordOps = ()) -> None:
+        """See :meth:`EngineAPI.ack`."""
+        self.call("ack", [ns, lane, seq], {"attempts": attempts, "records": records})
+
+    def ack_many(self, held: list[Held]) -> None:
+        """See :meth:`EngineAPI.ack_many`."""
+        self.call("ack_many", [held], {})
+
+    def nack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
+             front: bool = True) -> int:
+        """See :meth:`EngineAPI.nack`."""
+        return self.call("nack", [ns, lane, seq],  # type: ignore[no-any-return]
+                         {"attempts": attempts, "front": front})
+
+    def in_flight(self, ns: bytes) -> int:
+        """See :meth:`EngineAPI.in_flight`."""
+        return self.call("in_flight", [ns], {})  # type: ignore[no-any-return]
+
+    def peek(self, ns: bytes, offset: int = 0, *, lane: Optional[bytes] = None,
+             desc: bool = False, from_tail: bool = False) -> Entry:
+        """See :meth:`EngineAPI.peek`."""
+        return self.call("peek", [ns, offset],  # type: ignore[no-any-return]
+                         {"lane": lane, "desc": desc, "from_tail": from_tail})
+
+    def get(self, ns: bytes, lane: bytes, seq: int) -> Entry:
+        """See :meth:`EngineAPI.get`."""
+        return self.call("get", [ns, lane, seq], {})  # type: ignore[no-any-return]
+
+    def update(self, ns: bytes, lane: bytes, seq: int, data: bytes) -> bytes:
+        """See :meth:`EngineAPI.update`."""
+        return self.call("update", [ns, lane, seq, data], {})  # type: ignore[no-any-return]
+
+    def length(self, ns: bytes, lane: Optional[bytes] = None) -> int:
+        """See :meth:`EngineAPI.length`."""
+        return self.call("length", [ns, lane], {})  # type: ignore[no-any-return]
+
+    def lanes(self, ns: bytes, *, desc: bool = False) -> list[bytes]:
+        """See :meth:`EngineAPI.lanes`."""
+        return self.call("lanes", [ns], {"desc": desc})  # type: ignore[no-any-return]
+
+    def scan(self, ns: bytes, *, lane: Optional[bytes] = None, desc: bool = False,
+             from_tail: bool = False, after: Optional[tuple[bytes, int]] = None,
+             limit: int = 256) -> list[Entry]:
+        """See :meth:`EngineAPI.scan`."""
+        return self.call("scan", [ns], {  # type: ignore[no-any-return]
+            "lane": lane, "desc": desc, "from_tail": from_tail, "after": after,
+            "limit": limit})
+
+    def clear(self, ns: bytes) -> None:
+        """See :meth:`EngineAPI.clear`."""
+        self.call("clear", [ns], {})
+
+    def task_done(self, ns: bytes) -> None:
+        """See :meth:`EngineAPI.task_done`."""
+        self.call("task_done", [ns], {})
+
+    def join(self, ns: bytes, *, timeout: Optional[float] = None) -> None:
+        """See :meth:`EngineAPI.join`."""
+        self.call("join", [ns], {"timeout": timeout})
+
+    def sync(self) -> None:
+        """See :meth:`EngineAPI.sync`."""
+        self.call("sync", [], {})
+
+    def write_records(self, records: RecordOps) -> None:
+        """See :meth:`EngineAPI.write_records`."""
+        self.call("write_records", [records], {})
+
+    def get_record(self, ns: bytes, key: bytes) -> Optional[bytes]:
+        """See :meth:`EngineAPI.get_record`."""
+        return self.call("get_record", [ns, key], {})  # type: ignore[no-any-return]
+
+    def scan_records(self, ns: bytes, start: bytes = b"", stop: Optional[bytes] = None,
+                     *, limit: int = 1000) -> list[tuple[bytes, bytes]]:
+        """See :meth:`EngineAPI.scan_records`."""
+        return self.call("scan_records", [ns, start, stop],  # type: ignore[no-any-return]
+                         {"limit": limit})
+
+    def ensure_kind(self, kind: str, accepts: Iterable[str]) -> None:
+        """See :meth:`EngineAPI.ensure_kind`."""
+        self.call("ensure_kind", [kind, list(accepts)], {})
+
+    def info(self) -> dict[str, Any]:
+        """See :meth:`EngineAPI.info`."""
+        return self.call("info", [], {})  # type: ignore[no-any-return]
+
+    def confirm(self, takes: list[tuple[bytes, bytes, int]],
+                keep: list[tuple[bytes, bytes, int]], *, delivered: bool,
+                holder: Any = None) -> bool:
+        """See :meth:`EngineAPI.confirm` (``holder`` is the holder's own: never sent)."""
+        return self.call("confirm", [takes, keep],  # type: ignore[no-any-return]
+                         {"delivered": delivered})
 
 
-def _waiting(method: str, block_at: Optional[int], args: Any, kwargs: dict[str, Any]
-             ) -> tuple[bool, Optional[float]]:
-    """``block`` and ``timeout`` of a blocking method's call, wherever they were passed
-    (a push without a maxsize never waits, whatever its ``block`` says)."""
-    block, timeout = kwargs.get("block", False), kwargs.get("timeout")
-    if block_at is not None:
-        if len(args) > block_at:
-            block = args[block_at]
-        if len(args) > block_at + 1:
-            timeout = args[block_at + 1]
-        if method in _PUSHES:
-            maxsize = args[block_at - 1] if len(args) >= block_at else kwargs.get("maxsize", 0)
-            if not maxsize:
-                return False, None
-    return bool(block), timeout
-
-
-def _with_timeout(block_at: Optional[int], args: Any, kwargs: dict[str, Any],
-                  timeout: float) -> tuple[Any, dict[str, Any]]:
-    """The same call with ``timeout`` in the place the caller passed it."""
-    if block_at is not None and len(args) > block_at + 1:
-        args = list(args)
-        args[block_at + 1] = timeout
-        return args, kwargs
-    return args, {**kwargs, "timeout": timeout}
+def _waiting(method: str, kwargs: dict[str, Any]) -> tuple[bool, Optional[float]]:
+    """``block`` and ``timeout`` of a blocking method's call (a push without a maxsize
+    never waits, whatever its ``block`` says)."""
+    if method in _PUSHES and not kwargs.get("maxsize"):
+        return False, None
+    return bool(kwargs.get("block", False)), kwargs.get("timeout")
 
 
 def _taken_data(method: str, result: Any) -> list[bytes]:
@@ -488,21 +633,18 @@ def _taken_data(method: str, result: Any) -> list[bytes]:
 def _taken(method: str, args: Any, kwargs: dict[str, Any], result: Any) -> list[Key]:
     """``(ns, lane, seq)`` of the items a dequeue or pop took ([] for a reservation:
     the owner does not delete those when told they arrived)."""
+    if method == "take_first":
+        if kwargs.get("lease") is not None:
+            return []
+        return [(result[0], result[1][0], result[1][1])]
+    ns = args[0] if args else kwargs["ns"]
     if method == "take":
         if kwargs.get("lease") is not None:
             return []
-        ns = args[0] if args else kwargs["ns"]
         return [(ns, entry[0], entry[1]) for entry in result]
-    if method == "take_first":
-        lease = args[1] if len(args) > 1 else kwargs.get("lease")
-        if lease is not None:
-            return []
-        return [(result[0], result[1][0], result[1][1])]
     if method == "pop_one":
-        ns = args[0] if args else kwargs["ns"]
         return [(ns, result[0], result[1])]
-    ns = args[0] if args else kwargs["ns"]  # take_run(ns, lane, n, ...)
-    lane = args[1] if len(args) > 1 else kwargs["lane"]
+    lane = args[1] if len(args) > 1 else kwargs["lane"]  # take_run(ns, lane, n, ...)
     return [(ns, lane, seq) for seq in result[0]]
 
 
@@ -535,16 +677,3 @@ def _why_not(path: str) -> str:
         return (" (it does not serve a world-writable directory, whose socket another "
                 f"user could replace: run `chmod o-w {path}`)")
     return ""
-
-
-def _method(name: str) -> Any:
-    def method(self: RemoteEngine, *args: Any, **kwargs: Any) -> Any:
-        return self.call(name, args, kwargs)
-
-    method.__name__ = name
-    return method
-
-
-for _name in _METHODS:
-    if not hasattr(RemoteEngine, _name):
-        setattr(RemoteEngine, _name, _method(_name))

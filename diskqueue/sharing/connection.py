@@ -18,14 +18,12 @@ import socket
 import stat
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
+from ..engine.api import Entry, HolderAPI
 from ..engine.holders import Holder
 from ..errors import DiskQueueError
 from . import peercred, protocol
-
-if TYPE_CHECKING:
-    from ..engine.engine import Engine, Entry
 
 log = logging.getLogger("diskqueue.server")
 
@@ -165,7 +163,7 @@ class Client:
         return True
 
 
-def serve_take(engine: Engine, client: Client, method: str, a: dict[str, Any]) -> Any:
+def serve_take(engine: HolderAPI, client: Client, method: str, a: dict[str, Any]) -> Any:
     """Serve a take so that what it takes is held for the client (``a``: the call's
     arguments by name): the reply as the client expects it."""
     lease = a.get("lease")
@@ -232,7 +230,7 @@ def same_user(conn: socket.socket) -> bool:
         return False
 
 
-def settle(engine: Engine, client: Client, put_back: bool) -> None:
+def settle(engine: HolderAPI, client: Client, put_back: bool) -> None:
     """The client's word on its last reply: let go of its takes, or return them."""
     held, tops, reserved = client.held, client.tops, client.reserved
     if not (held or tops or reserved):
@@ -244,12 +242,12 @@ def settle(engine: Engine, client: Client, put_back: bool) -> None:
         elif held:
             _ack(engine, held)
         if tops:
-            engine.settle_tops(tops, put_back)
+            engine.settle_tops(tops, put_back=put_back)
     except DiskQueueError as exc:
         log.debug("settling a client's takes: %s", exc)
 
 
-def _ack(engine: Engine, held: list[Held]) -> None:
+def _ack(engine: HolderAPI, held: list[Held]) -> None:
     try:
         engine.ack_many(held)
     except DiskQueueError:  # one was cleared meanwhile: let go of the others
@@ -260,14 +258,14 @@ def _ack(engine: Engine, held: list[Held]) -> None:
                 pass
 
 
-def let_go(engine: Engine, client: Client, closing: bool) -> None:
+def let_go(engine: HolderAPI, client: Client, closing: bool) -> None:
     """A connection ended: what it held and its reservations go back (but when the holder
     is closing, they stay on disk for the next one, which keeps them while the client
     lives: its "got it" may be on the way)."""
     if engine.closed or engine.forked or closing and client.holder is not None:
         return  # held items stay on disk, and the next open returns them
     try:
-        returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, True)
+        returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, put_back=True)
         returned += engine.release_owner(client)
     except DiskQueueError as exc:
         log.debug("returning a client's items: %s", exc)

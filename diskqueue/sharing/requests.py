@@ -1,12 +1,17 @@
 """What a client may ask of a holder, checked before anything runs.
 
-A request names one of :data:`METHODS` (engine methods, by name) with arguments that
-must bind to that method's signature, each of the type its annotation names (msgpack
-sends tuples as lists), counts and offsets not negative, durations neither negative
-nor NaN, and an optional deadline (contract: an absolute ``time.time()``). A bad request
-is a ``TypeError`` or ``ValueError`` for the client, never a call into the engine.
-Arguments only the holder itself may pass (``owner``, ``check``) do not exist on the
-wire.
+The wire's method table and each method's signature are derived from
+:class:`diskqueue.engine.api.WireAPI`, the engine's written interface: a request names
+one of :data:`METHODS` with arguments that must bind (``inspect.Signature.bind``) to
+that method's signature there, each of the type its annotation names (msgpack sends
+tuples as lists), counts and offsets not negative, durations neither negative nor NaN,
+and an optional deadline (contract: an absolute ``time.time()``). A bad request is a
+``TypeError`` or ``ValueError`` for the client, never a call into the engine.
+Arguments only the holder itself may pass (:data:`~diskqueue.engine.api.LOCAL_ONLY`:
+``owner``, ``check``, ...) do not exist on the wire.
+
+The client sends required arguments by position and flags by name. The wire also
+takes a flag by position, in the interface's order, as it always did.
 """
 
 from __future__ import annotations
@@ -18,29 +23,23 @@ import typing
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Optional
 
-# Engine methods a client may call, by name.
-METHODS = frozenset({
-    "push_one", "push", "push_run", "push_unless", "push_durable", "take", "take_run",
-    "take_first", "pop_one",
-    "find_reserved", "ack", "ack_many", "nack", "in_flight", "peek", "get", "update",
-    "length", "lanes", "scan", "clear", "task_done", "join", "sync", "write_records",
-    "get_record", "scan_records", "ensure_kind", "info", "confirm",
-})
+from ..engine.api import LOCAL_ONLY, WireAPI
+
+# Engine methods a client may call, by name: every method of the wire interface.
+METHODS = frozenset(name for name, value in vars(WireAPI).items()
+                    if inspect.isfunction(value) and not name.startswith("_"))
 TAKES = frozenset({"take", "take_run", "take_first", "pop_one"})
 BLOCKING = TAKES | {"push_one", "push", "push_run"}
-_LOCAL_ONLY = frozenset({"self", "owner", "check", "holder", "held"})
 _COUNTS = frozenset({"n", "offset", "seq", "limit", "maxsize", "attempts"})
 _DURATIONS = frozenset({"timeout", "lease"})
-# Names the engine's annotations use, for reading them back as types.
-_NAMES: dict[str, Any] = {
-    "Optional": Optional, "Any": Any, "Iterable": Iterable, "Sequence": Sequence,
-    "RecordOps": Iterable[tuple[bytes, bytes, Optional[bytes]]],
-}
 
 
 class Request(NamedTuple):
+    """A checked request: what to call, every argument by name (defaults filled in),
+    and the time after which it must not start."""
+
     method: str
-    arguments: dict[str, Any]  # every argument by name, defaults filled in
+    arguments: dict[str, Any]
     deadline: Optional[float]
 
 
@@ -55,8 +54,12 @@ class _Param(NamedTuple):
 
 
 class _Shape(NamedTuple):
-    positional: tuple[_Param, ...]  # in order; may also be passed by name
+    method: str
+    signature: inspect.Signature  # what a request's arguments bind to
+    names: tuple[str, ...]  # every parameter, in order (each may come by position)
     by_name: dict[str, _Param]  # every parameter
+    required: tuple[str, ...]  # the parameters without a default
+    defaults: dict[str, Any]  # of the parameters that have one
 
 
 _shapes: dict[str, _Shape] = {}
@@ -64,31 +67,30 @@ _shapes: dict[str, _Shape] = {}
 
 def _shape(method: str) -> _Shape:
     """The parameters of an engine method a client may pass, with their checks
-    (compiled once per method: the hot path only runs them)."""
+    (compiled once per method, from the interface: the hot path only runs them)."""
     shape = _shapes.get(method)
     if shape is None:
-        from ..engine.engine import Engine
-
-        positional, by_name = [], {}
-        for p in inspect.signature(getattr(Engine, method)).parameters.values():
-            if p.name in _LOCAL_ONLY:
+        function = getattr(WireAPI, method)
+        hints = typing.get_type_hints(function)
+        params, by_name = [], {}
+        for p in inspect.signature(function).parameters.values():
+            if p.name == "self" or p.name in LOCAL_ONLY:
                 continue
-            wanted = _type(p.annotation)
-            param = _Param(p.name, _checker(wanted), p.default, _say(wanted))
-            by_name[p.name] = param
-            if p.kind is p.POSITIONAL_OR_KEYWORD:
-                positional.append(param)
-        shape = _shapes[method] = _Shape(tuple(positional), by_name)
+            wanted = hints.get(p.name, Any)
+            by_name[p.name] = _Param(p.name, _checker(wanted), p.default, _say(wanted))
+            # The wire takes every argument by position too, in the interface's order.
+            params.append(p.replace(kind=p.POSITIONAL_OR_KEYWORD, annotation=p.empty))
+        defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        shape = _shapes[method] = _Shape(
+            method, inspect.Signature(params), tuple(by_name), by_name,
+            tuple(name for name in by_name if name not in defaults), defaults)
     return shape
 
 
-def _type(annotation: Any) -> Any:
-    if isinstance(annotation, str):
-        try:
-            return eval(annotation, dict(_NAMES))  # our own source's annotations
-        except NameError:
-            return Any
-    return annotation
+def wire_signature(method: str) -> inspect.Signature:
+    """The signature a request for ``method`` binds to (its interface's, without the
+    holder's own arguments)."""
+    return _shape(method).signature
 
 
 def parse(request: object) -> Request:
@@ -105,28 +107,36 @@ def parse(request: object) -> Request:
     if deadline is not None and not (_is_float(deadline) and not math.isnan(deadline)):
         raise TypeError(f"a deadline is a time.time() float, not {deadline!r}")
     shape = _shape(method)
-    if len(args) > len(shape.positional):
-        raise TypeError(f"{method}() takes at most {len(shape.positional)} arguments by "
-                        f"position ({len(args)} given)")
-    arguments: dict[str, Any] = {}
-    for param, value in zip(shape.positional, args):  # noqa: B905 (args may be fewer)
-        _check(method, param, value)
-        arguments[param.name] = value
-    for name, value in kwargs.items():
-        found = shape.by_name.get(name)
-        if found is None:
-            raise TypeError(f"{method}() got an unexpected argument {name!r}")
-        if name in arguments:
-            raise TypeError(f"{method}() got {name!r} twice")
-        _check(method, found, value)
-        arguments[name] = value
-    if len(arguments) < len(shape.by_name):
-        for name, param in shape.by_name.items():
-            if name not in arguments:
-                if param.default is inspect.Parameter.empty:
-                    raise TypeError(f"{method}() is missing its argument {name!r}")
-                arguments[name] = param.default
+    arguments = _bind(shape, args, kwargs)
+    by_name = shape.by_name
+    for name, value in arguments.items():
+        _check(method, by_name[name], value)
+    if len(arguments) < len(by_name):
+        arguments = {**shape.defaults, **arguments}
     return Request(method, arguments, deadline)
+
+
+def _bind(shape: _Shape, args: list[Any], kwargs: dict[Any, Any]) -> dict[str, Any]:
+    """The arguments by name, as ``inspect.Signature.bind`` binds them to the wire
+    signature (defaults not filled in). The common request binds in a quick loop; any
+    other goes to ``bind``, which binds it the same way or says what is wrong."""
+    names = shape.names
+    if len(args) <= len(names):
+        arguments = dict(zip(names, args))  # noqa: B905 (args may be fewer)
+        for name, value in kwargs.items():
+            if name in arguments or name not in shape.by_name:
+                break
+            arguments[name] = value
+        else:
+            if all(name in arguments for name in shape.required):
+                return arguments
+    method = shape.method
+    if any(type(name) is not str for name in kwargs):
+        raise TypeError(f"{method}(): argument names must be strings")
+    try:
+        return dict(shape.signature.bind(*args, **kwargs).arguments)
+    except TypeError as exc:
+        raise TypeError(f"{method}(): {exc}") from None
 
 
 def _check(method: str, param: _Param, value: object) -> None:

@@ -38,9 +38,10 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from ..engine import holders
+from ..engine.api import HolderAPI
 from ..errors import DiskQueueError
 from . import peercred, protocol, requests
 from .connection import (
@@ -57,12 +58,8 @@ from .connection import (
     spare_fd,
 )
 
-if TYPE_CHECKING:
-    from ..engine.engine import Engine
-
 log = logging.getLogger("diskqueue.server")
 
-_METHODS = requests.METHODS  # what remote.py builds its methods from
 _HEAD_TAKES = requests.TAKES
 RECEIVED = "got it"  # a client's word that a reply arrived; no reply to it
 PUT_BACK = "put back"  # ...that it did not: return what the reply took
@@ -84,7 +81,7 @@ class Server:
     the moment it is made until :meth:`close` (or, in a forked child,
     :meth:`forget_after_fork`)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: HolderAPI) -> None:
         self._engine = engine
         self.path = engine.path
         self._sock_path = os.path.join(self.path, protocol.SOCKET_NAME)
@@ -370,15 +367,13 @@ class Server:
 
     def _check_holders(self) -> None:
         """What live clients of the last holder held goes back once they die."""
-        engine = self._engine
-        if engine._inherited or engine._inherited_tops:
-            try:
-                returned = engine.check_holders()
-            except DiskQueueError as exc:
-                log.warning("returning the items of clients that died: %s", exc)
-                return
-            if returned:
-                log.info("returned %d items of clients that died", returned)
+        try:
+            returned = self._engine.check_holders()  # at once when it inherited none
+        except DiskQueueError as exc:
+            log.warning("returning the items of clients that died: %s", exc)
+            return
+        if returned:
+            log.info("returned %d items of clients that died", returned)
 
     def _let_go(self, client: Client) -> None:
         let_go(self._engine, client, self._closing)
@@ -470,7 +465,7 @@ class Server:
                 kick.clear()
                 kick.wait(WATCH_EVERY)
                 continue
-            if self._engine.wait_for_change(room, RETRY):
+            if self._engine.wait_for_change(room=room, timeout=RETRY):
                 self._wake_with(signal)
 
     def _wake_with(self, signal: bytes) -> None:

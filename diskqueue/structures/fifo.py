@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Optional
 
-from ..engine import engine as engine_mod
+from ..engine.api import Entry
 from ..errors import Undecodable
 from ..item import Item, items_of, make_item
 from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
@@ -28,7 +28,7 @@ class _Line(Handle, QueueFace):
     def _where(self, lane: bytes) -> tuple[None, None]:
         return None, None
 
-    def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
+    def _make(self, entry: Entry, value: Any) -> Item:
         return _new(Item, (entry[1], entry[2], value, None, None, entry[4]))  # type: ignore[no-any-return]
 
     def _add(self, value: Any) -> Item:
@@ -94,7 +94,7 @@ class Queue(_Line, Reliable):
         if self._sync:
             seq, key = self._append(_LANE, data)
         else:
-            seq, key = self._engine.push_one(self._ns, _LANE, data, self.maxsize)
+            seq, key = self._engine.push_one(self._ns, _LANE, data, maxsize=self.maxsize)
         return _new(Item, (seq, key, value, None, None, 0))
 
     def enqueue_many(self, values: Iterable[Any]) -> list[Item]:
@@ -116,7 +116,7 @@ class Queue(_Line, Reliable):
         else:
             values, check = self._decoding()
         try:
-            entry = self._engine.pop_one(self._ns, _LANE, False, False, block, timeout,
+            entry = self._engine.pop_one(self._ns, _LANE, block=block, timeout=timeout,
                                          check=check)
         except Undecodable as exc:
             self._locate(exc, _LANE)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn, Optional, cast
 
 from .. import codecs
 from .._checks import check_lease, check_timeout  # noqa: F401 - the structures import them here
-from ..engine import engine as engine_mod
 from ..engine import permissions
-from ..engine.take import Check
+from ..engine.api import Check, EngineAPI, Entry
 from ..errors import Closed, DiskQueueError, NotReserved, Undecodable
 from ..item import Item, items_run
+from ..sharing import registry
 
 
 class _ClosedEngine:
@@ -24,6 +24,11 @@ class _ClosedEngine:
 
     def __getattr__(self, name: str) -> NoReturn:
         raise Closed(f"{self._path} is closed; open it again to use it")
+
+
+def _closed_engine(path: str) -> EngineAPI:
+    # Typed as the interface it stands in for: every use of it raises Closed.
+    return cast(EngineAPI, _ClosedEngine(path))
 
 
 def check_path(path: Any) -> str:
@@ -88,20 +93,20 @@ class Handle(abc.ABC):
         self._sync = sync
         # The directory is created with exactly ``mode``; a wider one found warns.
         permissions.prepare_directory(self.path, mode)
-        engine = engine_mod.acquire(self.path, connect_timeout=connect_timeout)
+        engine = registry.acquire(self.path, connect_timeout=connect_timeout)
         try:
             engine.ensure_kind(self._kind, self._accepts)
         except BaseException:
             engine.release()
             raise
-        self._engine: Any = engine
+        self._engine: EngineAPI = engine
 
     # -- lifecycle -------------------------------------------------------------
     @property
     def role(self) -> str:
         """``"owner"`` when this process holds the directory, ``"client"`` when another
         process does and serves this one over the directory's socket."""
-        return self._engine.role  # type: ignore[no-any-return]
+        return self._engine.role
 
     @property
     def closed(self) -> bool:
@@ -112,15 +117,15 @@ class Handle(abc.ABC):
         engine = self._engine
         if isinstance(engine, _ClosedEngine):
             return
-        self._engine = _ClosedEngine(self.path)
+        self._engine = _closed_engine(self.path)
         engine.release()
 
     def drop(self) -> None:
         """Close and delete the directory with everything in it."""
         engine = self._engine
-        self._engine = _ClosedEngine(self.path)
+        self._engine = _closed_engine(self.path)
         if isinstance(engine, _ClosedEngine):
-            engine = engine_mod.acquire(self.path)
+            engine = registry.acquire(self.path)
         engine.destroy()
 
     def __enter__(self) -> Any:
@@ -154,8 +159,9 @@ class Handle(abc.ABC):
                 timeout: Optional[float] = None) -> tuple[int, bytes]:
         """Store one encoded item; with ``sync``, durable before it returns."""
         if self._sync and not self.maxsize:
-            return self._engine.push_durable(self._ns, [(lane, data)])[0]  # type: ignore[no-any-return]
-        placed = self._engine.push_one(self._ns, lane, data, self.maxsize, block, timeout)
+            return self._engine.push_durable(self._ns, [(lane, data)])[0]
+        placed = self._engine.push_one(self._ns, lane, data, maxsize=self.maxsize,
+                                       block=block, timeout=timeout)
         self._synced()
         return placed  # type: ignore[no-any-return]
 
@@ -171,18 +177,18 @@ class Handle(abc.ABC):
         """Store values at the end of one lane atomically; their seqs and keys."""
         datas = self._encode_all(values)
         if self._sync and not self.maxsize:
-            seqs, item_keys = zip(*self._engine.push_durable(
+            seqs, durable_keys = zip(*self._engine.push_durable(
                 self._ns, [(lane, d) for d in datas]), strict=True)
-            return seqs, item_keys
-        first, item_keys = self._engine.push_run(self._ns, lane, datas, self.maxsize)
+            return seqs, durable_keys
+        first, item_keys = self._engine.push_run(self._ns, lane, datas, maxsize=self.maxsize)
         self._synced()
         return range(first, first + len(item_keys)), item_keys
 
     def _append_many(self, entries: list[tuple[bytes, bytes]]) -> list[tuple[int, bytes]]:
         """Store encoded items atomically; with ``sync``, durable before it returns."""
         if self._sync and not self.maxsize:
-            return self._engine.push_durable(self._ns, entries)  # type: ignore[no-any-return]
-        placed = self._engine.push(self._ns, entries, self.maxsize)
+            return self._engine.push_durable(self._ns, entries)
+        placed = self._engine.push(self._ns, entries, maxsize=self.maxsize)
         self._synced()
         return placed  # type: ignore[no-any-return]
 
@@ -193,15 +199,15 @@ class Handle(abc.ABC):
         their own way."""
 
     @abc.abstractmethod
-    def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
+    def _make(self, entry: Entry, value: Any) -> Item:
         """The Item of an engine entry with its value (``_where`` written out, as every
         take builds one)."""
 
-    def _item(self, entry: engine_mod.Entry, raw: bool = False) -> Item:
+    def _item(self, entry: Entry, raw: bool = False) -> Item:
         """Turn an engine entry into an Item, decoding its value unless ``raw``."""
         return self._make(entry, entry[3] if raw else self._value(entry))
 
-    def _value(self, entry: engine_mod.Entry) -> Any:
+    def _value(self, entry: Entry) -> Any:
         """The decoded value of an entry; ``Undecodable`` naming it if the codec refuses."""
         try:
             return self._loads(entry[3])
@@ -236,9 +242,9 @@ class Handle(abc.ABC):
         """Name the item a take refused: nothing was taken, so it is still ``exc.index``
         places into the order that take reads (unless another consumer moved it since;
         then the first item with the same bytes, if any)."""
-        where = {"lane": lane, "desc": desc, "from_tail": from_tail}
+        where: dict[str, Any] = {"lane": lane, "desc": desc, "from_tail": from_tail}
         try:
-            entry: Optional[engine_mod.Entry] = self._engine.peek(self._ns, exc.index, **where)
+            entry: Optional[Entry] = self._engine.peek(self._ns, exc.index, **where)
             if entry is None or entry[3] != exc.data:
                 entry = next((e for e in self._engine.scan(self._ns, **where)
                               if e[3] == exc.data), None)
@@ -247,7 +253,7 @@ class Handle(abc.ABC):
         if entry is not None:
             exc.locate(entry[1], entry[2], *self._where(entry[0]))
 
-    def _items(self, entries: list[engine_mod.Entry], values: Sequence[Any],
+    def _items(self, entries: list[Entry], values: Sequence[Any],
                raw: bool = False) -> list[Item]:
         """Items of taken entries, with the values their check decoded."""
         if raw or self._plain:
@@ -279,8 +285,8 @@ class Handle(abc.ABC):
         timeout = check_timeout(block, timeout)
         values, check = ((), None) if raw or self._plain else self._decoding()
         try:
-            entry = self._engine.pop_one(self._ns, lane, desc, from_tail, block, timeout,
-                                         check=check)
+            entry = self._engine.pop_one(self._ns, lane, desc=desc, from_tail=from_tail,
+                                         block=block, timeout=timeout, check=check)
         except Undecodable as exc:
             self._locate(exc, lane, desc, from_tail)
             raise
@@ -300,8 +306,8 @@ class Handle(abc.ABC):
             return []
         values, check = ((), None) if raw or self._plain else self._decoding()
         try:
-            seqs, pairs = self._engine.take_run(self._ns, lane, n, from_tail, block, timeout,
-                                                check=check)
+            seqs, pairs = self._engine.take_run(self._ns, lane, n, from_tail=from_tail,
+                                                block=block, timeout=timeout, check=check)
         except Undecodable as exc:
             self._locate(exc, lane, False, from_tail)
             raise
@@ -335,7 +341,7 @@ class Handle(abc.ABC):
 class Reliable(abc.ABC):
     """``reserve``/``ack``/``nack``: at-least-once consumption (not on Stack)."""
 
-    _engine: Any
+    _engine: EngineAPI
     _ns: bytes
 
     _synced: Callable[[], None]
@@ -358,13 +364,13 @@ class Reliable(abc.ABC):
     def ack(self, item_or_id: Item | int) -> None:
         """Delete a reserved item for good."""
         lane, seq, attempts = self._reservation(item_or_id)
-        self._engine.ack(self._ns, lane, seq, attempts)
+        self._engine.ack(self._ns, lane, seq, attempts=attempts)
         self._synced()
 
     def nack(self, item_or_id: Item | int, *, front: bool = True) -> None:
         """Return a reserved item: to the front, or to the back with ``front=False``."""
         lane, seq, attempts = self._reservation(item_or_id)
-        self._engine.nack(self._ns, lane, seq, attempts, bool(front))
+        self._engine.nack(self._ns, lane, seq, attempts=attempts, front=bool(front))
         self._synced()
 
     def in_flight(self) -> int:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
-from ..engine import engine as engine_mod
 from ..engine import keys
+from ..engine.api import Entry
 from ..item import Item, items_of, make_item
 from .handle import Handle, Reliable, check_count, check_id, check_lease
 
@@ -24,7 +24,7 @@ class PrefixQueue(Handle, Reliable):
     def _where(self, lane: bytes) -> tuple[None, bytes]:
         return None, keys.lane_prefix(lane)
 
-    def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
+    def _make(self, entry: Entry, value: Any) -> Item:
         return make_item(entry[1], entry[2], value, None, keys.lane_prefix(entry[0]),
                          entry[4])
 

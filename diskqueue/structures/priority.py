@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
-from ..engine import engine as engine_mod
 from ..engine import keys
+from ..engine.api import Entry
 from ..item import Item, items_placed, make_item
 from .handle import Handle, Reliable, check_count, check_id, check_lease
 from .stdlib import QueueFace
@@ -36,7 +36,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
     def _where(self, lane: bytes) -> tuple[int, None]:
         return keys.lane_priority(lane), None
 
-    def _make(self, entry: engine_mod.Entry, value: Any) -> Item:
+    def _make(self, entry: Entry, value: Any) -> Item:
         return make_item(entry[1], entry[2], value, keys.lane_priority(entry[0]), None,
                          entry[4])
 
@@ -113,7 +113,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
 
     def priorities(self) -> list[int]:
         """Non-empty levels in dequeue order."""
-        return [keys.lane_priority(lane) for lane in self._engine.lanes(self._ns, self._desc)]
+        return [keys.lane_priority(lane) for lane in self._engine.lanes(self._ns, desc=self._desc)]
 
     def __iter__(self) -> Iterator[Item]:
         return self._scan(desc=self._desc)

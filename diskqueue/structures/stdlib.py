@@ -10,11 +10,12 @@ from __future__ import annotations
 import abc
 from typing import Any, Optional
 
+from ..engine.api import EngineAPI
 from .handle import check_timeout
 
 
 class QueueFace(abc.ABC):
-    _engine: Any
+    _engine: EngineAPI
     _ns: bytes
     maxsize: int
 

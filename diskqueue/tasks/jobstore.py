@@ -16,15 +16,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Optional, Protocol
 
-from ..engine import engine as engine_mod
+from ..engine.api import EngineAPI
 from ..errors import Closed
+from ..sharing import registry as engine_mod
 from ..structures.handle import check_path
 from . import layout as R
 from .directory import Shared, shared
 
-# The engine (or its client in another process than the owner's); its interface is
-# the engine's own.
-Engine = Any
+# The engine (or its client in another process than the owner's)
+Engine = EngineAPI
 PAGE = 5000  # records per scan call when paging through a whole namespace
 
 
@@ -51,7 +51,7 @@ class JobStore:
         self.connect_timeout = engine_mod.check_connect_timeout(connect_timeout)
         self.clock = clock
         self.sync = sync
-        self._eng: Engine = None
+        self._eng: Optional[Engine] = None
         self._closed = False
         self._open_lock = threading.Lock()
         self._pid = -1

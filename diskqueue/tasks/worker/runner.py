@@ -361,7 +361,7 @@ class Runner:
     def _ack_lease(self, ns: bytes, lane: bytes, seq: int, held: int,
                    ops: R.Ops) -> None:
         try:
-            self.eng.ack(ns, lane, seq, held, records=ops)
+            self.eng.ack(ns, lane, seq, attempts=held, records=ops)
             if self.store.sync:
                 self.eng.sync()
         except (NotReserved, Closed) as exc:
@@ -377,7 +377,7 @@ class Runner:
 
     def _nack(self, ns: bytes, lane: bytes, seq: int, held: int) -> None:
         try:
-            self.eng.nack(ns, lane, seq, held, front=True)
+            self.eng.nack(ns, lane, seq, attempts=held, front=True)
         except DiskQueueError as exc:
             log.warning("could not return a job to its queue (%s); it runs again on the "
                         "next open", exc)

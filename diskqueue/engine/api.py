@@ -1,0 +1,226 @@
+"""The engine's one written interface: what the layers above may call.
+
+:class:`EngineAPI` lists every method and attribute that handles, the socket server, the
+client engine, the task layer and the command line use. The owner's
+:class:`~diskqueue.engine.engine.Engine` and the client engine
+(:class:`~diskqueue.sharing.client.RemoteEngine`) both satisfy it, so a caller never
+knows which it has (``role`` says). Flags are keyword-only: a call reads the same on
+both sides of the socket, and reordering a parameter cannot shift another's value.
+
+:class:`WireAPI` is the part a client may ask of a holder over the socket: the wire's
+method table, and each method's signature, are derived from it (see
+:mod:`diskqueue.sharing.requests`). Parameters named in :data:`LOCAL_ONLY` are passed
+only inside the holder's process and never travel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Optional, Protocol
+
+from .holders import Holder
+
+# (lane, seq, key, data, attempts): what reads hand back to handles
+Entry = tuple[bytes, int, bytes, bytes, int]
+# Run on the data of the items a take is about to remove or reserve, after they are read
+# and before anything is written (a handle passes its decoder). Never sent to an owner.
+Check = Optional[Callable[[list[bytes]], None]]
+# (ns, key, value) to write, or (ns, key, None) to delete: records beside the items
+RecordOps = Iterable[tuple[bytes, bytes, Optional[bytes]]]
+# (ns, lane, seq, attempts) of a held or reserved item
+Held = tuple[bytes, bytes, int, int]
+# Parameters only the holder's own process passes (objects that cannot travel).
+LOCAL_ONLY = frozenset({"owner", "check", "holder", "held"})
+
+
+class WireAPI(Protocol):
+    """The engine methods a client may call through a holder's socket."""
+
+    def push_one(self, ns: bytes, lane: bytes, data: bytes, *, maxsize: int = 0,
+                 block: bool = False, timeout: Optional[float] = None) -> tuple[int, bytes]:
+        """Append one item to ``lane``; its ``(seq, key)``. ``Full`` when ``maxsize``
+        items are ready and no room came within ``timeout`` (or ``block`` is False)."""
+
+    def push(self, ns: bytes, entries: list[tuple[bytes, bytes]], *, maxsize: int = 0,
+             block: bool = False, timeout: Optional[float] = None,
+             records: RecordOps = ()) -> list[tuple[int, bytes]]:
+        """Append ``(lane, data)`` items (and write ``records``) in one batch; ``Full``
+        as :meth:`push_one`."""
+
+    def push_run(self, ns: bytes, lane: bytes, datas: list[bytes], *, maxsize: int = 0,
+                 block: bool = False, timeout: Optional[float] = None
+                 ) -> tuple[int, list[bytes]]:
+        """Append items to one lane in one batch; the first seq and every key."""
+
+    def push_unless(self, ns: bytes, entries: list[tuple[bytes, bytes]],
+                    guard: tuple[bytes, bytes], *, records: RecordOps = ()
+                    ) -> Optional[bytes]:
+        """Append ``entries`` with ``records`` unless the ``(ns, key)`` record ``guard``
+        exists; then nothing is written and its value is returned."""
+
+    def push_durable(self, ns: bytes, entries: list[tuple[bytes, bytes]]
+                     ) -> list[tuple[int, bytes]]:
+        """Append items and fsync before returning (group commit)."""
+
+    def take(self, ns: bytes, n: int = 1, *, lane: Optional[bytes] = None,
+             desc: bool = False, from_tail: bool = False, lease: Optional[float] = None,
+             block: bool = False, timeout: Optional[float] = None,
+             owner: Any = None, check: Check = None, held: bool = False) -> list[Entry]:
+        """Remove (with ``lease``: reserve) up to ``n`` ready items; ``Empty`` when none
+        came within ``timeout``."""
+
+    def take_run(self, ns: bytes, lane: bytes, n: int, *, from_tail: bool = False,
+                 block: bool = False, timeout: Optional[float] = None,
+                 check: Check = None) -> tuple[Sequence[int], list[tuple[bytes, bytes]]]:
+        """Remove up to ``n`` items of one lane atomically: their seqs and (key, data)."""
+
+    def take_first(self, nss: list[bytes], *, lease: Optional[float] = None,
+                   block: bool = False, timeout: Optional[float] = None,
+                   owner: Any = None, check: Check = None,
+                   held: bool = False) -> tuple[bytes, Entry]:
+        """Take one item from the first of ``nss`` that has one: ``(ns, entry)``."""
+
+    def pop_one(self, ns: bytes, lane: Optional[bytes], *, desc: bool = False,
+                from_tail: bool = False, block: bool = False,
+                timeout: Optional[float] = None, check: Check = None) -> Entry:
+        """Remove one item (from the top with ``from_tail``); ``Empty`` as :meth:`take`."""
+
+    def find_reserved(self, ns: bytes, seq: int) -> list[bytes]:
+        """The lanes holding a reservation of ``seq``."""
+
+    def ack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
+            records: RecordOps = ()) -> None:
+        """Delete a reserved item (and write ``records``); ``NotReserved`` if it is not."""
+
+    def ack_many(self, held: list[Held]) -> None:
+        """Delete reserved items in one batch."""
+
+    def nack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
+             front: bool = True) -> int:
+        """Return a reserved item to the front (or the back); its attempts."""
+
+    def in_flight(self, ns: bytes) -> int:
+        """How many items of ``ns`` are reserved."""
+
+    def peek(self, ns: bytes, offset: int = 0, *, lane: Optional[bytes] = None,
+             desc: bool = False, from_tail: bool = False) -> Entry:
+        """The ready item ``offset`` places from the front; ``Empty``/``OutOfBounds``."""
+
+    def get(self, ns: bytes, lane: bytes, seq: int) -> Entry:
+        """The ready item ``seq`` of ``lane``; ``Empty``/``OutOfBounds``."""
+
+    def update(self, ns: bytes, lane: bytes, seq: int, data: bytes) -> bytes:
+        """Replace the data of a ready item; its key."""
+
+    def length(self, ns: bytes, lane: Optional[bytes] = None) -> int:
+        """Ready items of ``ns`` (of one lane)."""
+
+    def lanes(self, ns: bytes, *, desc: bool = False) -> list[bytes]:
+        """Lanes holding ready items, in key order (or reversed)."""
+
+    def scan(self, ns: bytes, *, lane: Optional[bytes] = None, desc: bool = False,
+             from_tail: bool = False, after: Optional[tuple[bytes, int]] = None,
+             limit: int = 256) -> list[Entry]:
+        """A page of ready items in dequeue order, after a ``(lane, seq)`` cursor."""
+
+    def clear(self, ns: bytes) -> None:
+        """Remove every item of ``ns``, reserved ones too."""
+
+    def task_done(self, ns: bytes) -> None:
+        """``queue.Queue.task_done``; ``ValueError`` when called too many times."""
+
+    def join(self, ns: bytes, *, timeout: Optional[float] = None) -> None:
+        """Wait until every item put was marked done; ``Empty`` after ``timeout``."""
+
+    def sync(self) -> None:
+        """Make everything written so far survive power loss."""
+
+    def write_records(self, records: RecordOps) -> None:
+        """Write and delete records in one batch."""
+
+    def get_record(self, ns: bytes, key: bytes) -> Optional[bytes]:
+        """One record's value, or None."""
+
+    def scan_records(self, ns: bytes, start: bytes = b"", stop: Optional[bytes] = None,
+                     *, limit: int = 1000) -> list[tuple[bytes, bytes]]:
+        """Records of ``ns`` from ``start`` up to ``stop``, in key order."""
+
+    def ensure_kind(self, kind: str, accepts: Iterable[str]) -> None:
+        """Record the structure kind on first use; ``IncompatibleType`` for another."""
+
+    def info(self) -> dict[str, Any]:
+        """Counts of ready and reserved items and of lanes, per namespace."""
+
+    def confirm(self, takes: list[tuple[bytes, bytes, int]],
+                keep: list[tuple[bytes, bytes, int]], *, delivered: bool,
+                holder: Optional[Holder] = None) -> bool:
+        """Settle what the last holder held for a client's process (see
+        :mod:`diskqueue.engine.inherited`)."""
+
+
+class EngineAPI(WireAPI, Protocol):
+    """Everything the layers above use of an engine, owner's or client's."""
+
+    path: str
+    closed: bool
+    forked: bool  # opened before fork(): this process may not use it
+    refs: int  # handles sharing it (kept by the registry)
+    pid: int
+
+    @property
+    def role(self) -> str:
+        """``"owner"`` when this process holds the directory, else ``"client"``."""
+
+    def release(self) -> None:
+        """Drop one handle's reference; the last one closes the engine."""
+
+    def close(self) -> None:
+        """Close for every handle."""
+
+    def destroy(self) -> None:
+        """Close for every handle and delete the directory (``Locked`` for a client)."""
+
+
+class HolderAPI(EngineAPI, Protocol):
+    """An owner's engine as its socket server uses it: :class:`EngineAPI` and what the
+    server calls to hold takes for its clients and give them back."""
+
+    def hold_top(self, ns: bytes, n: int, *, lane: Optional[bytes] = None,
+                 desc: bool = False, block: bool = False, timeout: Optional[float] = None,
+                 holder: Optional[Holder] = None) -> tuple[list[Entry], list[int]]:
+        """Pop up to ``n`` items from the top, held for a client until settled."""
+
+    def settle_tops(self, holds: Iterable[int], *, put_back: bool) -> int:
+        """Let held pops go, or put them back; how many went back."""
+
+    def unreserve(self, held: Iterable[Held]) -> int:
+        """Return reserved items with their attempts as before; how many."""
+
+    def wait_for_change(self, *, room: bool, timeout: float) -> bool:
+        """Wait until an item (or, with ``room``, room) may be there."""
+
+    def check_holders(self) -> int:
+        """Return what inherited holders that died since held; how many items."""
+
+    def release_owner(self, owner: Any) -> int:
+        """Return the reservations of ``owner``; how many."""
+
+
+class Registrar(Protocol):
+    """Where an owner's engine reports its handles going (kept by the registry)."""
+
+    def forget(self, engine: EngineAPI) -> bool:
+        """Drop one reference to ``engine``; True when it was the last."""
+
+    def drop(self, engine: EngineAPI) -> None:
+        """Forget ``engine`` for every handle (it is being destroyed)."""
+
+
+class Closable(Protocol):
+    """What an engine knows of the server that serves it."""
+
+    def close(self) -> None:
+        """Stop serving."""
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: close this process's copies of the server's sockets."""
