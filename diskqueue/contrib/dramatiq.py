@@ -189,14 +189,27 @@ class DiskQueueBroker(Broker):
         queue was never declared."""
         handle = self.handle(queue_name)
         deadline = None if timeout is None else time.monotonic() + timeout / 1000
+        idle = 0
         while True:
-            # A retried or due message is enqueued before its old copy is acked, so
-            # this sum never drops to 0 while a message is on its way.
-            if handle.in_flight() + handle.length(_READY) + handle.length(_DELAYED) == 0:
-                return
+            # A retried or due message is enqueued before its old copy is acked, so it
+            # is always counted somewhere; but the counts are read one after another, and
+            # a message can move between two reads. So the queue counts as idle only when
+            # it is seen empty twice in a row, ``interval`` apart, each time with the
+            # reservations read both before and after the lanes.
+            if self._idle(handle):
+                idle += 1
+                if idle == 2:
+                    return
+            else:
+                idle = 0
             if deadline is not None and time.monotonic() >= deadline:
                 raise QueueJoinTimeout(queue_name)
             time.sleep(interval / 1000)
+
+    @staticmethod
+    def _idle(handle: PrefixQueue) -> bool:
+        return (handle.in_flight() == 0 and handle.length(_READY) == 0
+                and handle.length(_DELAYED) == 0 and handle.in_flight() == 0)
 
     def dead_letters(self, queue_name: str) -> list[Message]:
         """The messages rejected on a queue, oldest first."""
