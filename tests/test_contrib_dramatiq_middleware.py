@@ -64,14 +64,20 @@ def test_actors_retry_on_failure(broker, worker):
     assert broker.dead_letters(do_work.queue_name) == []
 
 
-def test_actors_retry_a_max_number_of_times_then_dead_letter(broker, worker):
-    attempts = []
+def _always_failing(attempts: list, **options):
+    """An actor that records each attempt and always fails."""
 
-    @dramatiq.actor(max_retries=3, min_backoff=20, max_backoff=50)
+    @dramatiq.actor(**options)
     def do_work():
         attempts.append(1)
         raise RuntimeError("failure")
 
+    return do_work
+
+
+def test_actors_retry_a_max_number_of_times_then_dead_letter(broker, worker):
+    attempts: list = []
+    do_work = _always_failing(attempts, max_retries=3, min_backoff=20, max_backoff=50)
     sent = do_work.send()
     _run(broker, worker, do_work)
     assert len(attempts) == 4
@@ -81,13 +87,8 @@ def test_actors_retry_a_max_number_of_times_then_dead_letter(broker, worker):
 
 
 def test_actors_retry_for_a_max_time(broker, worker):
-    attempts = []
-
-    @dramatiq.actor(max_age=100, min_backoff=50, max_backoff=500)
-    def do_work():
-        attempts.append(1)
-        raise RuntimeError("failure")
-
+    attempts: list = []
+    do_work = _always_failing(attempts, max_age=100, min_backoff=50, max_backoff=500)
     do_work.send()
     _run(broker, worker, do_work)
     assert len(attempts) >= 1
