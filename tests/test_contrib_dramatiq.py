@@ -115,8 +115,17 @@ def test_unknown_queues_and_bad_names_are_refused(broker):
         broker.join("missing")
     with pytest.raises(ValueError, match="invalid queue name"):
         broker.declare_queue("../escape")
+    with pytest.raises(ValueError, match="delay and dead-letter queues"):
+        broker.declare_queue("default.DQ")
     with pytest.raises(TypeError, match="path must be str"):
         DiskQueueBroker(b"bytes")
+
+
+def test_a_file_as_the_path_is_refused(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(dq.DiskQueueError, match="is not a directory"):
+        DiskQueueBroker(tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "not a directory"
 
 
 def test_flush_drops_ready_delayed_and_dead_messages(broker):

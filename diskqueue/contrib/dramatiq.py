@@ -39,7 +39,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
         "diskqueue.contrib.dramatiq needs Dramatiq: pip install 'diskqueue[dramatiq]'"
     ) from exc
 
-from ..errors import Empty, Locked, NotReserved
+from ..errors import DiskQueueError, Empty, Locked, NotReserved
 from ..item import Item
 from ..structures.prefix import PrefixQueue
 
@@ -84,7 +84,8 @@ class DiskQueueBroker(Broker):
       connect_timeout: seconds to wait for the process holding a queue's directory
         before :class:`dramatiq.errors.ConnectionClosed` (a ``diskqueue.Locked``).
 
-    Raises ``TypeError``/``ValueError`` for a bad ``path`` (as :class:`diskqueue.Queue`).
+    Raises ``TypeError`` for a ``path`` that is not ``str``/``os.PathLike``, and
+    ``diskqueue.DiskQueueError`` for one that exists and is not a directory.
     """
 
     def __init__(self, path: str | os.PathLike[str], *,
@@ -95,6 +96,9 @@ class DiskQueueBroker(Broker):
         if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
         self.path = os.path.realpath(os.fspath(path))
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise DiskQueueError(f"{self.path} exists and is not a directory: give "
+                                 "DiskQueueBroker a directory path")
         os.makedirs(self.path, mode=0o700, exist_ok=True)
         self.dead_message_ttl = dead_message_ttl
         self.connect_timeout = connect_timeout
@@ -125,12 +129,16 @@ class DiskQueueBroker(Broker):
     def declare_queue(self, queue_name: str) -> None:
         """Declare a queue and its delay queue; no effect if already declared.
 
-        Raises ``ValueError`` for a name Dramatiq would refuse (it is a directory name)."""
+        Raises ``ValueError`` for a name Dramatiq would refuse (it is a directory name)
+        or one ending in ``.DQ``/``.XQ``."""
         if queue_name in self.queues:
             return
         if not isinstance(queue_name, str) or not _QUEUE_NAME.match(queue_name):
             raise ValueError(f"invalid queue name {queue_name!r}: use letters, digits, "
                              "'.', '_' and '-', starting with a letter or '_'")
+        if _split(queue_name)[1] != _READY:
+            raise ValueError(f"invalid queue name {queue_name!r}: names ending in .DQ or "
+                             ".XQ are the delay and dead-letter queues of another queue")
         self.emit_before("declare_queue", queue_name)
         self.queues.add(queue_name)
         self.handle(queue_name)
