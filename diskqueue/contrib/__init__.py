@@ -1,0 +1,1 @@
+"""Adapters that let other task frameworks run on a diskqueue directory."""
