@@ -30,6 +30,7 @@ EPILOG = """examples:
   diskq dead data/jobs         dead jobs and the error each one died of
   diskq retry data/jobs --all  put every dead job back in its queue
   diskq purge data/jobs ID     delete one dead job for good
+  diskq dashboard data/jobs    a web page of the queues, jobs and workers on port 8686
 """
 
 
@@ -65,7 +66,35 @@ def _parser() -> argparse.ArgumentParser:
         cmd = _add(sub, name, f"{verb} (one by id, or all with --all)")
         cmd.add_argument("job_id", nargs="?", metavar="JOB_ID", help="the dead job to act on")
         cmd.add_argument("--all", action="store_true", help="act on every dead job")
+    _dashboard_parser(sub)
     return parser
+
+
+def _dashboard_parser(sub: Any) -> None:
+    cmd = sub.add_parser("dashboard", help="serve a web dashboard of the directory "
+                         "(needs pip install 'diskqueue[web]')",
+                         description="Serve a web page of the queues, jobs, dead letters "
+                         "and workers of PATH until interrupted.")
+    cmd.add_argument("path", help="the queue or task directory")
+    cmd.add_argument("--host", default="127.0.0.1",
+                     help="the address to bind (default: 127.0.0.1; any other needs a token)")
+    cmd.add_argument("--port", type=int, default=8686, help="the port (default: 8686)")
+    cmd.add_argument("--token", help="a secret every request must carry (default: the "
+                     "DISKQ_DASHBOARD_TOKEN environment variable); open /?token=T to log in")
+    cmd.add_argument("--read-only", action="store_true",
+                     help="show, but never retry or purge (the buttons are hidden)")
+
+
+def _dashboard(args: argparse.Namespace, path: str) -> int:
+    from ..web import serve
+
+    try:
+        serve(path, host=args.host, port=args.port, token=args.token, read_only=args.read_only,
+              name=args.path)
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        print(f"diskq: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 def _stats(path: str) -> dict[str, Any]:
@@ -200,6 +229,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             # an inspection command must not create a directory where a typo pointed it
             raise DiskQueueError(f"{path} does not exist")
         result: Any
+        if args.command == "dashboard":
+            return _dashboard(args, path)
         if args.command == "repair":
             result = dict(repair(path))
             text = f"repaired {path}: {result['items']} items kept, " \

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ..._checks import check_duration
 from .. import layout as R
 from .pools import AsyncPool, ThreadPool
+from .presence import Presence
 from .procpool import ProcessPool
 from .runner import Runner
 from .scheduler import Scheduler
@@ -80,6 +81,7 @@ class Worker:
         self.runner: Any = None
         self.pool: Any = None
         self.scheduler: Any = None
+        self.presence: Optional[Presence] = None
         self.started = False
         self.stopped = False
         self.clean: Optional[bool] = None
@@ -131,6 +133,8 @@ class Worker:
         tasks._workers.append(self)
         self.scheduler.start()
         self.pool.start()
+        self.presence = Presence(self)
+        self.presence.start()
         log.info("worker started: %s pool, concurrency %d, queues %s", self.pool_kind,
                  self.concurrency, ", ".join(self.queue_names()))
         return self
@@ -151,6 +155,8 @@ class Worker:
             self.pool.abandon(left)
         if hasattr(self.pool, "close"):
             self.pool.close()
+        if self.presence is not None:
+            self.presence.stop()
         self.scheduler.stop()
         if not left:
             self.runner.counters.fold(self.tasks._engine(), self.scheduler.shared.scheduling,
