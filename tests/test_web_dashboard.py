@@ -14,14 +14,14 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from faults import REPO_ROOT, child_env
+from test_tasks_support import diskq, until
 
 pytest.importorskip("flask")
 pytest.importorskip("waitress")
@@ -69,20 +69,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.1)
-
-
-def _diskq(*args: str) -> Any:
-    out = subprocess.run([sys.executable, "-m", "diskqueue.cli", *args], env=child_env(),
-                         capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+def _stats(path: str) -> Any:
+    out = diskq("stats", path, "--json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -99,7 +87,7 @@ class Site:
         return str(self.driver.find_element(By.CSS_SELECTOR, sel).text)
 
     def wait_css(self, selector: str, timeout: float = 20) -> Any:
-        return _wait(lambda: self.driver.find_elements(By.CSS_SELECTOR, selector), timeout,
+        return until(lambda: self.driver.find_elements(By.CSS_SELECTOR, selector), timeout,
                      selector)[0]
 
 
@@ -131,9 +119,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     dashboard = None
     driver = None
     try:
-        _wait(lambda: all(q["depth"] == 0 and q["in_flight"] == 0 for q in
-                          _diskq("stats", path, "--json").values())
-              and sum(q["dead"] for q in _diskq("stats", path, "--json").values()) == 2,
+        until(lambda: all(q["depth"] == 0 and q["in_flight"] == 0 for q in
+                          _stats(path).values())
+              and sum(q["dead"] for q in _stats(path).values()) == 2,
               60, "the worker to run every job")
         # a relative path, as a user types it: the page (and the screenshot) shows it
         dashboard = subprocess.Popen([sys.executable, "-m", "diskqueue.cli", "dashboard", "jobs",
@@ -161,7 +149,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def test_numbers_are_those_of_diskq_stats(site: Site) -> None:
-    stats = _diskq("stats", site.path, "--json")
+    stats = _stats(site.path)
     site.wait_css('#queues tr[data-queue="mail"]')
     for queue, counts in stats.items():
         for field in ("depth", "scheduled", "in_flight", "dead", "done", "failed"):
@@ -188,7 +176,7 @@ def test_a_script_in_an_argument_is_text(site: Site) -> None:
     assert not site.driver.find_elements(By.CSS_SELECTOR, "#dead script, #dead img")
     row.find_element(By.CSS_SELECTOR, "a.job-link").click()
     tb = site.wait_css("#job-traceback")
-    _wait(lambda: "Traceback" in tb.text, 10, "the traceback")
+    until(lambda: "Traceback" in tb.text, 10, "the traceback")
     assert "ValueError: no fix yet for " + SCRIPT_ARG in tb.text
     assert not site.driver.find_elements(By.CSS_SELECTOR, "#job script, #job img")
     assert site.driver.execute_script("return window.pwned") is None
@@ -200,7 +188,7 @@ def test_look_up_and_browse_jobs(site: Site) -> None:
     box.clear()
     box.send_keys(site.jobs["add"])
     driver.find_element(By.CSS_SELECTOR, "#lookup button").click()
-    _wait(lambda: driver.find_element(By.ID, "job-id").text == site.jobs["add"], 10, "lookup")
+    until(lambda: driver.find_element(By.ID, "job-id").text == site.jobs["add"], 10, "lookup")
     fields = {e.get_attribute("data-field"): e.text
               for e in driver.find_elements(By.CSS_SELECTOR, "#job-fields dd")}
     assert fields["state"] == "success" and fields["result"] == "5"
@@ -220,13 +208,13 @@ def test_retry_a_dead_job_with_its_button(site: Site) -> None:
     def state() -> Any:
         with urllib.request.urlopen(site.url + "api/job/" + site.jobs["flaky"]) as r:
             return json.load(r)
-    job = _wait(lambda: (lambda j: j if j["state"] == "success" else None)(state()), 30,
+    job = until(lambda: (lambda j: j if j["state"] == "success" else None)(state()), 30,
                 "the retried job to succeed")
     assert job["result"] == "sent hello" and job["attempts"] == 2
-    _wait(lambda: not site.driver.find_elements(
+    until(lambda: not site.driver.find_elements(
         By.CSS_SELECTOR, f'#dead tr[data-job="{site.jobs["flaky"]}"]'), 10, "the row to go")
-    _wait(lambda: site.cell("mail", "dead") == "1", 10, "the dead count to drop")
-    assert _diskq("stats", site.path, "--json")["mail"]["dead"] == 1
+    until(lambda: site.cell("mail", "dead") == "1", 10, "the dead count to drop")
+    assert _stats(site.path)["mail"]["dead"] == 1
 
 
 def test_screenshot(site: Site, tmp_path: Path) -> None:

@@ -71,17 +71,32 @@ class Dashboard:
             self.sampler.start()
             app = create_app(self.source, self.sampler, token=token, read_only=read_only,
                              name=name)
-            self._server: Any = create_server(app, host=host, port=port, threads=THREADS,
-                                              ident="diskqueue")
+            self._map: dict[Any, Any] = {}  # the server's sockets, so this class can close them
+            self._server: Any = create_server(app, map=self._map, host=host, port=port,
+                                              threads=THREADS, ident="diskqueue")
         except BaseException:
             self.sampler.stop()
             self.source.close()
             raise
         self.host = host
         self.port: int = self._server.effective_port
-        self._thread = threading.Thread(target=self._server.run, name="diskqueue-web",
-                                        daemon=True)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="diskqueue-web", daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:
+        from waitress import wasyncore
+
+        # waitress's own run() loops while any socket is open (a browser keeps one open)
+        # and its close() from another thread races its threads: so loop here in short
+        # steps, and close everything from this thread once asked to stop
+        try:
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=0.2, map=self._map, count=1)
+        finally:
+            self._server.task_dispatcher.shutdown()
+            for channel in list(self._map.values()):
+                channel.close()
 
     @property
     def url(self) -> str:
@@ -90,8 +105,8 @@ class Dashboard:
 
     def stop(self) -> None:
         """Stop serving and let go of the directory."""
-        self._server.close()
-        self._thread.join(timeout=10)
+        self._stopping.set()
+        self._thread.join()
         self.sampler.stop()
         self.source.close()
 
