@@ -235,7 +235,8 @@ def drain_rounds(env: Env, n: int, rounds: int) -> dict[str, list[float]]:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about a minute")
-    parser.add_argument("--jobs", type=int, help="jobs queued for the page load (1M)")
+    parser.add_argument("--jobs", type=int,
+                        help="jobs queued for the page load (1M; 0: skip the page load)")
     parser.add_argument("--dead", type=int, help="dead letters for the page load (10k)")
     parser.add_argument("--drain", type=int, help="jobs drained per round (300k)")
     parser.add_argument("--rounds", type=int, help="rounds of each arm (4)")
@@ -248,9 +249,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     root = tempfile.mkdtemp(prefix="dq-dash-")
     try:
         env = Env(root)
-        fill(env, cfg["jobs"], cfg["dead"])
-        loads = page_load(env, cfg["loads"])
-        shutil.rmtree(env.path)
+        loads: dict[str, list[float]] = {}
+        if cfg["jobs"]:  # --jobs 0: only the drain rounds
+            fill(env, cfg["jobs"], cfg["dead"])
+            loads = page_load(env, cfg["loads"])
+            shutil.rmtree(env.path)
         rates = drain_rounds(env, cfg["drain"], cfg["rounds"])
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -23,6 +23,8 @@ import pytest
 from faults import REPO_ROOT, child_env
 from test_tasks_support import diskq, until
 
+from diskqueue import TaskQueue
+
 pytest.importorskip("flask")
 pytest.importorskip("waitress")
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -40,6 +42,7 @@ SCREENSHOT = Path(REPO_ROOT) / "docs" / "img" / "dashboard.png"
 
 APP = '''
 import os
+import time
 from diskqueue import TaskQueue
 from diskqueue.tasks import set_progress
 
@@ -56,6 +59,13 @@ def flaky(text):
     if not os.path.exists(os.environ["WEB_TEST_DIR"] + ".fixed"):
         raise ValueError("no fix yet for " + text)
     return "sent " + text
+
+@tasks.task(queue="default")
+def slow(name):
+    # runs until the test lets it finish, so the page can show it running
+    while not os.path.exists(os.environ["WEB_TEST_DIR"] + ".release"):
+        time.sleep(0.05)
+    return name
 
 @tasks.periodic(every=86400, queue="default")
 def nightly():
@@ -82,9 +92,15 @@ class Site:
                  jobs: dict[str, str]) -> None:
         self.path, self.url, self.driver, self.worker, self.jobs = path, url, driver, worker, jobs
 
-    def cell(self, queue: str, field: str) -> str:
-        sel = f'#queues tr[data-queue="{queue}"] td[data-field="{field}"]'
-        return str(self.driver.find_element(By.CSS_SELECTOR, sel).text)
+    def text(self, selector: str) -> Any:
+        """The text of the first element matching, or None: read in one step, as the
+        page redraws its tables on every poll (an element found could be gone)."""
+        return self.driver.execute_script(
+            "const e = document.querySelector(arguments[0]); return e && e.textContent",
+            selector)
+
+    def cell(self, queue: str, field: str) -> Any:
+        return self.text(f'#queues tr[data-queue="{queue}"] td[data-field="{field}"]')
 
     def wait_css(self, selector: str, timeout: float = 20) -> Any:
         return until(lambda: self.driver.find_elements(By.CSS_SELECTOR, selector), timeout,
@@ -140,6 +156,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         driver.get(f"http://127.0.0.1:{port}/")
         yield Site(path, f"http://127.0.0.1:{port}/", driver, worker, jobs)
     finally:
+        Path(path + ".release").write_text("")
         if driver is not None:
             driver.quit()
         for proc in (dashboard, worker):
@@ -161,11 +178,12 @@ def test_numbers_are_those_of_diskq_stats(site: Site) -> None:
 
 
 def test_workers_and_periodic_tasks_are_listed(site: Site) -> None:
-    row = site.wait_css(f'#workers tr[data-worker^="{site.worker.pid}."]')
-    assert row.find_element(By.CSS_SELECTOR, 'td[data-field="concurrency"]').text == "3"
-    nightly = site.wait_css('#periodic tr[data-task="nightly"]')
-    assert "every 86400 s" in nightly.text
-    next_run = nightly.find_element(By.CSS_SELECTOR, 'td[data-field="next"]').text
+    row = f'#workers tr[data-worker^="{site.worker.pid}."]'
+    site.wait_css(row)
+    assert site.text(row + ' td[data-field="concurrency"]') == "3"
+    site.wait_css('#periodic tr[data-task="nightly"]')
+    assert "every 86400 s" in site.text('#periodic tr[data-task="nightly"]')
+    next_run = site.text('#periodic tr[data-task="nightly"] td[data-field="next"]')
     assert next_run not in ("", "-")
 
 
@@ -215,6 +233,17 @@ def test_retry_a_dead_job_with_its_button(site: Site) -> None:
         By.CSS_SELECTOR, f'#dead tr[data-job="{site.jobs["flaky"]}"]'), 10, "the row to go")
     until(lambda: site.cell("mail", "dead") == "1", 10, "the dead count to drop")
     assert _stats(site.path)["mail"]["dead"] == 1
+
+
+def test_workers_show_what_they_run(site: Site) -> None:
+    tasks = TaskQueue(site.path)  # a client of the worker, as any producer
+    try:
+        job = tasks.enqueue("slow", "report.pdf")
+    finally:
+        tasks.close()
+    row = f'#workers tr[data-worker^="{site.worker.pid}."] td[data-field="running"]'
+    until(lambda: f"slow {job.id}" in (site.text(row) or ""), 30, "the running job")
+    until(lambda: site.cell("default", "in_flight") == "1", 20, "in-flight 1")
 
 
 def test_screenshot(site: Site, tmp_path: Path) -> None:
