@@ -12,6 +12,9 @@ Cases (progress to stderr, the table to stdout):
   installed: from navigation until the queue table and the first page of dead letters
   are drawn; and over plain HTTP: the page, the overview and the first page of dead
   letters, one after another. Median and worst of the loads.
+- sample cost: on that directory, the time one sample of the dashboard's sampler takes
+  (every count read from the worker, over its socket), against the 5 s between two
+  samples: what the dashboard asks of the worker, whatever the number of open pages.
 - drain cost: one worker process (4 threads) drains ``--drain`` no-op jobs, round after
   round, alternately with nothing else running and with the dashboard serving an open
   page (the browser polling it, or without a browser, a poller making the page's
@@ -40,6 +43,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from diskqueue import TaskQueue  # noqa: E402
+from diskqueue.web.sampler import INTERVAL, Sampler  # noqa: E402
+from diskqueue.web.source import Source  # noqa: E402
 
 APP = '''
 import os
@@ -148,8 +153,15 @@ def page_load(env: Env, loads: int) -> dict[str, list[float]]:
     if holder.poll() is not None:
         raise RuntimeError("the worker holding the directory exited")
     dash, url = env.dashboard()
-    out: dict[str, list[float]] = {"http": [], "browser": []}
+    out: dict[str, list[float]] = {"http": [], "browser": [], "sample": []}
     try:
+        source = Source(env.path)  # a client of the worker, as the dashboard is
+        sampler = Sampler(source)
+        for _ in range(loads * 2):
+            t0 = time.perf_counter()
+            sampler.sample()
+            out["sample"].append(time.perf_counter() - t0)
+        source.close()
         for _ in range(loads):
             t0 = time.perf_counter()
             for path in ("", "static/dashboard.js", "api/overview", "api/dead"):
@@ -238,7 +250,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--jobs", type=int,
                         help="jobs queued for the page load (1M; 0: skip the page load)")
     parser.add_argument("--dead", type=int, help="dead letters for the page load (10k)")
-    parser.add_argument("--drain", type=int, help="jobs drained per round (300k)")
+    parser.add_argument("--drain", type=int,
+                        help="jobs drained per round (300k; 0: skip the drain rounds)")
     parser.add_argument("--rounds", type=int, help="rounds of each arm (4)")
     args = parser.parse_args(argv)
     logging.getLogger("diskqueue").setLevel(logging.ERROR)  # the dead letters it makes
@@ -254,15 +267,24 @@ def main(argv: Optional[list[str]] = None) -> int:
             fill(env, cfg["jobs"], cfg["dead"])
             loads = page_load(env, cfg["loads"])
             shutil.rmtree(env.path)
-        rates = drain_rounds(env, cfg["drain"], cfg["rounds"])
+        rates = drain_rounds(env, cfg["drain"], cfg["rounds"]) if cfg["drain"] else {}
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print("| case | median | worst | target |\n|---|---|---|---|")
+    sample = loads.pop("sample", [])
+    if sample:
+        print(f"| one sample of every count, {cfg['jobs']:,} queued, {cfg['dead']:,} dead | "
+              f"{statistics.median(sample) * 1000:.1f} ms | {max(sample) * 1000:.1f} ms | |")
+        print(f"| the same, as a share of the {INTERVAL:g} s between samples | "
+              f"{statistics.median(sample) / INTERVAL:.2%} | {max(sample) / INTERVAL:.2%} "
+              f"| < 2% |")
     for kind, times in loads.items():
         if times:
             print(f"| page load, {kind}, {cfg['jobs']:,} queued, {cfg['dead']:,} dead | "
                   f"{statistics.median(times) * 1000:.0f} ms | {max(times) * 1000:.0f} ms "
                   f"| < 1000 ms |")
+    if not rates:
+        return 0
     for arm, values in rates.items():
         print(f"| drain, 4 threads, {arm} | {statistics.median(values):,.0f} jobs/s | "
               f"{min(values):,.0f} | |")
