@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from faults import child_env
 from test_tasks_support import diskq, until
 
 from diskqueue import DiskQueueError, Queue, TaskQueue
@@ -22,7 +26,7 @@ pytest.importorskip("waitress")
 from diskqueue.web import Dashboard  # noqa: E402
 
 
-def _call(url: str, *, method: str = "GET", body: Optional[dict[str, Any]] = None,
+def http_call(url: str, *, method: str = "GET", body: Optional[dict[str, Any]] = None,
           headers: Optional[dict[str, str]] = None) -> tuple[int, Any, Any]:
     """(status, body as JSON or text, headers); never raises on an HTTP error."""
     data = json.dumps(body).encode() if body is not None else None
@@ -85,28 +89,28 @@ def test_every_request_needs_the_token(dead_dir: tuple[str, str]) -> None:
         base = f"http://127.0.0.1:{dash.port}/"
         for url in (base, base + "api/overview", base + "api/dead", base + "static/dashboard.js",
                     base + f"api/job/{job_id}", base + "?token=wrong"):
-            status, body, _ = _call(url)
+            status, body, _ = http_call(url)
             assert status == 401, url
             assert job_id not in json.dumps(body)
-        status, _, _ = _call(base + "api/overview", headers={"X-Diskq-Token": "s3cret"})
+        status, _, _ = http_call(base + "api/overview", headers={"X-Diskq-Token": "s3cret"})
         assert status == 200
-        status, _, _ = _call(base + "api/overview", headers={"Authorization": "Bearer s3cret"})
+        status, _, _ = http_call(base + "api/overview", headers={"Authorization": "Bearer s3cret"})
         assert status == 200
         # the login: ?token= sets a cookie and sends the browser to the bare address
-        status, _, headers = _call(base + "?token=s3cret")
+        status, _, headers = http_call(base + "?token=s3cret")
         assert status in (302, 303) and "?" not in headers["Location"]
         cookie = headers["Set-Cookie"].split(";")[0]
         assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
-        status, page, _ = _call(base, headers={"Cookie": cookie})
+        status, page, _ = http_call(base, headers={"Cookie": cookie})
         assert status == 200 and "data-csrf" in page
         # a POST with the CSRF token but without the token changes nothing
-        status, _, _ = _call(base + "api/dead/retry", method="POST", body={"id": job_id},
+        status, _, _ = http_call(base + "api/dead/retry", method="POST", body={"id": job_id},
                              headers={"X-CSRF-Token": _csrf(page)})
         assert status == 401
-        status, _, _ = _call(base + "api/dead/retry", method="POST", body={"id": job_id},
+        status, _, _ = http_call(base + "api/dead/retry", method="POST", body={"id": job_id},
                              headers={"X-CSRF-Token": _csrf(page), "Cookie": cookie})
         assert status == 200
-        assert _call(base + f"api/job/{job_id}", headers={"Cookie": cookie})[1]["state"] == \
+        assert http_call(base + f"api/job/{job_id}", headers={"Cookie": cookie})[1]["state"] == \
             "pending"
 
 
@@ -114,56 +118,56 @@ def test_a_post_without_the_csrf_token_changes_nothing(dead_dir: tuple[str, str]
     path, job_id = dead_dir
     with Dashboard(path, port=0) as dash:
         base = dash.url
-        _, page, _ = _call(base)
+        _, page, _ = http_call(base)
         for headers in ({}, {"X-CSRF-Token": "guess"}):
             for action in ("retry", "purge"):
-                status, body, _ = _call(base + f"api/dead/{action}", method="POST",
+                status, body, _ = http_call(base + f"api/dead/{action}", method="POST",
                                         body={"id": job_id}, headers=headers)
                 assert status == 403 and "CSRF" in body["error"]
         # a GET never changes anything either
-        assert _call(base + "api/dead/purge")[0] == 405
-        _, dead, _ = _call(base + "api/dead")
+        assert http_call(base + "api/dead/purge")[0] == 405
+        _, dead, _ = http_call(base + "api/dead")
         assert [j["id"] for j in dead["jobs"]] == [job_id]
-        status, body, _ = _call(base + "api/dead/purge", method="POST", body={"id": job_id},
+        status, body, _ = http_call(base + "api/dead/purge", method="POST", body={"id": job_id},
                                 headers={"X-CSRF-Token": _csrf(page)})
         assert (status, body) == (200, {"purge": 1})
-        assert _call(base + "api/dead")[1]["jobs"] == []
+        assert http_call(base + "api/dead")[1]["jobs"] == []
 
 
 def test_read_only_hides_and_refuses_changes(dead_dir: tuple[str, str]) -> None:
     path, job_id = dead_dir
     with Dashboard(path, port=0, read_only=True) as dash:
-        _, page, _ = _call(dash.url)
+        _, page, _ = http_call(dash.url)
         assert "dead-retry-all" not in page and 'data-read-only="1"' in page
-        status, body, _ = _call(dash.url + "api/dead/retry", method="POST", body={"id": job_id},
+        status, body, _ = http_call(dash.url + "api/dead/retry", method="POST", body={"id": job_id},
                                 headers={"X-CSRF-Token": _csrf(page)})
         assert status == 403 and "read-only" in body["error"]
-        assert _call(dash.url + "api/dead")[1]["jobs"][0]["id"] == job_id
+        assert http_call(dash.url + "api/dead")[1]["jobs"][0]["id"] == job_id
 
 
 def test_a_loopback_dashboard_refuses_other_host_names(tmp_path: Path) -> None:
     """A page elsewhere that rebinds its DNS name to 127.0.0.1 gets nothing."""
     with Dashboard(str(tmp_path), port=0) as dash:
-        status, body, _ = _call(dash.url + "api/overview", headers={"Host": "evil.example"})
+        status, body, _ = http_call(dash.url + "api/overview", headers={"Host": "evil.example"})
         assert status == 403 and "loopback" in body["error"]
-        assert _call(dash.url + "api/overview", headers={"Host": "localhost"})[0] == 200
+        assert http_call(dash.url + "api/overview", headers={"Host": "localhost"})[0] == 200
 
 
 def test_values_are_escaped_and_errors_are_json(dead_dir: tuple[str, str]) -> None:
     path, job_id = dead_dir
     with Dashboard(path, port=0) as dash:
-        status, _, headers = _call(dash.url)
+        status, _, headers = http_call(dash.url)
         assert "script-src 'self'" in headers["Content-Security-Policy"]
-        status, job, headers = _call(dash.url + f"api/job/{job_id}")
+        status, job, headers = http_call(dash.url + f"api/job/{job_id}")
         assert headers["Content-Type"] == "application/json"
         assert job["args"] == ["<b>bold</b>"] and "RuntimeError" in job["error"]["traceback"]
-        status, body, _ = _call(dash.url + "api/job/nope")
+        status, body, _ = http_call(dash.url + "api/job/nope")
         assert status == 404 and "no job nope" in body["error"]
-        status, body, _ = _call(dash.url + "api/jobs?queue=default&after=zz:1")
+        status, body, _ = http_call(dash.url + "api/jobs?queue=default&after=zz:1")
         assert status == 400
-        status, body, _ = _call(dash.url + "api/dead?task=fail&error=no%20%3Cb")
+        status, body, _ = http_call(dash.url + "api/dead?task=fail&error=no%20%3Cb")
         assert [j["id"] for j in body["jobs"]] == [job_id]
-        assert _call(dash.url + "api/dead?error=nothing-like-it")[1]["jobs"] == []
+        assert http_call(dash.url + "api/dead?error=nothing-like-it")[1]["jobs"] == []
 
 
 def test_plain_structures_show_counts_and_never_unpickle(tmp_path: Path) -> None:
@@ -174,17 +178,37 @@ def test_plain_structures_show_counts_and_never_unpickle(tmp_path: Path) -> None
     pickled.put({"x": 1})
     try:
         with Dashboard(str(tmp_path / "q"), port=0) as dash:
-            _, over, _ = _call(dash.url + "api/overview")
+            _, over, _ = http_call(dash.url + "api/overview")
             assert over["kind"] == "plain" and over["workers"] == []
             (name, counts), = over["samples"][-1]["queues"].items()
             assert counts["depth"] == 2 and counts["in_flight"] == 0
-            items = _call(dash.url + "api/items?queue=" + name)[1]["items"]
+            items = http_call(dash.url + "api/items?queue=" + name)[1]["items"]
             assert items == [{"n": "<i>1</i>"}, 2]
         with Dashboard(str(tmp_path / "p"), port=0) as dash:
-            _, over, _ = _call(dash.url + "api/overview")
+            _, over, _ = http_call(dash.url + "api/overview")
             (name, _counts), = over["samples"][-1]["queues"].items()
-            (item,) = _call(dash.url + "api/items?queue=" + name)[1]["items"]
+            (item,) = http_call(dash.url + "api/items?queue=" + name)[1]["items"]
             assert "not msgpack" in item
     finally:
         plain.close()
         pickled.close()
+
+
+def test_diskq_dashboard_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    with TaskQueue(str(tmp_path / "jobs")) as tasks:
+        tasks.enqueue("resize", "a.png")
+    proc = subprocess.Popen([sys.executable, "-m", "diskqueue.cli", "dashboard",
+                             str(tmp_path / "jobs"), "--port", "0", "--read-only"],
+                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        assert "(read-only)" in line, proc.stderr.read() if proc.stderr else ""
+        url = line.split(" on ")[1].split()[0]
+        assert http_call(url + "api/overview")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
