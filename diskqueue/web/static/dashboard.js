@@ -121,6 +121,13 @@ function chart(queue, title, series) {
     line.setAttribute("stroke-width", "1.5");
     svg.append(line);
   }
+  for (const [x, anchor, label] of [[2, "start", "-60 min"], [W - 2, "end", "now"]]) {
+    const text = document.createElementNS(ns, "text");
+    Object.entries({x: x, y: H - 3, "text-anchor": anchor, "font-size": 9, fill: "#889"})
+      .forEach(([k, v]) => text.setAttribute(k, v));
+    text.textContent = label;
+    svg.append(text);
+  }
   const legend = el("div", {class: "legend"});
   for (const [field, color] of series) {
     const now = points.length ? points[points.length - 1].queues[queue][field] : null;
