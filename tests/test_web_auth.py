@@ -212,3 +212,12 @@ def test_diskq_dashboard_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_without_the_extra_the_command_says_what_to_install(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['flask'] = None; from diskqueue.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    out = subprocess.run([sys.executable, "-c", code, "dashboard", str(tmp_path)],
+                         env=child_env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "pip install 'diskqueue[web]'" in out.stderr

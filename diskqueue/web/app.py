@@ -90,7 +90,6 @@ def create_app(source: Source, sampler: Sampler, *, token: Optional[str] = None,
     """The Flask application serving the dashboard of ``source`` (called ``name``)."""
     app = Flask(__name__)
     guard = Guard(token, read_only)
-    app.config["guard"] = guard
 
     @app.before_request
     def _check() -> Optional[Response]:

@@ -124,11 +124,7 @@ class Source:
     # -- jobs --------------------------------------------------------------------
     def job(self, job_id: str) -> dict[str, Any]:
         """One job's whole record, ready to show. Raises ``UnknownJob``."""
-        tasks = self._need_tasks()
-        rec = tasks.job(job_id).info()
-        out = shown(rec)
-        out["error"] = shown(rec.get("error"))
-        return out  # type: ignore[no-any-return]
+        return shown(self._need_tasks().job(job_id).info())  # type: ignore[no-any-return]
 
     def pending(self, queue: str, after: Optional[str], limit: int = PAGE
                 ) -> tuple[list[dict[str, Any]], Optional[str]]:
