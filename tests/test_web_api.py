@@ -4,20 +4,26 @@ filtered retry and purge, and the records workers keep of themselves."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from faults import child_env
 from test_tasks_support import until
 from test_web_auth import http_call
 
 from diskqueue import TaskQueue
-from diskqueue.tasks.worker.presence import STALE, alive
+from diskqueue.tasks import layout as R
+from diskqueue.tasks.worker.presence import NS_WORKERS, STALE, alive
 
 pytest.importorskip("flask")
 pytest.importorskip("waitress")
 from diskqueue.web import Dashboard  # noqa: E402
+from diskqueue.web.source import Source  # noqa: E402
 
 
 def _post(dash: Dashboard, action: str, body: dict[str, Any]) -> Any:
@@ -108,3 +114,39 @@ def test_workers_announce_themselves_until_they_stop(tmp_path: Path) -> None:
         tasks.close()
     now = time.time()
     assert alive({"beat": now - 1}, now) and not alive({"beat": now - STALE - 1}, now)
+
+
+def test_a_new_worker_drops_the_records_of_workers_gone(tmp_path: Path) -> None:
+    """A worker killed with SIGKILL leaves its record; the next worker to start drops it."""
+    path = str(tmp_path / "jobs")
+    killed = subprocess.Popen([sys.executable, "-c", textwrap.dedent('''
+        import sys, time
+        from diskqueue import TaskQueue
+        tasks = TaskQueue(sys.argv[1])
+        tasks.start(concurrency=1)
+        print("started", flush=True)
+        time.sleep(60)
+    '''), path], env=child_env(), stdout=subprocess.PIPE)
+    assert killed.stdout is not None and killed.stdout.readline() == b"started\n"
+    killed.kill()
+    killed.wait()
+    tasks = TaskQueue(path)
+    source = Source(path)
+    try:
+        left = source.eng.scan_records(NS_WORKERS)
+        assert len(left) == 1  # the killed worker's record, still there
+        record = R.unpack(bytes(left[0][1]))
+        assert record["pid"] == killed.pid
+        # shown while it could still be alive, not once it is stale
+        assert [w["pid"] for w in source.workers()] == [killed.pid]
+        old = dict(record, beat=time.time() - STALE - 1)
+        source.eng.write_records([(NS_WORKERS, bytes(left[0][0]), R.pack(old))])
+        assert source.workers() == []
+        worker = tasks.start(concurrency=1)
+        mine = worker.counters.worker_id.encode()
+        assert [bytes(k) for k, _ in source.eng.scan_records(NS_WORKERS)] == [mine]
+        worker.stop()
+        assert source.eng.scan_records(NS_WORKERS) == []
+    finally:
+        source.close()
+        tasks.close()

@@ -5,8 +5,8 @@ process could tell which workers are alive, how many jobs each may run at once, 
 they are running or when their periodic tasks tick next. Each worker now keeps one
 record under ``NS_WORKERS`` (key: its worker id), rewritten every
 :data:`BEAT` seconds by a thread of its own and deleted when it stops cleanly. A worker
-killed with SIGKILL leaves its record behind; a reader tells the living by the age of
-``beat`` (see :func:`alive`).
+killed with SIGKILL leaves its record behind until the next worker starts; a reader
+tells the living by the age of ``beat`` (see :func:`alive`).
 """
 
 from __future__ import annotations
@@ -68,7 +68,16 @@ class Presence:
                                         daemon=True)
 
     def start(self) -> None:
+        """Write the record, drop those of workers gone without a word (SIGKILL), and
+        keep the record fresh from now on."""
         self._write()
+        eng = self.worker.tasks._engine()
+        now = time.time()
+        gone = [(NS_WORKERS, bytes(key), None) for key, value
+                in eng.scan_records(NS_WORKERS, limit=10_000)
+                if not alive(R.unpack(bytes(value)), now)]
+        if gone:
+            eng.write_records(gone)
         self._thread.start()
 
     def _write(self) -> None:
