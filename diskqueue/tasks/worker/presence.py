@@ -31,7 +31,7 @@ RUNNING_SHOWN = 50  # at most this many running jobs are listed in the record
 def _record(worker: Worker, started: float) -> dict[str, Any]:
     tasks = worker.tasks
     running = []
-    for run in list(worker.runner.active)[:RUNNING_SHOWN]:
+    for run in list(worker.runner.active.copy())[:RUNNING_SHOWN]:
         rec = run.record
         running.append({"id": rec.get("id"), "task": rec.get("task"),
                         "queue": rec.get("queue"), "started": rec.get("started")})
