@@ -33,6 +33,7 @@ EPILOG = """examples:
   diskq purge data/jobs ID     delete one dead job for good
   diskq metrics data/jobs --port 9108
                                serve its gauges to Prometheus (needs diskqueue[metrics])
+  diskq dashboard data/jobs    a web page of the queues, jobs and workers on port 8686
 """
 
 
@@ -77,7 +78,35 @@ def _parser() -> argparse.ArgumentParser:
                          help="the port to serve http://HOST:N/metrics on (0: any free one)")
     metrics.add_argument("--host", default="127.0.0.1", metavar="HOST",
                          help="the address to serve on (default: 127.0.0.1)")
+    _dashboard_parser(sub)
     return parser
+
+
+def _dashboard_parser(sub: Any) -> None:
+    cmd = sub.add_parser("dashboard", help="serve a web dashboard of the directory "
+                         "(needs pip install 'diskqueue[web]')",
+                         description="Serve a web page of the queues, jobs, dead letters "
+                         "and workers of PATH until interrupted.")
+    cmd.add_argument("path", help="the queue or task directory")
+    cmd.add_argument("--host", default="127.0.0.1",
+                     help="the address to bind (default: 127.0.0.1; any other needs a token)")
+    cmd.add_argument("--port", type=int, default=8686, help="the port (default: 8686)")
+    cmd.add_argument("--token", help="a secret every request must carry (default: the "
+                     "DISKQ_DASHBOARD_TOKEN environment variable); open /?token=T to log in")
+    cmd.add_argument("--read-only", action="store_true",
+                     help="show, but never retry or purge (the buttons are hidden)")
+
+
+def _dashboard(args: argparse.Namespace, path: str) -> int:
+    from ..web import serve
+
+    try:
+        serve(path, host=args.host, port=args.port, token=args.token, read_only=args.read_only,
+              name=args.path)
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        print(f"diskq: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 def _stats(path: str) -> dict[str, Any]:
@@ -222,6 +251,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
             run_directory(path, args.port, args.host, lambda line: print(line, flush=True))
             return EXIT_OK
+        if args.command == "dashboard":
+            return _dashboard(args, path)
         if args.command == "repair":
             result = dict(repair(path))
             text = f"repaired {path}: {result['items']} items kept, " \

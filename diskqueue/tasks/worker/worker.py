@@ -23,6 +23,7 @@ from ..app import TaskApp
 from ..stats import Counters
 from .aiopool import AsyncPool
 from .pools import Pool, ThreadPool
+from .presence import Presence
 from .procpool import ProcessPool
 from .runner import Runner
 from .scheduler import Scheduler
@@ -90,6 +91,7 @@ class Worker:
         self.runner: Any = None  # a Runner, a Pool and a Scheduler once started
         self.pool: Any = None
         self.scheduler: Any = None
+        self.presence: Optional[Presence] = None
         self.started = False
         self.stopped = False
         self.clean: Optional[bool] = None
@@ -136,6 +138,8 @@ class Worker:
                                    on_timeout, on_pass)
         self.scheduler.start()
         self.pool.start()
+        self.presence = Presence(self)
+        self.presence.start()
         log.info("worker started: %s pool, concurrency %d, queues %s", self.pool_kind,
                  self.concurrency, ", ".join(self.queue_names()))
         return self
@@ -164,6 +168,8 @@ class Worker:
         if left:
             self.pool.abandon(left)
         self.pool.close()
+        if self.presence is not None:
+            self.presence.stop()
         self.scheduler.stop()
         if not left:
             self.runner.counters.fold(self.tasks.store, self.scheduler.shared.scheduling,
