@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 SEP = "\x06\x16"  # kombu's Redis transport separator: lane names read the same there
 PRIORITY_STEPS = [0, 3, 6, 9]
 BINDING_PREFIX = "_kombu.binding."
+EXCHANGE_PREFIX = "_kombu.exchange."
 PURGE_BATCH = 1000
 
 TRANSPORT_ALIASES.setdefault(SCHEME, TRANSPORT)
@@ -266,7 +267,7 @@ class Channel(virtual.Channel):
     def queue_unbind(self, queue: str, exchange: Optional[str] = None,
                      routing_key: str = "", arguments: Any = None, **kwargs: Any) -> None:
         """Remove a binding, here and in the directory."""
-        rkey, pattern, _ = self.typeof(exchange).prepare_bind(queue, exchange, routing_key,
+        rkey, pattern, _ = self.typeof(exchange or "").prepare_bind(queue, exchange, routing_key,
                                                               arguments)
         self._unbind_stored(exchange or "", rkey, pattern, queue)
         super().queue_unbind(queue, exchange, routing_key, arguments, **kwargs)
@@ -279,6 +280,29 @@ class Channel(virtual.Channel):
                 self.store.dequeue_many(lane, PURGE_BATCH, raw=True)
             except Empty:
                 return
+
+    def exchange_declare(self, exchange: Optional[str] = None, type: str = "direct",
+                         durable: bool = False, auto_delete: bool = False,
+                         arguments: Any = None, nowait: bool = False,
+                         passive: bool = False) -> None:
+        """Declare an exchange, and record its type for the other processes."""
+        known = exchange in self.state.exchanges
+        super().exchange_declare(exchange, type, durable, auto_delete, arguments, nowait,
+                                 passive)
+        if exchange and not known and not passive:
+            lane = f"{EXCHANGE_PREFIX}{exchange}{SEP}{type or 'direct'}"
+            if not self.store.length(lane):
+                self.store.enqueue(lane, None)
+
+    def typeof(self, exchange: str, default: str = "direct") -> Any:
+        """The exchange type: as declared here, else as declared by another process."""
+        if exchange and exchange not in self.state.exchanges:
+            head = f"{EXCHANGE_PREFIX}{exchange}{SEP}"
+            for prefix in self.store.prefixes():
+                name = prefix.decode("utf-8", "replace")
+                if name.startswith(head) and name[len(head):] in self.exchange_types:
+                    return self.exchange_types[name[len(head):]]
+        return super().typeof(exchange, default)
 
     def _stored_bindings(self, exchange: str) -> list[tuple[str, ...]]:
         """``(routing_key, pattern, queue)`` of every stored binding of ``exchange``
