@@ -135,3 +135,16 @@ def test_purge_size_and_passive_declare(url: str) -> None:
 def test_a_connection_without_a_directory_says_what_to_give() -> None:
     with Connection("diskqueue://") as conn, pytest.raises(ValueError, match="names a"):
         conn.connect()
+
+
+def test_deleting_a_queue_removes_the_bindings_other_processes_made(url: str) -> None:
+    fanout = Exchange("everyone", "fanout")
+    with Connection(url) as gone, Connection(url) as admin:
+        Queue("orphan", fanout)(gone.channel()).declare()
+        Queue("kept", fanout)(admin.channel()).declare()
+        chan = admin.channel()
+        chan.queue_delete("orphan")  # bound by the other connection, not this one
+        admin.Producer().publish("hi", exchange="everyone", routing_key="")
+        assert chan.queue_declare("kept", passive=True).message_count == 1
+        with pytest.raises(ChannelError, match="NOT_FOUND"):
+            chan.queue_declare("orphan", passive=True)

@@ -244,6 +244,18 @@ class Channel(virtual.Channel):
                     break
         return removed
 
+    def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False,
+                     **kwargs: Any) -> None:
+        """Delete ``queue``: its messages and its bindings, including those another
+        process made (a queue left bound by a killed process is removed this way)."""
+        if if_empty and self._size(queue):
+            return
+        super().queue_delete(queue, if_unused=if_unused, if_empty=if_empty, **kwargs)
+        for exchange, rkey, pattern, bound in self._stored_bindings(""):
+            if bound == queue:
+                self._unbind_stored(exchange, rkey, pattern, queue)
+        self._purge(queue)
+
     def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
         """Purge ``queue`` and forget the binding named by ``args``."""
         if len(args) >= 3:
