@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from bisect import bisect
 from itertools import count
+from time import monotonic
 from typing import Any, Optional
 
 from ..errors import Closed, DiskQueueError, Empty, Locked, NotReserved
@@ -130,6 +131,7 @@ class Channel(virtual.Channel):
         self._no_ack_queues: set[str] = set()
         self._auto_delete_queues: set[str] = set()
         self._tags = count(1)
+        self._paused: dict[str, float] = {}  # lane -> monotonic time it is asked again
 
     @property
     def store(self) -> PrefixQueue:
@@ -145,16 +147,26 @@ class Channel(virtual.Channel):
     def _get(self, queue: str, timeout: Optional[float] = None) -> dict[str, Any]:
         """Take ``queue``'s next message, highest priority first: reserved until it is
         acked, or removed at once for a consumer that does not ack."""
-        return self._take(queue, queue in self._no_ack_queues)
+        return self._take(queue, queue in self._no_ack_queues, pause=True)
 
-    def _take(self, queue: str, no_ack: bool) -> dict[str, Any]:
+    def _take(self, queue: str, no_ack: bool, pause: bool = False) -> dict[str, Any]:
+        """The next message of ``queue``. With ``pause``, a priority level found empty
+        is not asked again for ``polling_interval`` seconds: a consumer polls many
+        levels (4 per queue, and a worker consumes several queues), and each ask is a
+        round trip for a process that does not hold the directory. A message sent to a
+        paused level waits at most that long, as it would in an idle worker's poll."""
         store = self.store
+        now = monotonic() if pause else 0.0
         for lane in lanes_of(queue):
+            if pause and self._paused.get(lane, 0.0) > now:
+                continue
             try:
                 if no_ack:
                     return store.dequeue(lane).value  # type: ignore[no-any-return]
                 item = store.reserve(lane, lease=self.visibility_timeout)
             except Empty:
+                if pause:
+                    self._paused[lane] = now + (self.connection.polling_interval or 0.0)
                 continue
             return self._delivery(item)
         raise Empty()
