@@ -24,6 +24,8 @@ How kombu's model maps onto the directory (one :class:`~diskqueue.PrefixQueue`):
 from __future__ import annotations
 
 import logging
+import queue as stdlib_queue
+import threading
 from bisect import bisect
 from itertools import count
 from time import monotonic
@@ -95,11 +97,19 @@ class QoS(virtual.QoS):
         """Delete the delivered message for good."""
         self.channel._settle(delivery_tag, requeue=False)
         super().ack(delivery_tag)
+        self._room()
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         """Put the message back at the front of its queue (``requeue``), or drop it."""
         self.channel._settle(delivery_tag, requeue=bool(requeue))
         self._quick_ack(delivery_tag)
+        self._room()
+
+    def _room(self) -> None:
+        """Wake the transport's consuming thread: the prefetch window has room again."""
+        transport = self.channel.connection
+        if transport is not None:
+            transport.wake.set()
 
     def restore_unacked(self) -> list[tuple[BaseException, Any]]:
         """Put every unacked message back at the front of its queue."""
@@ -400,6 +410,10 @@ class Transport(virtual.Transport):
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self._store: Optional[PrefixQueue] = None
+        # Set by every ack and reject. A worker whose prefetch window is full waits on
+        # it rather than sleeping polling_interval: kombu's virtual transports sleep,
+        # which caps a worker at (prefetch count / polling_interval) tasks a second.
+        self.wake = threading.Event()
 
     @property
     def store(self) -> PrefixQueue:
@@ -412,6 +426,28 @@ class Transport(virtual.Transport):
                 path_of(client.hostname or ""),
                 connect_timeout=float(options.get("connect_timeout", 10.0)))
         return store
+
+    def drain_events(self, connection: Any, timeout: Any = None, **kwargs: Any) -> Any:
+        """Deliver one message to its consumer's callback; between empty polls, wait
+        ``polling_interval`` or until an ack makes room, whichever comes first. Raises
+        ``TimeoutError`` (``socket.timeout``) when ``timeout`` passes with nothing
+        delivered."""
+        start = monotonic()
+        cycle: Any = self.cycle
+        while True:
+            try:
+                cycle.get(self._deliver, timeout=timeout)
+                return
+            except stdlib_queue.Empty:  # kombu's (ours is a subclass)
+                pass
+            pause = self.polling_interval or 0.0
+            if timeout is not None:
+                left = timeout - (monotonic() - start)
+                if left <= 0:
+                    raise TimeoutError()
+                pause = min(pause, left)
+            self.wake.wait(pause)
+            self.wake.clear()
 
     def establish_connection(self) -> Any:
         """Open the directory (so a bad path or a hung holder fails here), then a
