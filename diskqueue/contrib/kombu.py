@@ -119,6 +119,10 @@ class QoS(virtual.QoS):
             tag, message = self._delivered.popitem()
             try:
                 self.channel._settle(tag, requeue=True)
+            except Closed:
+                # The directory was closed first (interpreter exit): diskqueue hands the
+                # reservation back when this process is gone.
+                continue
             except DiskQueueError as exc:
                 errors.append((exc, message))
         return errors
@@ -230,13 +234,15 @@ class Channel(virtual.Channel):
         return result
 
     def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
-        """Take one message from ``queue`` (``None`` when it is empty)."""
-        if no_ack:
-            try:
-                return self.Message(self._take(queue, True), channel=self)
-            except Empty:
-                return None
-        return super().basic_get(queue, no_ack=False, **kwargs)
+        """Take one message from ``queue`` now (``None`` when it is empty): reserved
+        until acked, or taken out for good with ``no_ack``."""
+        try:
+            message = self.Message(self._take(queue, no_ack), channel=self)
+        except Empty:
+            return None
+        if not no_ack:
+            self.qos.append(message, message.delivery_tag)
+        return message
 
     # -- queues --------------------------------------------------------------------
     def _new_queue(self, queue: str, auto_delete: bool = False, **kwargs: Any) -> None:
