@@ -148,3 +148,13 @@ def test_deleting_a_queue_removes_the_bindings_other_processes_made(url: str) ->
         assert chan.queue_declare("kept", passive=True).message_count == 1
         with pytest.raises(ChannelError, match="NOT_FOUND"):
             chan.queue_declare("orphan", passive=True)
+
+
+def test_the_core_never_imports_celery_or_kombu() -> None:
+    out = run_py("""
+        import sys
+        import diskqueue, diskqueue.cli.admin, diskqueue.cli.worker  # noqa: F401
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("celery", "kombu")))
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
