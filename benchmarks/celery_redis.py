@@ -14,7 +14,9 @@ two brokers, median and p90 shown:
   running worker would (the row "enqueue, producer holds the directory" shows the
   case where it is alone).
 - drain: a worker started on N queued no-op tasks, from the first task's start to the
-  last one's (Celery's default settings: acks on receipt, prefetch 4 per thread).
+  last one's (Celery's default settings: acks on receipt, prefetch 4 per thread). The
+  worker holds the directory; in "drain, worker is a client" another process does (an
+  app that opened it first), so each take and ack is a round trip to it.
 - kill: ``task_acks_late=True``; a worker drains N tasks that each note their number;
   the worker (with its pool) is SIGKILLed halfway, a new worker is started, and after
   the queue is empty and quiet for 3 s the jobs never run are counted. On Redis the
@@ -204,13 +206,17 @@ def enqueue(run: Run, n: int, alone: bool = False) -> float:
             holder.wait()
 
 
-def drain(run: Run, n: int) -> float:
+def drain(run: Run, n: int, client: bool = False) -> float:
     run.produce(n, "drain")
+    holder = run.holder() if client else None
     worker = run.worker("drain")
     try:
         wait(lambda: any(m[0] == "last" for m in run.marks_list()), 600)
     finally:
         stop(worker)
+        if holder is not None:
+            holder.kill()
+            holder.wait()
     when = {m[0]: float(m[1]) for m in run.marks_list()}
     return n / (when["last"] - when["first"])
 
@@ -283,8 +289,10 @@ def main(argv: list[str] | None = None) -> int:
                 cases = [("round trip (probe)", round_trip), ("enqueue", enqueue),
                          ("drain", drain), ("kill", kill)]
                 if broker == "diskqueue":
-                    cases.insert(1, ("enqueue, producer holds the directory",
+                    cases.insert(2, ("enqueue, producer holds the directory",
                                      lambda run, n: enqueue(run, n, alone=True)))
+                    cases.insert(4, ("drain, worker is a client",
+                                     lambda run, n: drain(run, n, client=True)))
                 for case, fn in cases:
                     run = Run(broker, workdir, base)
                     run.flush()
