@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("celery")
 
-from celery_helpers import (  # noqa: E402
+from celery_support import (  # noqa: E402
     Worker,
     celery,
     done,

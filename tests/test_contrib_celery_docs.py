@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("celery")
 
-from celery_helpers import REPO, wait_for  # noqa: E402
+from celery_support import REPO, wait_for  # noqa: E402
 from faults import child_env  # noqa: E402
 from test_docs import FENCE  # noqa: E402
 

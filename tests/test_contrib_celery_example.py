@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("celery")
 
-from celery_helpers import REDIS_MISSING, REPO, redis_server, wait_for  # noqa: E402
+from celery_support import REDIS_MISSING, REPO, redis_server, wait_for  # noqa: E402
 from faults import child_env  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "scale-out"
