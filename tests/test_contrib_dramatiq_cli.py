@@ -115,13 +115,10 @@ def test_sigkill_of_the_workers_mid_drain_loses_nothing(tmp_path):
 
 # -- the example app, as the docs run it ----------------------------------------------------
 def _section() -> str:
-    """The Dramatiq section of the scale-out page, wherever it is kept."""
-    for name in ("scale-out.md", "scale-out-dramatiq.md"):
-        path = ROOT / "docs" / name
-        if path.exists() and "## Dramatiq" in path.read_text():
-            text = path.read_text().split("## Dramatiq", 1)[1]
-            return text.split("\n## ", 1)[0]
-    raise AssertionError("docs have no Dramatiq section")
+    """The Dramatiq section of the scale-out page."""
+    text = (ROOT / "docs" / "scale-out.md").read_text()
+    assert "\n## Dramatiq\n" in text, "docs/scale-out.md has no Dramatiq section"
+    return text.split("\n## Dramatiq\n", 1)[1].split("\n## ", 1)[0]
 
 
 def _commands(marker: str) -> list[str]:
