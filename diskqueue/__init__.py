@@ -1,6 +1,8 @@
 """diskqueue: embedded, disk-persistent queues on LevelDB."""
 
 from .errors import (
+    AsyncEmpty,
+    AsyncFull,
     Closed,
     Corrupted,
     DiskQueueError,
@@ -33,4 +35,5 @@ __all__ = [
     "PermissionDenied", "SharedDirectoryWarning",
     "Undecodable",
     "OutcomeUnknown",
+    "AsyncEmpty", "AsyncFull",
 ]

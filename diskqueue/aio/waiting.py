@@ -1,0 +1,266 @@
+"""Awaiting an item without a thread per waiter.
+
+A :class:`Dispatcher` serves every task that awaits one kind of take on one handle
+(``dequeue`` of a Queue, ``reserve(lease=30)``, ``dequeue(prefix)`` of one prefix…).
+It owns at most one thread, alive only while at least one task waits: the thread makes
+the blocking take of the structure (which already waits on the engine's condition, or
+on a call parked at the holder of another process, so a put from any handle, thread
+or process wakes it) and hands what it took to the oldest waiting task with
+``loop.call_soon_threadsafe``. Idle, there is no thread and nothing polls.
+
+The thread takes an item before it knows whether anybody will still want it: the task
+may be cancelled, or time out, meanwhile. So every take is made returnable (a
+reservation, or for a Stack a pop whose top can be pushed again) and is *accepted* by
+the task only once it resumed with it; an item nobody accepted is given back at once,
+on the loop, by the ``give_back`` the handle supplied. Between the take and the
+acceptance no await happens that could lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Generic, Optional, TypeVar
+
+from ..errors import Closed, Empty
+
+T = TypeVar("T")
+
+# How long one blocking take waits before the thread looks again whether any task still
+# waits (and whether the handle closed). It bounds how long a thread outlives its last
+# waiter, and how long ``close()`` waits for it; a take that finds an item returns at
+# once, whatever this is.
+SLICE = 0.25
+
+_counter = itertools.count()
+
+
+class _Waiter:
+    """A task waiting in a dispatcher: its future, and the loop to answer it on."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.future = future
+        self.loop = loop
+
+
+class Dispatcher(Generic[T]):
+    """One kind of blocking take, shared by every task that awaits it (see the module).
+
+    ``take(seconds)`` takes one item, waiting at most ``seconds``, or raises ``Empty``;
+    it runs in the dispatcher's thread. ``give_back(item)`` returns an item nobody
+    accepted to the front; it runs on the loop (or in the thread once the loop is gone).
+    """
+
+    def __init__(self, take: Callable[[float], T], give_back: Callable[[T], None],
+                 name: str) -> None:
+        self._take = take
+        self._give_back = give_back
+        self._name = name
+        self._lock = threading.Lock()
+        self._waiters: OrderedDict[int, _Waiter] = OrderedDict()
+        self._in_transit = 0  # taken, handed to the loop, not yet delivered
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+        self._exited: list[asyncio.Future[None]] = []
+
+    @property
+    def waiting(self) -> int:
+        """How many tasks wait here now."""
+        return len(self._waiters)
+
+    async def wait(self, timeout: Optional[float], accept: Callable[[T], Any]) -> Any:
+        """Wait for the next item this dispatcher takes and return ``accept(item)``.
+
+        Raises ``Empty`` after ``timeout`` seconds (None: for ever), ``Closed`` when the
+        handle closes, and whatever the take raised (``Undecodable``…). Cancelled at
+        any point, it either took nothing or gives its item back before it returns.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        key = next(_counter)
+        self._add(key, _Waiter(future, loop))
+        timer = None if timeout is None else loop.call_later(timeout, _expire, future,
+                                                             timeout)
+        try:
+            item = await future
+        except asyncio.CancelledError:
+            # The item may have been handed over just before the cancellation landed.
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._give_back(future.result())
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            with self._lock:
+                self._waiters.pop(key, None)
+        return accept(item)
+
+    def _add(self, key: int, waiter: _Waiter) -> None:
+        with self._lock:
+            if self._closed:
+                raise Closed(f"{self._name} is closed; open it again to use it")
+            for other in self._waiters.values():
+                if other.loop is not waiter.loop:
+                    raise RuntimeError(
+                        f"{self._name} has tasks waiting on another event loop; use one "
+                        "handle per loop")
+                break
+            self._waiters[key] = waiter
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name,
+                                                daemon=True)
+                self._thread.start()
+
+    # -- the thread --------------------------------------------------------------
+    def _next_loop(self) -> Optional[asyncio.AbstractEventLoop]:
+        """The loop of the oldest waiter still to be served, or None to stop (lock held)."""
+        if self._closed or len(self._waiters) <= self._in_transit:
+            return None
+        for waiter in self._waiters.values():
+            return waiter.loop
+        return None
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    loop = self._next_loop()
+                    if loop is None:
+                        self._thread = None
+                        return
+                try:
+                    got: Any = self._take(SLICE)
+                except Empty:
+                    continue
+                except BaseException as exc:  # Closed, Locked, Undecodable…: to a waiter
+                    got = _Failure(exc)
+                with self._lock:
+                    self._in_transit += 1
+                try:
+                    loop.call_soon_threadsafe(self._deliver, got)
+                except RuntimeError:  # that loop is closed: nobody there will accept it
+                    with self._lock:
+                        self._in_transit -= 1
+                    self._return(got)
+        finally:
+            self._signal_exit()
+
+    def _signal_exit(self) -> None:
+        with self._lock:
+            exited, self._exited = self._exited, []
+        for future in exited:
+            try:
+                future.get_loop().call_soon_threadsafe(_resolve, future)
+            except RuntimeError:
+                pass
+
+    # -- on the loop --------------------------------------------------------------
+    def _deliver(self, got: Any) -> None:
+        """Hand a take's outcome to the oldest task still waiting, or give it back."""
+        with self._lock:
+            self._in_transit -= 1
+            target = None
+            while self._waiters:
+                _, waiter = self._waiters.popitem(last=False)
+                if not waiter.future.done():
+                    target = waiter.future
+                    break
+        if target is None:
+            self._return(got)
+        elif isinstance(got, _Failure):
+            target.set_exception(got.exc)
+        else:
+            target.set_result(got)
+
+    def _return(self, got: Any) -> None:
+        if not isinstance(got, _Failure):
+            self._give_back(got)
+
+    async def close(self) -> None:
+        """Fail every waiter with ``Closed`` and wait until the thread has stopped (it
+        stops within one ``SLICE``, giving back what it took meanwhile)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._closed = True
+            waiters = list(self._waiters.values())
+            self._waiters.clear()
+            exited: Optional[asyncio.Future[None]] = None
+            if self._thread is not None:
+                exited = loop.create_future()
+                self._exited.append(exited)
+        for waiter in waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(Closed(f"{self._name} was closed while waiting"))
+        if exited is not None:
+            await asyncio.shield(exited)
+
+
+class _Failure:
+    """An exception the thread's take raised, on its way to a waiter."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _expire(future: asyncio.Future[Any], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(Empty(f"nothing came within {timeout:g} s"))
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class SharedCall:
+    """One blocking call (``join``) made by one thread for every task awaiting it.
+
+    Cancelling an awaiting task costs nothing: the call returns no item. The thread
+    ends with the call; a task that comes later starts the next one.
+    """
+
+    def __init__(self, call: Callable[[], None], name: str) -> None:
+        self._call = call
+        self._name = name
+        self._lock = threading.Lock()
+        self._futures: list[asyncio.Future[None]] = []
+
+    async def wait(self) -> None:
+        """Wait until the call returns (raise what it raised)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._futures.append(future)
+            start = len(self._futures) == 1
+        if start:
+            threading.Thread(target=self._run, name=self._name, daemon=True).start()
+        await future
+
+    def _run(self) -> None:
+        error: Optional[BaseException] = None
+        try:
+            self._call()
+        except BaseException as exc:
+            error = exc
+        with self._lock:
+            futures, self._futures = self._futures, []
+        for future in futures:
+            try:
+                future.get_loop().call_soon_threadsafe(_settle, future, error)
+            except RuntimeError:
+                pass
+
+
+def _settle(future: asyncio.Future[None], error: Optional[BaseException]) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
