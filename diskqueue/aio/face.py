@@ -37,8 +37,9 @@ class AsyncQueueFace(abc.ABC):
         """The blocking handle, open (``Closed`` otherwise)."""
 
     @abc.abstractmethod
-    async def _get_value(self) -> Any:
-        """Wait for the next item, take it, and return it as ``get`` does."""
+    async def get(self) -> Any:
+        """Remove and return the next item, waiting for one. Cancelled, it took nothing
+        (or gave its item back at once)."""
 
     def put_nowait(self, item: Any) -> None:
         """Store ``item`` now; ``AsyncFull`` (an ``asyncio.QueueFull``) at ``maxsize``."""
@@ -66,11 +67,6 @@ class AsyncQueueFace(abc.ABC):
         """Remove and return the next item now; ``AsyncEmpty`` (an ``asyncio.QueueEmpty``)
         if there is none."""
         return now(lambda: self._face().get(block=False))
-
-    async def get(self) -> Any:
-        """Remove and return the next item, waiting for one. Cancelled, it took nothing
-        (or gave its item back at once)."""
-        return await self._get_value()
 
     def qsize(self) -> int:
         """Ready items, in every process."""

@@ -10,13 +10,14 @@ the calls that wait for an item go through a :class:`~.waiting.Dispatcher`.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, Optional, TypeVar
 
 from .._checks import check_timeout
 from ..codecs import CodecSpec
-from ..errors import AsyncEmpty, Closed, Empty, NotReserved
+from ..errors import AsyncEmpty, Closed, Empty
 from ..item import Item
 from ..structures.handle import Handle
 from .waiting import Dispatcher
@@ -137,32 +138,30 @@ class AsyncHandle(Generic[H]):
             dispatcher = self._dispatchers[key] = Dispatcher(take, give_back, name)
         return dispatcher
 
-    async def _taking(self, key: Hashable, block: bool, timeout: Optional[float],
-                      nowait: Callable[[], T], take: Callable[[float], Any],
-                      give_back: Callable[[Any], None], accept: Callable[[Any], T]) -> T:
+    def _taking(self, key: Hashable, block: bool, timeout: Optional[float],
+                nowait: Callable[[], T], take: Callable[[float], Any],
+                give_back: Callable[[Any], None], accept: Callable[[Any], T]
+                ) -> Awaitable[T]:
         """A take that may wait: at once when an item is there and nobody waits before
-        this task, else through the dispatcher of ``key``."""
+        this task, else through the dispatcher of ``key``. Not a coroutine itself, so
+        that a waiting task holds one frame less (10,000 of them add up)."""
         self._live()
         timeout = check_timeout(block, timeout)
         dispatcher = self._dispatchers.get(key)
         if not block or dispatcher is None or not dispatcher.waiting:
             try:
-                return nowait()
+                return done(nowait())
             except Empty as exc:
                 if not block:
                     raise nothing(exc) from None
-        dispatcher = self._dispatcher(key, take, give_back)
-        while True:
-            try:
-                return await dispatcher.wait(timeout, accept)  # type: ignore[no-any-return]
-            except NotReserved:
-                # The hand-over lease ran out before this task accepted the item (a loop
-                # blocked for minutes): it went back to the queue by itself. Wait again.
-                continue
-            except AsyncEmpty:
-                raise
-            except Empty as exc:
-                raise nothing(exc) from None
+        return self._dispatcher(key, take, give_back).wait(timeout, accept)
+
+
+def done(result: T) -> asyncio.Future[T]:
+    """An awaitable that has ``result`` already."""
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    future.set_result(result)
+    return future
 
 
 def unreserved(item: Item) -> Item:

@@ -111,7 +111,9 @@ class _Line(AsyncHandle[Any], _Draining, AsyncQueueFace):
     def _face(self) -> Queue | Stack:
         return self._live()
 
-    async def _get_value(self) -> Any:
+    async def get(self) -> Any:
+        """Remove and return the next value, waiting for one. Cancelled, it took nothing
+        (or gave its item back at once)."""
         return (await self._take_one(True, None)).value
 
 
@@ -374,7 +376,9 @@ class AsyncPriorityQueue(_Reliable, _Draining, AsyncQueueFace):
     def _face(self) -> PriorityQueue:
         return self._live()
 
-    async def _get_value(self) -> Any:
+    async def get(self) -> Any:
+        """Remove and return the next item as ``put`` was given it (a ``(priority,
+        value)`` pair for a value enqueued at a priority), waiting for one."""
         q = self._live()
         while True:
             got = await self._taking(("dequeue", False), True, None,

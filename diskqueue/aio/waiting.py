@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, Optional, TypeVar
 
-from ..errors import Closed, Empty
+from ..errors import AsyncEmpty, Closed, Empty, NotReserved
 
 T = TypeVar("T")
 
@@ -81,24 +81,30 @@ class Dispatcher(Generic[T]):
         any point, it either took nothing or gives its item back before it returns.
         """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        key = next(_counter)
-        self._add(key, _Waiter(future, loop))
-        timer = None if timeout is None else loop.call_later(timeout, _expire, future,
-                                                             timeout)
-        try:
-            item = await future
-        except asyncio.CancelledError:
-            # The item may have been handed over just before the cancellation landed.
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self._give_back(future.result())
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-            with self._lock:
-                self._waiters.pop(key, None)
-        return accept(item)
+        end = None if timeout is None else loop.time() + timeout
+        while True:
+            future: asyncio.Future[Any] = loop.create_future()
+            key = next(_counter)
+            self._add(key, _Waiter(future, loop))
+            timer = None if end is None else loop.call_at(end, _expire, future, timeout or 0.0)
+            try:
+                item = await future
+            except asyncio.CancelledError:
+                # The item may have been handed over just before the cancellation landed.
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    self._give_back(future.result())
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                with self._lock:
+                    self._waiters.pop(key, None)
+            try:
+                return accept(item)
+            except NotReserved:
+                # The hand-over lease ran out before this task accepted the item (a
+                # loop blocked for minutes): it went back to the queue by itself.
+                continue
 
     def _add(self, key: int, waiter: _Waiter) -> None:
         with self._lock:
@@ -211,7 +217,7 @@ class _Failure:
 
 def _expire(future: asyncio.Future[Any], timeout: float) -> None:
     if not future.done():
-        future.set_exception(Empty(f"nothing came within {timeout:g} s"))
+        future.set_exception(AsyncEmpty(f"nothing came within {timeout:g} s"))
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
