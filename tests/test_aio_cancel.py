@@ -19,9 +19,10 @@ import threading
 from collections import Counter
 from typing import Any
 
+from faults import REPO_ROOT, child_env
+
 import diskqueue as dq
 from diskqueue.aio import AsyncPriorityQueue, AsyncQueue, AsyncStack
-from faults import REPO_ROOT, child_env
 
 WAITERS = 3000
 ITEMS = 2000

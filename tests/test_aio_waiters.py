@@ -17,10 +17,10 @@ import time
 from typing import Any
 
 import pytest
+from faults import REPO_ROOT, child_env
 
 import diskqueue as dq
 from diskqueue.aio import AsyncQueue
-from faults import REPO_ROOT, child_env
 
 WAITERS = 10_000
 

@@ -148,7 +148,7 @@ class AsyncHandle(Generic[H]):
         self._live()
         timeout = check_timeout(block, timeout)
         dispatcher = self._dispatchers.get(key)
-        if not block or dispatcher is None or not dispatcher.waiting:
+        if not block or dispatcher is None or not dispatcher.busy:
             try:
                 return done(nowait())
             except Empty as exc:

@@ -69,9 +69,11 @@ class Dispatcher(Generic[T]):
         self._exited: list[asyncio.Future[None]] = []
 
     @property
-    def waiting(self) -> int:
-        """How many tasks wait here now."""
-        return len(self._waiters)
+    def busy(self) -> bool:
+        """True while tasks wait here or the thread still runs (it may hold an item on
+        its way back to the front): a new take must then queue up behind them, or it
+        could overtake that item."""
+        return self._thread is not None or bool(self._waiters)
 
     async def wait(self, timeout: Optional[float], accept: Callable[[T], Any]) -> Any:
         """Wait for the next item this dispatcher takes and return ``accept(item)``.
