@@ -231,6 +231,10 @@ class TaskQueue:
         registered queue and priority apply when it is, else ``"default"`` and 0)."""
         return self._enqueue(self._target(name), args, kwargs)
 
+    async def aenqueue(self, name: str, *args: Any, **kwargs: Any) -> Job:
+        """``enqueue`` for asyncio (one short write, made on the loop: docs/asyncio.md)."""
+        return self.enqueue(name, *args, **kwargs)
+
     def apply(self, name: str, args: Any = (), kwargs: Optional[dict[str, Any]] = None,
               **options: Any) -> Job:
         """``enqueue`` by name with ``TaskFunction.apply``'s options."""
