@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faults import child_env
 
 import diskqueue as dq
-from faults import child_env
 
 APP = """
 import diskqueue as dq
