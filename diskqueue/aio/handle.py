@@ -147,13 +147,25 @@ class AsyncHandle(Generic[H]):
         that a waiting task holds one frame less (10,000 of them add up)."""
         self._live()
         timeout = check_timeout(block, timeout)
-        dispatcher = self._dispatchers.get(key)
-        if not block or dispatcher is None or not dispatcher.busy:
+        if not block or self._idle(key):
             try:
                 return done(nowait())
             except Empty as exc:
                 if not block:
                     raise nothing(exc) from None
+        return self._dispatcher(key, take, give_back).wait(timeout, accept)
+
+    def _idle(self, key: Hashable) -> bool:
+        """True when no task waits for this kind of take (and no item is on its way
+        back): a take may then go straight to the structure."""
+        dispatcher = self._dispatchers.get(key)
+        return dispatcher is None or not dispatcher.busy
+
+    def _waiting(self, key: Hashable, timeout: Optional[float], take: Callable[[float], Any],
+                 give_back: Callable[[Any], None], accept: Callable[[Any], T]
+                 ) -> Awaitable[T]:
+        """Wait through the dispatcher of ``key`` (a take that found nothing at once)."""
+        self._live()
         return self._dispatcher(key, take, give_back).wait(timeout, accept)
 
 

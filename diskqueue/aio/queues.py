@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Optional
 
-from .._checks import check_lease
+from .._checks import check_lease, check_timeout
 from ..codecs import CodecSpec
 from ..errors import AsyncEmpty, Empty
 from ..item import Item
@@ -138,14 +138,17 @@ class AsyncQueue(_Line, _Reliable):
         """Remove and return the head; ``AsyncEmpty`` if there is none (after waiting
         ``timeout`` seconds with ``block=True``; None: for ever). Cancelled while waiting,
         it took nothing, or its item is back at the head."""
-        if not block:
+        # The hot path, written out: what self._taking(...) does.
+        timeout = check_timeout(block, timeout)
+        if not block or self._idle(("dequeue", raw)):
             try:
                 return self._live().dequeue(raw=raw)
             except Empty as exc:
-                raise nothing(exc) from None
+                if not block:
+                    raise nothing(exc) from None
         q = self._q
-        return await self._taking(
-            ("dequeue", raw), True, timeout, lambda: q.dequeue(raw=raw),
+        return await self._waiting(
+            ("dequeue", raw), timeout,
             lambda s: q.reserve(lease=HANDOVER_LEASE, block=True, timeout=s, raw=raw),
             self._nacked, self._acked)
 
@@ -204,7 +207,7 @@ class AsyncStack(_Line):
     def _pushed_back(self, item: Item) -> None:
         self._q.push(item.value)
 
-    def _waiting_pop(self, raw: bool) -> None:
+    def _refuse_raw(self, raw: bool) -> None:
         if raw:
             # A popped item is given back by pushing its value, through the codec.
             raise ValueError("AsyncStack cannot wait with raw=True; pop(raw=True) without "
@@ -215,16 +218,18 @@ class AsyncStack(_Line):
         """Remove and return the top item; ``AsyncEmpty`` if there is none (after waiting,
         with ``block=True``). Cancelled while waiting, it took nothing, or its item is
         back on top."""
-        if not block:
+        timeout = check_timeout(block, timeout)
+        if block:
+            self._refuse_raw(raw)
+        if not block or self._idle("pop"):
             try:
                 return self._live().pop(raw=raw)
             except Empty as exc:
-                raise nothing(exc) from None
-        self._waiting_pop(raw)
+                if not block:
+                    raise nothing(exc) from None
         q = self._q
-        return await self._taking(
-            "pop", True, timeout, q.pop, lambda s: q.pop(block=True, timeout=s),
-            self._pushed_back, _same)
+        return await self._waiting("pop", timeout, lambda s: q.pop(block=True, timeout=s),
+                                   self._pushed_back, _same)
 
     async def pop_many(self, n: int, *, block: bool = False,
                        timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
@@ -233,7 +238,7 @@ class AsyncStack(_Line):
         q = self._live()
         if not block or n == 0:
             return now(lambda: q.pop_many(n, raw=raw))
-        self._waiting_pop(raw)
+        self._refuse_raw(raw)
 
         def accept(item: Item) -> list[Item]:
             try:
@@ -286,15 +291,15 @@ class AsyncPriorityQueue(_Reliable, _Draining, AsyncQueueFace):
                       raw: bool = False) -> Item:
         """Remove the first item of the first level; cancelled while waiting, it took
         nothing, or its item is back at the front of its level."""
-        if not block:
+        timeout = check_timeout(block, timeout)
+        if not block or self._idle(("dequeue", raw)):
             try:
                 return self._live().dequeue(raw=raw)
             except Empty as exc:
-                raise nothing(exc) from None
-        q = self._q
-        return await self._taking(("dequeue", raw), True, timeout,
-                                  lambda: q.dequeue(raw=raw), self._taking_first(raw),
-                                  self._nacked, self._acked)
+                if not block:
+                    raise nothing(exc) from None
+        return await self._waiting(("dequeue", raw), timeout, self._taking_first(raw),
+                                   self._nacked, self._acked)
 
     async def dequeue_many(self, n: int, *, block: bool = False,
                            timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
@@ -419,13 +424,15 @@ class AsyncPrefixQueue(_Reliable, _Draining):
         """Remove the first item of one prefix; cancelled while waiting, it took nothing,
         or its item is back at the front of its prefix."""
         q = self._live()
-        if not block:
+        timeout = check_timeout(block, timeout)
+        if not block or self._idle(("dequeue", _lane(prefix), raw)):
             try:
                 return q.dequeue(prefix, raw=raw)
             except Empty as exc:
-                raise nothing(exc) from None
-        return await self._taking(
-            ("dequeue", _lane(prefix), raw), True, timeout, lambda: q.dequeue(prefix, raw=raw),
+                if not block:
+                    raise nothing(exc) from None
+        return await self._waiting(
+            ("dequeue", _lane(prefix), raw), timeout,
             lambda s: q.reserve(prefix, lease=HANDOVER_LEASE, block=True, timeout=s, raw=raw),
             self._nacked, self._acked)
 
