@@ -173,6 +173,40 @@ def wake_in_process(path: str, n: int) -> list[float]:
     return waits
 
 
+def wake_blocking(path: str, n: int, putter_process: bool) -> list[float]:
+    """The reference: a thread blocked in the blocking ``get()``, woken by a put from
+    another thread, or (``putter_process``) by the holder process, this one a client."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = None
+    if putter_process:
+        proc = subprocess.Popen([sys.executable, "-c", PUTTER, path], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, env=env)
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    q = dq.Queue(path)
+    clock = time.monotonic if putter_process else time.perf_counter
+    waits: list[float] = []
+    for _ in range(n):
+        got: list[float] = []
+        thread = threading.Thread(target=lambda out=got: out.append(q.get()))
+        thread.start()
+        time.sleep(0.002 if putter_process else 0.0005)
+        if proc is not None:
+            assert proc.stdin is not None
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+        else:
+            q.put(clock())
+        thread.join()
+        waits.append(clock() - got[0])
+    q.close()
+    if proc is not None:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(30)
+    return waits
+
+
 def wake_across(path: str, n: int, here_holds: bool) -> list[float]:
     """A put by another process wakes the task; CLOCK_MONOTONIC is shared by processes."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -247,8 +281,12 @@ def main(argv: list[str] | None = None) -> None:
         tp = throughput(os.path.join(root, "tp"), n, rounds)
         lat = [("put from another thread (blocking handle)",
                 wake_in_process(os.path.join(root, "w1"), wakes), 0.2, 1.0),
+               ("reference: blocking get() in a thread, same put",
+                wake_blocking(os.path.join(root, "w1b"), wakes, False), None, None),
                ("put by the holder process (this one a client)",
                 wake_across(os.path.join(root, "w2"), wakes // 2, False), 1.0, 5.0),
+               ("reference: blocking get() in a thread, same put",
+                wake_blocking(os.path.join(root, "w2b"), wakes // 2, True), None, None),
                ("put by a client process (this one the holder)",
                 wake_across(os.path.join(root, "w3"), wakes // 2, True), 1.0, 5.0)]
         waiters = idle(os.path.join(root, "idle"), 10_000)
@@ -272,6 +310,9 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|")
     for name, waits, t50, t99 in lat:
         p50, p99 = pct(waits, 50) * 1e3, pct(waits, 99) * 1e3
+        if t50 is None or t99 is None:
+            print(f"| {name} | {p50:.3f} ms | {p99:.3f} ms | - | - |")
+            continue
         met = p50 <= t50 and p99 <= t99
         print(f"| {name} | {p50:.3f} ms | {p99:.3f} ms | <= {t50} / {t99} ms | "
               f"{'yes' if met else 'NO'} |")
