@@ -308,3 +308,47 @@ def test_face_errors_are_asyncio_errors(tmp_path: Any) -> None:
             assert AsyncFull.__mro__.index(asyncio.QueueFull) > 0
 
     run(main())
+
+
+def test_priority_face_reads_what_the_blocking_face_put(tmp_path: Any) -> None:
+    path = tmp_path / "p"
+    with dq.PriorityQueue(path) as b:
+        b.put(5)
+        b.put((1, "a"))
+        b.put([2, "x", "y"])
+        b.put((3, "t", "tie"))
+
+    async def main() -> None:
+        async with AsyncPriorityQueue(path) as p:
+            assert p.get_nowait() == (1, "a")
+            assert await p.get() == [2, "x", "y"]
+            assert await p.get() == (3, "t", "tie")
+            assert await p.get() == 5
+            # a get that waits is handed the item through the dispatcher
+            waiting = asyncio.create_task(p.get())
+            await asyncio.sleep(0.05)
+            threading.Thread(target=lambda: dq.PriorityQueue(path).put((7, "late"))).start()
+            assert await asyncio.wait_for(waiting, 5) == (7, "late")
+            with pytest.raises(TypeError):
+                await p.put("no priority")
+            assert await p.in_flight() == 0 and len(p) == 0
+
+    run(main())
+
+
+def test_an_undecodable_item_reaches_the_waiting_task_and_stays(tmp_path: Any) -> None:
+    path = tmp_path / "q"
+
+    async def main() -> None:
+        async with AsyncQueue(path, codec="json") as q:
+            waiting = asyncio.create_task(q.dequeue(block=True, timeout=5))
+            await asyncio.sleep(0.05)
+            with dq.Queue(path, codec="raw") as raw:
+                raw.enqueue(b"\xff not json")
+            with pytest.raises(dq.Undecodable):
+                await waiting
+            assert len(q) == 1 and await q.in_flight() == 0
+            item = await q.dequeue(raw=True)
+            assert item.value == b"\xff not json"
+
+    run(main())

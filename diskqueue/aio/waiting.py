@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, Optional, TypeVar
@@ -36,6 +38,7 @@ T = TypeVar("T")
 SLICE = 0.25
 
 _counter = itertools.count()
+log = logging.getLogger("diskqueue.aio")
 
 
 class _Waiter:
@@ -66,7 +69,6 @@ class Dispatcher(Generic[T]):
         self._in_transit = 0  # taken, handed to the loop, not yet delivered
         self._thread: Optional[threading.Thread] = None
         self._closed = False
-        self._exited: list[asyncio.Future[None]] = []
 
     @property
     def busy(self) -> bool:
@@ -94,7 +96,7 @@ class Dispatcher(Generic[T]):
             except asyncio.CancelledError:
                 # The item may have been handed over just before the cancellation landed.
                 if future.done() and not future.cancelled() and future.exception() is None:
-                    self._give_back(future.result())
+                    self._return(future.result())
                 raise
             finally:
                 if timer is not None:
@@ -134,38 +136,26 @@ class Dispatcher(Generic[T]):
         return None
 
     def _run(self) -> None:
-        try:
-            while True:
-                with self._lock:
-                    loop = self._next_loop()
-                    if loop is None:
-                        self._thread = None
-                        return
-                try:
-                    got: Any = self._take(SLICE)
-                except Empty:
-                    continue
-                except BaseException as exc:  # Closed, Locked, Undecodable…: to a waiter
-                    got = _Failure(exc)
-                with self._lock:
-                    self._in_transit += 1
-                try:
-                    loop.call_soon_threadsafe(self._deliver, got)
-                except RuntimeError:  # that loop is closed: nobody there will accept it
-                    with self._lock:
-                        self._in_transit -= 1
-                    self._return(got)
-        finally:
-            self._signal_exit()
-
-    def _signal_exit(self) -> None:
-        with self._lock:
-            exited, self._exited = self._exited, []
-        for future in exited:
+        while True:
+            with self._lock:
+                loop = self._next_loop()
+                if loop is None:
+                    self._thread = None
+                    return
             try:
-                future.get_loop().call_soon_threadsafe(_resolve, future)
-            except RuntimeError:
-                pass
+                got: Any = self._take(SLICE)
+            except Empty:
+                continue
+            except BaseException as exc:  # Closed, Locked, Undecodable…: to a waiter
+                got = _Failure(exc)
+            with self._lock:
+                self._in_transit += 1
+            try:
+                loop.call_soon_threadsafe(self._deliver, got)
+            except RuntimeError:  # that loop is closed: nobody there will accept it
+                with self._lock:
+                    self._in_transit -= 1
+                self._return(got)
 
     # -- on the loop --------------------------------------------------------------
     def _deliver(self, got: Any) -> None:
@@ -186,26 +176,34 @@ class Dispatcher(Generic[T]):
             target.set_result(got)
 
     def _return(self, got: Any) -> None:
-        if not isinstance(got, _Failure):
+        """Give back an item nobody accepted. Should that fail (the directory's holder
+        went away meanwhile, say), the item is not lost: its reservation ends with the
+        holder, or with the hand-over lease, and it goes back to the front then."""
+        if isinstance(got, _Failure):
+            return
+        try:
             self._give_back(got)
+        except Exception:
+            log.exception("%s: could not give an item back at once", self._name)
 
     async def close(self) -> None:
         """Fail every waiter with ``Closed`` and wait until the thread has stopped (it
-        stops within one ``SLICE``, giving back what it took meanwhile)."""
-        loop = asyncio.get_running_loop()
+        stops within one ``SLICE``) and what it took meanwhile has been given back."""
         with self._lock:
             self._closed = True
             waiters = list(self._waiters.values())
             self._waiters.clear()
-            exited: Optional[asyncio.Future[None]] = None
-            if self._thread is not None:
-                exited = loop.create_future()
-                self._exited.append(exited)
         for waiter in waiters:
             if not waiter.future.done():
                 waiter.future.set_exception(Closed(f"{self._name} was closed while waiting"))
-        if exited is not None:
-            await asyncio.shield(exited)
+        # Polled, and only here: a close is rare, and this way an item still on its way
+        # to this loop (a call_soon_threadsafe not run yet) is waited for too.
+        end = time.monotonic() + 4 * SLICE
+        while time.monotonic() < end:
+            with self._lock:
+                if self._thread is None and not self._in_transit:
+                    return
+            await asyncio.sleep(0.005)
 
 
 class _Failure:
@@ -220,11 +218,6 @@ class _Failure:
 def _expire(future: asyncio.Future[Any], timeout: float) -> None:
     if not future.done():
         future.set_exception(AsyncEmpty(f"nothing came within {timeout:g} s"))
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class SharedCall:
