@@ -8,7 +8,9 @@ docs/asyncio.md.
 """
 
 from ..errors import AsyncEmpty, AsyncFull
-from .queues import AsyncPrefixQueue, AsyncPriorityQueue, AsyncQueue, AsyncStack
+from .fifo import AsyncQueue, AsyncStack
+from .prefix import AsyncPrefixQueue
+from .priority import AsyncPriorityQueue
 
 __all__ = ["AsyncEmpty", "AsyncFull", "AsyncPrefixQueue", "AsyncPriorityQueue", "AsyncQueue",
            "AsyncStack"]
