@@ -180,7 +180,7 @@ class QueueGetTests(DiskCase):
         # was test_cancelled_getters_not_being_held_in_self_getters
         queue = self.make(maxsize=5)
 
-        with self.assertRaises(TimeoutError):
+        with self.assertRaises(asyncio.TimeoutError):
             await asyncio.wait_for(queue.get(), 0.1)
 
         # the getter that timed out must not swallow the next put
