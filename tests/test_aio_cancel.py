@@ -11,6 +11,7 @@ with a blocking handle and a task), once with the holder in another process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import subprocess
 import sys
@@ -202,3 +203,23 @@ def test_cancelled_waiters_lose_nothing_with_the_holder_elsewhere(tmp_path: Any)
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def test_an_item_given_back_ignores_maxsize(tmp_path: Any) -> None:
+    """A stack at its maxsize still takes back the top its cancelled waiter popped."""
+    path = str(tmp_path / "s")
+
+    async def main() -> None:
+        async with AsyncStack(path, maxsize=1) as s:
+            waiter = asyncio.create_task(s.pop(block=True))
+            await asyncio.sleep(0.05)  # the dispatcher waits in pop
+            with dq.Stack(path) as other:  # no maxsize on this handle
+                other.push_many(["a", "b"])
+                waiter.cancel()  # before the popped top reaches it
+                with contextlib.suppress(asyncio.CancelledError):
+                    got = await waiter
+                    other.push(got.value)  # it won the race: put it back ourselves
+                await asyncio.sleep(0.3)
+                assert [i.value for i in other] == ["b", "a"]
+
+    asyncio.run(main())

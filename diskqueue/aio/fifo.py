@@ -20,7 +20,7 @@ from ..item import Item
 from ..structures.fifo import Queue, Stack
 from .common import Draining, HeadTakes, same
 from .face import AsyncQueueFace
-from .handle import AsyncHandle, nothing, now
+from .handle import AsyncHandle, nothing, now, unbounded
 
 
 class _Line(AsyncHandle[Any], Draining, AsyncQueueFace):
@@ -118,7 +118,7 @@ class AsyncStack(_Line):
         return self._live().push_many(values)
 
     def _pushed_back(self, item: Item) -> None:
-        self._q.push(item.value)
+        unbounded(self._q, lambda q: q.push(item.value))
 
     def _refuse_raw(self, raw: bool) -> None:
         if raw:

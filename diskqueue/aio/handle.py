@@ -176,6 +176,17 @@ def done(result: T) -> asyncio.Future[T]:
     return future
 
 
+def unbounded(handle: H, put: Callable[[H], Any]) -> None:
+    """``put(handle)`` past ``maxsize``: an item given back had its place already, and a
+    put that raised ``Full`` would lose it. (``maxsize`` is the handle's own attribute,
+    set back at once; the dispatcher thread only takes.)"""
+    bound, handle.maxsize = handle.maxsize, 0
+    try:
+        put(handle)
+    finally:
+        handle.maxsize = bound
+
+
 def unreserved(item: Item) -> Item:
     """A reserved item as a dequeue returns it (``attempts`` 0)."""
     return Item(item.id, item.key, item.value, item.priority, item.prefix, 0)

@@ -16,7 +16,7 @@ from ..item import Item
 from ..structures.priority import PriorityQueue
 from .common import Draining, HeadTakes, same
 from .face import AsyncQueueFace
-from .handle import PathLike, now
+from .handle import PathLike, now, unbounded
 
 
 class AsyncPriorityQueue(HeadTakes, Draining, AsyncQueueFace):
@@ -60,7 +60,7 @@ class AsyncPriorityQueue(HeadTakes, Draining, AsyncQueueFace):
         q.length(priority)  # a bad priority is refused here, before any wait
 
         def give_back(item: Item) -> None:
-            q.enqueue(priority, item.value)
+            unbounded(q, lambda q: q.enqueue(priority, item.value))
 
         return await self._taking(
             ("by_priority", priority), block, timeout,
