@@ -352,3 +352,50 @@ def test_an_undecodable_item_reaches_the_waiting_task_and_stays(tmp_path: Any) -
             assert item.value == b"\xff not json"
 
     run(main())
+
+
+FORKS_WHILE_WAITING = r"""
+import asyncio, os, sys, threading, time
+import diskqueue as dq
+from diskqueue.aio import AsyncQueue
+
+path = sys.argv[1]
+q = AsyncQueue(path)
+waiting = threading.Event()
+
+def loop_thread():
+    async def wait():
+        waiting.set()
+        try:
+            await q.dequeue(block=True, timeout=2)
+        except dq.Empty:
+            pass
+    asyncio.run(wait())
+
+t = threading.Thread(target=loop_thread)
+t.start()
+waiting.wait()
+time.sleep(0.2)  # the dispatcher's thread is in its take now
+pid = os.fork()
+if pid == 0:  # the parent's dispatcher thread did not come along
+    async def child():
+        return await q.dequeue(block=True, timeout=10)
+    try:
+        item = asyncio.run(child())
+        os._exit(0 if item.value == "for the child" else 2)
+    except BaseException as exc:
+        os.write(2, repr(exc).encode())
+        os._exit(3)
+t.join()
+dq.Queue(path).put("for the child")
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_a_forked_child_waits_with_its_own_thread(tmp_path: Any) -> None:
+    from faults import run_py
+
+    res = run_py(FORKS_WHILE_WAITING, str(tmp_path / "q"), timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "child 0", res.stderr

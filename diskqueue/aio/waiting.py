@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -64,17 +65,25 @@ class Dispatcher(Generic[T]):
         self._take = take
         self._give_back = give_back
         self._name = name
+        self._closed = False
+        self._start_over()
+
+    def _start_over(self) -> None:
+        """The state of a dispatcher with nobody waiting (also what a forked child
+        inherits: the parent's thread and waiters did not come along)."""
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._waiters: OrderedDict[int, _Waiter] = OrderedDict()
         self._in_transit = 0  # taken, handed to the loop, not yet delivered
         self._thread: Optional[threading.Thread] = None
-        self._closed = False
 
     @property
     def busy(self) -> bool:
         """True while tasks wait here or the thread still runs (it may hold an item on
         its way back to the front): a new take must then queue up behind them, or it
         could overtake that item."""
+        if self._pid != os.getpid():
+            self._start_over()
         return self._thread is not None or bool(self._waiters)
 
     async def wait(self, timeout: Optional[float], accept: Callable[[T], Any]) -> Any:
@@ -111,6 +120,8 @@ class Dispatcher(Generic[T]):
                 continue
 
     def _add(self, key: int, waiter: _Waiter) -> None:
+        if self._pid != os.getpid():
+            self._start_over()
         with self._lock:
             if self._closed:
                 raise Closed(f"{self._name} is closed; open it again to use it")
