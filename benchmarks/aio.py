@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import random
 import shutil
@@ -29,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -241,32 +241,43 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def idle(path: str, n: int) -> list[tuple[str, int, float, float]]:
-    rows = []
+def idle_case(which: str, path: str, n: int) -> tuple[int, float, float]:
+    """Threads added, MB of RSS added, and ms of CPU in one idle second, with n tasks
+    awaiting ``get()`` on an ``asyncio.Queue`` (``"asyncio"``) or an AsyncQueue."""
+    out: list[tuple[int, float, float]] = []
 
-    async def measure(name: str, make: Callable[[], Any], get: Callable[[Any], Any]) -> None:
-        q = make()
+    async def run() -> None:
+        q: Any = asyncio.Queue() if which == "asyncio" else AsyncQueue(path)
         gc.collect()
-        threads, memory, cpu = threading.active_count(), rss(), time.process_time()
-        tasks = [asyncio.ensure_future(get(q)) for _ in range(n)]
+        threads, memory = threading.active_count(), rss()
+        tasks = [asyncio.ensure_future(q.get()) for _ in range(n)]
         await asyncio.sleep(0.5)
-        cpu_idle = time.process_time()
+        cpu = time.process_time()
         await asyncio.sleep(1.0)
-        cpu_idle = time.process_time() - cpu_idle
-        rows.append((name, threading.active_count() - threads, (rss() - memory) / 2**20,
-                     cpu_idle * 1000))
-        del cpu
+        cpu = time.process_time() - cpu
+        out.append((threading.active_count() - threads, (rss() - memory) / 2**20,
+                    cpu * 1000))
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if isinstance(q, AsyncQueue):
             await q.close()
 
-    async def run() -> None:
-        await measure("asyncio.Queue (reference)", asyncio.Queue, lambda q: q.get())
-        await measure("AsyncQueue", lambda: AsyncQueue(path), lambda q: q.get())
-
     asyncio.run(run())
+    return out[0]
+
+
+def idle(path: str, n: int) -> list[tuple[str, int, float, float]]:
+    """Each case in a fresh interpreter: memory freed by one case and kept by the
+    allocator would flatter the next."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    rows = []
+    for which, name in (("asyncio", "asyncio.Queue (reference)"), ("aio", "AsyncQueue")):
+        res = subprocess.run([sys.executable, os.path.abspath(__file__), "--idle-case",
+                              which, path, str(n)], env=env, capture_output=True,
+                             text=True, check=True)
+        threads, mb, cpu_ms = json.loads(res.stdout)
+        rows.append((name, threads, mb, cpu_ms))
     return rows
 
 
@@ -274,7 +285,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--idle-case", nargs=3, metavar=("KIND", "PATH", "N"),
+                        help=argparse.SUPPRESS)  # one idle measurement, in a child
     args = parser.parse_args(argv)
+    if args.idle_case:
+        which, path, count = args.idle_case
+        print(json.dumps(idle_case(which, path, int(count))))
+        return
     n, rounds, wakes = (5_000, 3, 200) if args.quick else (20_000, 7, 1000)
     root = tempfile.mkdtemp(prefix="dq-bench-aio-")
     try:

@@ -11,7 +11,8 @@ the same id unless another push came between).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Optional
 
 from .._checks import check_timeout
@@ -55,24 +56,23 @@ class _Line(AsyncHandle[Any], Draining, AsyncQueueFace):
     def _face(self) -> Queue | Stack:
         return self._live()
 
-    async def get(self) -> Any:
-        """Remove and return the next value, waiting for one. Cancelled, it took nothing
-        (or gave its item back at once)."""
-        # Written out, with the waiting through the dispatcher only: a waiting task then
-        # holds two frames (this and the dispatcher's), which 10,000 of them feel.
-        key, take_now, take, give_back, accept = self._get_plan()
+    def get(self) -> Coroutine[Any, Any, Any]:
+        """Remove and return the next value, waiting for one (a coroutine, as
+        ``asyncio.Queue.get``). Cancelled, it took nothing, or its item is back at the
+        front."""
+        # A plain function that returns the dispatcher's coroutine, which also makes the
+        # take that does not wait: a waiting task then holds that one frame only, which
+        # 10,000 waiting tasks feel.
+        key, take_now, take, give_back, accept = self._get_plan
         self._live()
-        if self._idle(key):
-            try:
-                return take_now().value
-            except Empty:
-                pass
-        return (await self._waiting(key, None, take, give_back, accept)).value
+        return self._dispatcher(key, take, give_back).wait(None, accept, take_now)
 
-    def _get_plan(self) -> tuple[Any, Callable[[], Item], Callable[[float], Item],
-                                 Callable[[Item], None], Callable[[Item], Item]]:
+    @functools.cached_property
+    def _get_plan(self) -> tuple[Any, Callable[[], Any], Callable[[float], Item],
+                                 Callable[[Item], None], Callable[[Item], Any]]:
         """How ``get`` takes: the dispatcher's key, the take that does not wait, the
-        dispatcher's take, its give-back, and the acceptance."""
+        dispatcher's take, its give-back, and the acceptance (made once: a waiting task
+        holds on to them, and 10,000 copies would add up)."""
         raise NotImplementedError
 
 
@@ -95,10 +95,12 @@ class AsyncQueue(_Line, HeadTakes):
     async def _take_one(self, block: bool, timeout: Optional[float]) -> Item:
         return await self.dequeue(block=block, timeout=timeout)
 
-    def _get_plan(self) -> tuple[Any, Callable[[], Item], Callable[[float], Item],
-                                 Callable[[Item], None], Callable[[Item], Item]]:
-        return (("dequeue", False), self._q.dequeue, self._handing_over(False),
-                self._nacked, self._acked)
+    @functools.cached_property
+    def _get_plan(self) -> tuple[Any, Callable[[], Any], Callable[[float], Item],
+                                 Callable[[Item], None], Callable[[Item], Any]]:
+        q = self._q
+        return (("dequeue", False), lambda: q.dequeue().value, self._handing_over(False),
+                self._nacked, lambda item: self._acked(item).value)
 
 
 class AsyncStack(_Line):
@@ -166,10 +168,11 @@ class AsyncStack(_Line):
     async def _take_one(self, block: bool, timeout: Optional[float]) -> Item:
         return await self.pop(block=block, timeout=timeout)
 
-    def _get_plan(self) -> tuple[Any, Callable[[], Item], Callable[[float], Item],
-                                 Callable[[Item], None], Callable[[Item], Item]]:
+    @functools.cached_property
+    def _get_plan(self) -> tuple[Any, Callable[[], Any], Callable[[float], Item],
+                                 Callable[[Item], None], Callable[[Item], Any]]:
         q = self._q
-        return ("pop", q.pop, lambda s: q.pop(block=True, timeout=s), self._pushed_back,
-                same)
+        return ("pop", lambda: q.pop().value, lambda s: q.pop(block=True, timeout=s),
+                self._pushed_back, lambda item: item.value)
 
 

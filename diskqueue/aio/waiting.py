@@ -19,7 +19,6 @@ acceptance no await happens that could lose it.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import threading
@@ -38,18 +37,7 @@ T = TypeVar("T")
 # once, whatever this is.
 SLICE = 0.25
 
-_counter = itertools.count()
 log = logging.getLogger("diskqueue.aio")
-
-
-class _Waiter:
-    """A task waiting in a dispatcher: its future, and the loop to answer it on."""
-
-    __slots__ = ("future", "loop")
-
-    def __init__(self, future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
-        self.future = future
-        self.loop = loop
 
 
 class Dispatcher(Generic[T]):
@@ -73,7 +61,7 @@ class Dispatcher(Generic[T]):
         inherits: the parent's thread and waiters did not come along)."""
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._waiters: OrderedDict[int, _Waiter] = OrderedDict()
+        self._waiters: OrderedDict[asyncio.Future[Any], None] = OrderedDict()
         self._in_transit = 0  # taken, handed to the loop, not yet delivered
         self._thread: Optional[threading.Thread] = None
 
@@ -86,19 +74,26 @@ class Dispatcher(Generic[T]):
             self._start_over()
         return self._thread is not None or bool(self._waiters)
 
-    async def wait(self, timeout: Optional[float], accept: Callable[[T], Any]) -> Any:
+    async def wait(self, timeout: Optional[float], accept: Callable[[T], Any],
+                   take_now: Optional[Callable[[], Any]] = None) -> Any:
         """Wait for the next item this dispatcher takes and return ``accept(item)``.
 
-        Raises ``Empty`` after ``timeout`` seconds (None: for ever), ``Closed`` when the
-        handle closes, and whatever the take raised (``Undecodable``…). Cancelled at
-        any point, it either took nothing or gives its item back before it returns.
+        ``take_now``, when given, is tried first while nobody waits here (its result is
+        returned as it is; ``Empty`` from it means: wait). Raises ``Empty`` after
+        ``timeout`` seconds (None: for ever), ``Closed`` when the handle closes, and
+        whatever the take raised (``Undecodable``…). Cancelled at any point, it either
+        took nothing or gives its item back before it returns.
         """
+        if take_now is not None and not self.busy:
+            try:
+                return take_now()
+            except Empty:
+                pass
         loop = asyncio.get_running_loop()
         end = None if timeout is None else loop.time() + timeout
         while True:
             future: asyncio.Future[Any] = loop.create_future()
-            key = next(_counter)
-            self._add(key, _Waiter(future, loop))
+            self._add(future)
             timer = None if end is None else loop.call_at(end, _expire, future, timeout or 0.0)
             try:
                 item = await future
@@ -111,7 +106,7 @@ class Dispatcher(Generic[T]):
                 if timer is not None:
                     timer.cancel()
                 with self._lock:
-                    self._waiters.pop(key, None)
+                    self._waiters.pop(future, None)
             try:
                 return accept(item)
             except NotReserved:
@@ -119,19 +114,19 @@ class Dispatcher(Generic[T]):
                 # loop blocked for minutes): it went back to the queue by itself.
                 continue
 
-    def _add(self, key: int, waiter: _Waiter) -> None:
+    def _add(self, waiter: asyncio.Future[Any]) -> None:
         if self._pid != os.getpid():
             self._start_over()
         with self._lock:
             if self._closed:
                 raise Closed(f"{self._name} is closed; open it again to use it")
-            for other in self._waiters.values():
-                if other.loop is not waiter.loop:
+            for other in self._waiters:
+                if other.get_loop() is not waiter.get_loop():
                     raise RuntimeError(
                         f"{self._name} has tasks waiting on another event loop; use one "
                         "handle per loop")
                 break
-            self._waiters[key] = waiter
+            self._waiters[waiter] = None
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name,
                                                 daemon=True)
@@ -142,8 +137,8 @@ class Dispatcher(Generic[T]):
         """The loop of the oldest waiter still to be served, or None to stop (lock held)."""
         if self._closed or len(self._waiters) <= self._in_transit:
             return None
-        for waiter in self._waiters.values():
-            return waiter.loop
+        for waiter in self._waiters:
+            return waiter.get_loop()
         return None
 
     def _run(self) -> None:
@@ -175,9 +170,9 @@ class Dispatcher(Generic[T]):
             self._in_transit -= 1
             target = None
             while self._waiters:
-                _, waiter = self._waiters.popitem(last=False)
-                if not waiter.future.done():
-                    target = waiter.future
+                waiter, _ = self._waiters.popitem(last=False)
+                if not waiter.done():
+                    target = waiter
                     break
         if target is None:
             self._return(got)
@@ -202,11 +197,11 @@ class Dispatcher(Generic[T]):
         stops within one ``SLICE``) and what it took meanwhile has been given back."""
         with self._lock:
             self._closed = True
-            waiters = list(self._waiters.values())
+            waiters = list(self._waiters)
             self._waiters.clear()
         for waiter in waiters:
-            if not waiter.future.done():
-                waiter.future.set_exception(Closed(f"{self._name} was closed while waiting"))
+            if not waiter.done():
+                waiter.set_exception(Closed(f"{self._name} was closed while waiting"))
         # Polled, and only here: a close is rare, and this way an item still on its way
         # to this loop (a call_soon_threadsafe not run yet) is waited for too.
         end = time.monotonic() + 4 * SLICE
