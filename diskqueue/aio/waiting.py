@@ -2,7 +2,8 @@
 
 A :class:`Dispatcher` serves every task that awaits one kind of take on one handle
 (``dequeue`` of a Queue, ``reserve(lease=30)``, ``dequeue(prefix)`` of one prefix…).
-It owns at most one thread, alive only while at least one task waits: the thread makes
+It owns at most one thread, alive while tasks wait (and one ``SLICE`` after the last,
+blocked on a condition, in case another comes): the thread makes
 the blocking take of the structure (which already waits on the engine's condition, or
 on a call parked at the holder of another process, so a put from any handle, thread
 or process wakes it) and hands what it took to the oldest waiting task with
@@ -61,18 +62,21 @@ class Dispatcher(Generic[T]):
         inherits: the parent's thread and waiters did not come along)."""
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # a lingering thread waits here
         self._waiters: OrderedDict[asyncio.Future[Any], None] = OrderedDict()
         self._in_transit = 0  # taken, handed to the loop, not yet delivered
+        self._taking = False  # the thread is in (or about to make) a take
         self._thread: Optional[threading.Thread] = None
 
     @property
     def busy(self) -> bool:
-        """True while tasks wait here or the thread still runs (it may hold an item on
-        its way back to the front): a new take must then queue up behind them, or it
-        could overtake that item."""
+        """True while tasks wait here, or the thread is in a take, or an item is on its
+        way to the loop (it may go back to the front): a new take must then queue up
+        behind them, or it could overtake that item. A thread that only lingers does
+        not count."""
         if self._pid != os.getpid():
             self._start_over()
-        return self._thread is not None or bool(self._waiters)
+        return self._taking or bool(self._waiters) or bool(self._in_transit)
 
     async def wait(self, timeout: Optional[float], accept: Callable[[T], Any],
                    take_now: Optional[Callable[[], Any]] = None) -> Any:
@@ -131,6 +135,8 @@ class Dispatcher(Generic[T]):
                 self._thread = threading.Thread(target=self._run, name=self._name,
                                                 daemon=True)
                 self._thread.start()
+            else:
+                self._wake.notify()  # it lingers: no need for a new one
 
     # -- the thread --------------------------------------------------------------
     def _next_loop(self) -> Optional[asyncio.AbstractEventLoop]:
@@ -146,8 +152,18 @@ class Dispatcher(Generic[T]):
             with self._lock:
                 loop = self._next_loop()
                 if loop is None:
-                    self._thread = None
-                    return
+                    # Linger one SLICE for the next waiter (blocked, not polling): a
+                    # consumer that waits again soon needs no new thread, and a thread
+                    # that ends right after a hand-over would hold the GIL just as the
+                    # loop wakes up to take it.
+                    self._taking = False
+                    if not self._closed:
+                        self._wake.wait(SLICE)
+                    loop = self._next_loop()
+                    if loop is None:
+                        self._thread = None
+                        return
+                self._taking = True
             try:
                 got: Any = self._take(SLICE)
             except Empty:
@@ -199,6 +215,7 @@ class Dispatcher(Generic[T]):
             self._closed = True
             waiters = list(self._waiters)
             self._waiters.clear()
+            self._wake.notify_all()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(Closed(f"{self._name} was closed while waiting"))
