@@ -2,6 +2,8 @@
 
 from ._version import __version__
 from .errors import (
+    AsyncEmpty,
+    AsyncFull,
     Closed,
     Corrupted,
     DiskQueueError,
@@ -33,6 +35,8 @@ __all__ = [
     "DiskQueueError", "Closed", "Corrupted", "Empty", "Full", "IncompatibleType",
     "Locked", "OutcomeUnknown", "NotReserved", "OutOfBounds", "PermissionDenied",
     "Undecodable", "JobFailed", "JobTimeout",
+    # what asyncio handles raise: also asyncio.QueueEmpty / asyncio.QueueFull
+    "AsyncEmpty", "AsyncFull",
     # warnings
     "SharedDirectoryWarning",
     "__version__",

@@ -6,6 +6,7 @@ written for :mod:`queue` keeps catching what it expects.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 
 
@@ -178,3 +179,13 @@ class OutcomeUnknown(Locked):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.path, self.pid, self.waited))
+
+
+class AsyncEmpty(Empty, asyncio.QueueEmpty):
+    """Raised by the async structures (:mod:`diskqueue.aio`) where ``Empty`` would be:
+    also an ``asyncio.QueueEmpty``, as ``get_nowait`` of an ``asyncio.Queue`` raises."""
+
+
+class AsyncFull(Full, asyncio.QueueFull):
+    """Raised by the async structures where ``Full`` would be: also an
+    ``asyncio.QueueFull``, as ``put_nowait`` of a bounded ``asyncio.Queue`` raises."""

@@ -148,6 +148,13 @@ class Job:
         raise JobTimeout(f"job {self.id} is still {record['state']} after {timeout} s",
                          error_type="JobTimeout", error="result() timed out")
 
+    async def aresult(self, timeout: Optional[float] = None) -> Any:
+        """``result(timeout)`` for asyncio: waits without blocking the event loop (and
+        without a thread per job); raises as ``result`` does."""
+        from .aio import result  # asyncio's side of the task layer, kept apart
+
+        return await result(self, self._store.path, timeout)
+
     # -- identity --------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
         """Jobs are equal when their ids are."""

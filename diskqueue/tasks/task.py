@@ -54,6 +54,16 @@ class TaskFunction:
                                  priority=priority, delay=delay, eta=eta,
                                  unique_key=unique_key)
 
+    async def adelay(self, *args: Any, **kwargs: Any) -> Job:
+        """``delay`` for asyncio. The enqueue is one short write (see docs/asyncio.md),
+        made on the loop; the first use of the TaskQueue also opens its directory."""
+        return self.delay(*args, **kwargs)
+
+    async def aapply(self, args: Any = (), kwargs: Optional[dict[str, Any]] = None,
+                     **options: Any) -> Job:
+        """``apply`` for asyncio, with the same options (made on the loop, as ``adelay``)."""
+        return self.apply(args, kwargs, **options)
+
     def map(self, calls: Iterable[Any], **options: Any) -> list[Job]:
         """Enqueue many calls in one batch, as ``tasks.enqueue_many`` does: each item is a
         tuple of positional arguments, an ``(args, kwargs)`` pair, or one argument. Takes

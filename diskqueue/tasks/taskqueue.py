@@ -185,6 +185,10 @@ class TaskQueue:
         task, options = self._target(name)
         return self._enqueuer.one(task, options, args, kwargs)
 
+    async def aenqueue(self, name: str, *args: Any, **kwargs: Any) -> Job:
+        """``enqueue`` for asyncio (one short write, made on the loop: docs/asyncio.md)."""
+        return self.enqueue(name, *args, **kwargs)
+
     def apply(self, name: str, args: Any = (), kwargs: Optional[dict[str, Any]] = None,
               **options: Any) -> Job:
         """``enqueue`` by name with ``TaskFunction.apply``'s options; raises as it does."""
