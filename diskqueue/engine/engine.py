@@ -43,6 +43,9 @@ from .take import Takes
 log = logging.getLogger("diskqueue.engine")
 
 FORMAT_VERSION = 1
+# What a user opens for each structure kind a directory records, for messages
+KIND_NAMES = {"queue": "Queue or Stack", "priority": "PriorityQueue",
+              "prefix": "PrefixQueue", "tasks": "TaskQueue"}
 # (lane, seq, key, data, attempts): what reads hand back to handles
 Entry = tuple[bytes, int, bytes, bytes, int]
 
@@ -258,9 +261,9 @@ class Engine(Pushes, Takes, Holds, Reservations, Records, Compaction, Inheritanc
                 )
                 return
             if stored.decode() not in set(accepts) | {kind}:
+                held, wanted = (KIND_NAMES.get(k, k) for k in (stored.decode(), kind))
                 raise IncompatibleType(
-                    f"{self.path} holds a {stored.decode()} structure, not a {kind}; "
-                    "open it with the matching class"
+                    f"{self.path} holds a {held}, not a {wanted}: open it as a {held}"
                 )
 
     def _check(self) -> None:
