@@ -24,7 +24,7 @@ from ...errors import Closed, DiskQueueError, Empty, NotReserved
 from .. import context
 from .. import layout as R
 from ..app import TaskApp
-from ..job import DEAD, RETRYING, STARTED, SUCCESS, Job
+from ..job import DEAD, PENDING, RETRYING, STARTED, SUCCESS, Job
 from ..options import DEFAULT_RESULT_TTL
 from ..ratelimit import TokenBucket, parse_rate
 from ..retry import Retry, backoff_delay
@@ -67,7 +67,8 @@ class Run:
             return True
 
     def cut_short(self) -> None:
-        """Log that the run was still going at the end of the grace period."""
+        """Log that the run was still going at the end of the grace period (see
+        :meth:`Runner.cut_short`, which also marks its job pending)."""
         log.warning("job %s (%s) was still running at the end of the grace period; "
                     "it will run again after a restart", self.job.id, self.record["task"])
 
@@ -373,7 +374,26 @@ class Runner:
         if not run.end():
             return
         self.active.discard(run)
+        # pending again before it is back in its queue: once there, another worker may
+        # take it and mark it started, which this write must not undo
+        self._mark_pending(run)
         self._nack(run.ns, run.lane, run.seq, run.held)
+
+    def cut_short(self, run: Run) -> None:
+        """A run still going at the end of the grace period, left reserved: it runs
+        again when the directory is next opened, so its record says ``pending`` (unless
+        it finishes first: under the run's lock, as its finish takes that lock too)."""
+        with run.lock:
+            if not run.finished:
+                self._mark_pending(run)
+        run.cut_short()
+
+    def _mark_pending(self, run: Run) -> None:
+        run.record["state"] = PENDING  # in place: a later progress report keeps it
+        try:
+            self.store.save(run.record)
+        except DiskQueueError as exc:
+            log.warning("could not mark job %s pending (%s)", run.job.id, exc)
 
     def _nack(self, ns: bytes, lane: bytes, seq: int, held: int) -> None:
         try:
