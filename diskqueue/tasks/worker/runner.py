@@ -44,7 +44,7 @@ class Run:
     """One job being run by this worker: its lease, record, task and deadline."""
 
     __slots__ = ("ns", "lane", "seq", "held", "jid", "record", "task", "deadline", "lock",
-                 "finished", "job", "thread")
+                 "finished", "job", "thread", "began", "duration")
 
     def __init__(self, lease: Lease, record: dict[str, Any], task: Optional[TaskFunction],
                  tasks: TaskApp) -> None:
@@ -57,6 +57,14 @@ class Run:
         self.finished = False
         self.job = Job(tasks, record["id"], record)
         self.thread = threading.current_thread()
+        self.began = time.perf_counter()  # reset when the call itself starts
+        self.duration: Optional[float] = None  # seconds the call took, once it ended
+
+    def took(self) -> float:
+        """Seconds the call took (so far, when it has not ended: a timeout)."""
+        if self.duration is not None:
+            return self.duration
+        return time.perf_counter() - self.began
 
     def end(self) -> bool:
         """Mark the run finished; False when it already was (someone else ends it)."""
@@ -255,9 +263,12 @@ class Runner:
             raise O.Escaped(exc) from None
 
     def after_run(self, run: Run, out: O.Outcome) -> O.Outcome:
-        """Emit ``after_run`` for a call that ended in ``out``; returns ``out``."""
+        """Note how long the call took; emit ``after_run`` for a call that ended in
+        ``out``; returns ``out``."""
+        if run.duration is None:  # (a child process measures its own call)
+            run.duration = time.perf_counter() - run.began
         if self.hooks.wants("after_run"):
-            self.hooks.emit("after_run", run.job, out.value, out.exc)
+            self.hooks.emit("after_run", run.job, out.value, out.exc, duration=run.duration)
         return out
 
     # -- finish ----------------------------------------------------------------
@@ -328,7 +339,7 @@ class Runner:
             log.info("job %s (%s) failed (%s); retry %d in %.2f s", run.job.id, rec["task"],
                      out.error and out.error["type"], rec["failures"], delay)
             if self.hooks.wants("on_retry"):
-                self.hooks.emit("on_retry", run.job, exc, delay)
+                self.hooks.emit("on_retry", run.job, exc, delay, duration=run.took())
             return
         # each death is numbered, so that retrying it is a one-time event (deadletters)
         rec.update(state=DEAD, finished=now, deaths=rec.get("deaths", 0) + 1)
@@ -339,7 +350,7 @@ class Runner:
         log.warning("job %s (%s) is dead: %s: %s", run.job.id, rec["task"],
                     out.error and out.error["type"], out.error and out.error["message"])
         if self.hooks.wants("on_dead"):
-            self.hooks.emit("on_dead", run.job, exc)
+            self.hooks.emit("on_dead", run.job, exc, duration=run.took())
 
     @staticmethod
     def _reschedule(run: Run, due: float) -> R.Ops:
@@ -435,6 +446,7 @@ class Call:
         """Bind the job to the context (``current_job_id``, ``set_progress``)."""
         run, runner = self.run, self.runner
         self.token = context.bind(run.job.id, lambda value: runner.report(run, value))
+        run.began = time.perf_counter()
         return self
 
     def invoke(self) -> Any:
