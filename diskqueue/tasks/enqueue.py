@@ -129,7 +129,7 @@ class Enqueuer:
         due = None if delay is None and eta is None else _due(delay, eta, now)
         rec = R.new_record(store.new_id(), name, args, kwargs, queue, priority, now,
                            due=due, unique_key=unique_key)
-        job = Job(self, rec["id"], rec)
+        job: Job[Any] = Job(self, rec["id"], rec)
         hooks = self.hooks
         if hooks.wants("before_enqueue"):
             hooks.emit("before_enqueue", job)
@@ -169,7 +169,7 @@ class Enqueuer:
             args, kwargs = check_call(*split_call(call))
             rec = R.new_record(self.store.new_id(), name, args, kwargs, queue, priority,
                                now, due=due)
-            job = Job(self, rec["id"], rec)
+            job: Job[Any] = Job(self, rec["id"], rec)
             if self.hooks.wants("before_enqueue"):
                 self.hooks.emit("before_enqueue", job)
             self._plan(rec, due, entries, ops, lane, sched)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, Optional
+from typing import Any, Generic, Optional, TypeVar
 
 from .._checks import check_duration
 from ..errors import DiskQueueError, JobFailed, JobTimeout
@@ -48,10 +48,14 @@ def failure(record: dict[str, Any]) -> JobFailed:
                traceback=err.get("traceback", ""))
 
 
-class Job:
-    """One enqueued call. ``id`` is fixed; every other attribute is read from disk when
-    asked, so it shows the job as it is now (``task``, ``args``, ``kwargs``, ``queue``,
-    ``priority`` never change and are read once).
+R = TypeVar("R")
+
+
+class Job(Generic[R]):
+    """One enqueued call (``Job[R]``: of a task returning ``R``). ``id`` is fixed;
+    every other attribute is read from disk when asked, so it shows the job as it is now
+    (``task``, ``args``, ``kwargs``, ``queue``, ``priority`` never change and are read
+    once).
 
     ``tasks`` is the TaskQueue (or anything with its ``store``) the job lives in.
     """
@@ -123,7 +127,7 @@ class Job:
                    doc="when a scheduled or retrying job is due, or None")
 
     # -- waiting ---------------------------------------------------------------
-    def result(self, timeout: Optional[float] = None) -> Any:
+    def result(self, timeout: Optional[float] = None) -> R:
         """Wait until the job finished; return its value or raise what it failed with.
 
         Raises ``JobFailed`` (type name, message, traceback of the task's error) for a
@@ -137,7 +141,8 @@ class Job:
         if record is None:
             raise self._unknown()
         if record["state"] == SUCCESS:
-            return record.get("result")
+            value: Any = record.get("result")
+            return value  # type: ignore[no-any-return]
         if record["state"] == DEAD:
             raise failure(record)
         raise JobTimeout(f"job {self.id} is still {record['state']} after {timeout} s",

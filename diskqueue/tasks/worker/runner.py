@@ -55,7 +55,7 @@ class Run:
         self.deadline: Optional[float] = None  # time.monotonic() past which it timed out
         self.lock = threading.Lock()
         self.finished = False
-        self.job = Job(tasks, record["id"], record)
+        self.job: Job[Any] = Job(tasks, record["id"], record)
         self.thread = threading.current_thread()
         self.began = time.perf_counter()  # reset when the call itself starts
         self.duration: Optional[float] = None  # seconds the call took, once it ended
