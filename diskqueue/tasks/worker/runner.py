@@ -30,6 +30,7 @@ from ..ratelimit import TokenBucket, parse_rate
 from ..retry import Retry, backoff_delay
 from ..stats import Counters
 from ..task import TaskFunction
+from . import joblog
 from . import outcome as O
 
 log = logging.getLogger("diskqueue.worker")
@@ -161,6 +162,8 @@ class Runner:
         if run is not None and run.task is None:
             self.finish(run, unknown_task(run.record["task"], self.tasks))
             return None
+        if run is not None and log.isEnabledFor(logging.INFO):
+            joblog.started(run)
         return run
 
     def _begin(self, lease: Lease) -> Optional[Run]:
@@ -304,6 +307,8 @@ class Runner:
             if ttl is not None:
                 ops.append((R.NS_EXPIRE, R.ms_bytes(now + ttl) + run.jid, b""))
         self._ended(run, ops, ("done",))
+        if log.isEnabledFor(logging.INFO):
+            joblog.succeeded(run)
         return out
 
     def _ended(self, run: Run, ops: R.Ops, counts: tuple[str, ...]) -> None:
@@ -336,8 +341,7 @@ class Runner:
                 self.counters.counted(rec["queue"], ("failed", "retried"),
                                       lambda more: self._ack(run, ops + more))
             self.shared.wake_schedulers()
-            log.info("job %s (%s) failed (%s); retry %d in %.2f s", run.job.id, rec["task"],
-                     out.error and out.error["type"], rec["failures"], delay)
+            joblog.retrying(run, out, delay)
             if self.hooks.wants("on_retry"):
                 self.hooks.emit("on_retry", run.job, exc, delay, duration=run.took())
             return
@@ -347,8 +351,7 @@ class Runner:
         dead_ops: R.Ops = [(R.NS_JOBS, run.jid, R.pack(rec)),
                            (R.NS_DEAD, R.dead_key(rec["queue"], run.jid), b"")]
         self._ended(run, dead_ops, ("failed", "dead_total"))
-        log.warning("job %s (%s) is dead: %s: %s", run.job.id, rec["task"],
-                    out.error and out.error["type"], out.error and out.error["message"])
+        joblog.died(run, out)
         if self.hooks.wants("on_dead"):
             self.hooks.emit("on_dead", run.job, exc, duration=run.took())
 
