@@ -13,13 +13,20 @@ The runner calls :func:`started` and :func:`succeeded` only when INFO is enabled
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, Protocol
 
-if TYPE_CHECKING:
-    from .outcome import Outcome
-    from .runner import Run
+from .outcome import Outcome
 
 log = logging.getLogger("diskqueue.worker")
+
+
+class Run(Protocol):
+    """What a line needs of a :class:`~.runner.Run` (the runner imports this module)."""
+
+    record: dict[str, Any]
+
+    def took(self) -> float:
+        """Seconds the call took."""
 
 
 def _extra(run: Run, duration: Optional[float] = None) -> dict[str, Any]:
