@@ -86,8 +86,18 @@ class Job(Generic[R]):
         return snap.get(field)
 
     task = property(lambda self: self._fixed("task"), doc="the task name")
-    args = property(lambda self: list(self._fixed("args") or ()), doc="positional arguments")
-    kwargs = property(lambda self: dict(self._fixed("kwargs") or {}), doc="keyword arguments")
+    @property
+    def args(self) -> list[Any]:
+        """The positional arguments (DiskQueueError: stored with another codec)."""
+        self._fixed("id")  # reads the record once
+        return list(self._store.payload.args_of(self._snap or {})[0])
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments (DiskQueueError: stored with another codec)."""
+        self._fixed("id")
+        return dict(self._store.payload.args_of(self._snap or {})[1])
+
     queue = property(lambda self: self._fixed("queue"), doc="the queue it was put in")
     priority = property(lambda self: self._fixed("priority"), doc="higher runs first")
     unique_key = property(lambda self: self._fixed("unique"), doc="its unique_key or None")
@@ -133,7 +143,8 @@ class Job(Generic[R]):
         Raises ``JobFailed`` (type name, message, traceback of the task's error) for a
         dead job, ``JobTimeout`` when it ran past its ``timeout`` or when ``timeout``
         seconds pass here first (``None`` or ``math.inf``: wait for ever; ``0``: do not
-        wait; NaN or a negative number: ``ValueError``).
+        wait; NaN or a negative number: ``ValueError``), ``DiskQueueError`` for a result
+        stored with another codec than this TaskQueue's.
         """
         seconds = check_duration("timeout", timeout, allow_inf=True)
         end = None if seconds is None else time.monotonic() + seconds
@@ -141,7 +152,7 @@ class Job(Generic[R]):
         if record is None:
             raise self._unknown()
         if record["state"] == SUCCESS:
-            value: Any = record.get("result")
+            value: Any = self._store.payload.result_of(record)
             return value  # type: ignore[no-any-return]
         if record["state"] == DEAD:
             raise failure(record)

@@ -21,6 +21,7 @@ from ..errors import Closed
 from ..structures.handle import check_path
 from . import layout as R
 from .directory import Shared, shared
+from .payload import Payload
 
 # The engine (or its client in another process than the owner's); its interface is
 # the engine's own.
@@ -51,6 +52,7 @@ class JobStore:
         self.connect_timeout = engine_mod.check_connect_timeout(connect_timeout)
         self.clock = clock
         self.sync = sync
+        self.payload = Payload()  # the codec of arguments and results
         self._eng: Engine = None
         self._closed = False
         self._open_lock = threading.Lock()

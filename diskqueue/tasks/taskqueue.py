@@ -19,6 +19,7 @@ from .job import Job
 from .jobstore import Engine, JobStore
 from .middleware import Hooks
 from .options import DEFAULT_RESULT_TTL, TaskOptions
+from .payload import Payload
 from .periodic import Periodic
 from .stats import collect
 from .task import AsyncTaskFunction, TaskDecorator, TaskFunction, make_task
@@ -41,15 +42,21 @@ class TaskQueue:
     backoff, periodic ticks and rate limits, so tests can move time; ``sync=True`` makes
     every enqueue and every finished job survive power loss; ``middleware`` is a list of
     :class:`~diskqueue.tasks.Middleware`; ``connect_timeout`` (seconds, default 10) bounds
-    the wait for another process holding the directory that does not answer.
+    the wait for another process holding the directory that does not answer; ``codec``
+    stores the jobs' arguments and results: None (or ``"msgpack"``) for msgpack with
+    tuples, sets, dates and times, Decimal and UUID (see
+    :data:`~diskqueue.codecs.TASK_MSGPACK`), or ``"json"``, ``"pickle"``, or any object
+    with ``dumps(obj) -> bytes`` and ``loads(bytes)``. Producers and workers of a
+    directory must use the same codec.
     """
 
     def __init__(self, path: Any, *, clock: Optional[Callable[[], float]] = None,
                  sync: bool = False, middleware: Iterable[Any] = (),
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, codec: Any = None) -> None:
         """Raises TypeError or ValueError for a bad argument (nothing is opened yet)."""
         self.store = JobStore(path, clock=time.time, sync=False,
                               connect_timeout=connect_timeout)
+        self.store.payload = Payload(codec)
         if clock is not None and not callable(clock):
             clock = getattr(clock, "time", None)  # an object with .time() will do too
             if not callable(clock):

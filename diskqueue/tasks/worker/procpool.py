@@ -24,7 +24,7 @@ import time
 import traceback
 from typing import Any, Optional
 
-from ...errors import Closed
+from ...errors import Closed, DiskQueueError
 from .. import context
 from ..retry import Retry
 from ..task import TaskFunction
@@ -203,8 +203,11 @@ class ProcessPool:
             hooks.emit("before_run", run.job)
         run.began = time.perf_counter()
         try:
-            child.conn.send((run.job.id, locator(task, self.app),
-                             run.record.get("args", []), run.record.get("kwargs", {})))
+            args, kwargs = self.runner.store.payload.args_of(run.record)
+        except DiskQueueError as exc:  # stored with another codec than this TaskQueue's
+            return child, self.runner.after_run(run, O.failed(exc))
+        try:
+            child.conn.send((run.job.id, locator(task, self.app), args, kwargs))
         except (OSError, ValueError) as exc:
             child.kill()
             return Child(self.ctx), O.failed(exc)

@@ -26,6 +26,7 @@ from .. import layout as R
 from ..app import TaskApp
 from ..job import DEAD, PENDING, RETRYING, STARTED, SUCCESS, Job
 from ..options import DEFAULT_RESULT_TTL
+from ..payload import CODED
 from ..ratelimit import TokenBucket, parse_rate
 from ..retry import Retry, backoff_delay
 from ..stats import Counters
@@ -290,12 +291,14 @@ class Runner:
     def _succeed(self, run: Run, out: O.Outcome) -> O.Outcome:
         rec = run.record
         now = self.clock()
-        rec.update(state=SUCCESS, finished=now, result=out.value)
+        rec.update(state=SUCCESS, finished=now)
         rec.pop("error", None)
+        payload = self.store.payload
         try:
+            rec["result"] = out.value if payload.name is None else payload.result(out.value)
             data = R.pack(rec)
         except TypeError as exc:
-            rec.pop("result")
+            rec.pop("result", None)
             return O.failed(TypeError(f"the task's result cannot be stored: {exc}"))
         ttl = run.task.options.result_ttl if run.task else DEFAULT_RESULT_TTL
         ops: R.Ops = []
@@ -458,6 +461,9 @@ class Call:
         if hooks.wants("before_run"):
             hooks.emit("before_run", self.run.job)
         record = self.run.record
+        if CODED in record:  # stored with a TaskQueue's codec= (see payload)
+            args, kwargs = self.runner.store.payload.args_of(record)
+            return self.task.fn(*args, **kwargs)
         return self.task.fn(*record.get("args", ()), **record.get("kwargs", {}))
 
     def __exit__(self, kind: Optional[type[BaseException]], exc: Optional[BaseException],
