@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,54 @@ def test_an_argument_that_cannot_be_stored_names_the_task_and_enqueues_nothing(
             assert "nothing was enqueued" in text
         assert len(tasks._engine().scan_records(R.NS_JOBS)) == 1
         assert tasks.stats()["default"]["depth"] == 1
+
+
+JSON_APP = '''
+import os
+from diskqueue import TaskQueue
+
+tasks = TaskQueue(os.environ["DQ_TEST_JOBS"], codec="json")
+
+
+@tasks.task()
+def total(values, *, scale):
+    return {"sum": sum(values) * scale}
+'''
+
+
+@pytest.mark.parametrize("pool", ["thread", "process", "async"])
+def test_a_codec_in_a_real_worker(tmp_path: Path, pool: str) -> None:
+    jobs = tmp_path / "jobs"
+    app = write_app(tmp_path, "jsonapp", JSON_APP)
+    with dq.TaskQueue(jobs, codec="json") as tasks:
+        job = tasks.enqueue("total", [1, 2, 3], scale=2)
+    done = run_worker(jobs, f"{app}:tasks", "--drain", "--pool", pool, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    with dq.TaskQueue(jobs, codec="json") as tasks:
+        assert tasks.job(job.id).result(timeout=0) == {"sum": 12}
+
+
+def test_a_periodic_task_result_with_a_codec(tmp_path: Path) -> None:
+    """A tick's job has no arguments to encode; its result is encoded all the same."""
+    with dq.TaskQueue(tmp_path / "jobs", codec="json") as tasks:
+        @tasks.periodic(every=0.2)
+        def beat() -> list[int]:
+            return [1, 2]
+
+        worker = tasks.start(concurrency=1)
+        try:
+            tick = tasks.job(first_job_id(tasks))
+            assert tick.result(timeout=30) == [1, 2] and tick.args == []
+        finally:
+            worker.stop()
+
+
+def first_job_id(tasks: dq.TaskQueue) -> str:
+    """The id of the first job stored, once there is one (30 s at most)."""
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        rows = tasks._engine().scan_records(R.NS_JOBS, limit=1)
+        if rows:
+            return bytes(rows[0][0]).decode()
+        time.sleep(0.02)
+    raise AssertionError("no job in 30 s")

@@ -49,9 +49,14 @@ class Payload:
         except TypeError as exc:
             raise self.blame(task, args, kwargs, exc) from exc
 
-    def result(self, value: Any) -> Any:
-        """A task's return value as its record stores it (TypeError: cannot be encoded)."""
-        return value if self.name is None else self.dumps(value)
+    def store_result(self, record: dict[str, Any], value: Any) -> None:
+        """Put a task's return value in its record, encoded (and the record marked) when
+        the codec is not the default; raises TypeError when it cannot be encoded."""
+        if self.name is None:
+            record["result"] = value
+            return
+        record["result"] = self.dumps(value)
+        record[CODED] = self.name  # (a periodic tick's job has no arguments to encode)
 
     def blame(self, task: str, args: list[Any], kwargs: dict[str, Any],
               exc: BaseException) -> TypeError:
@@ -82,10 +87,15 @@ class Payload:
 
     def args_of(self, record: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """A record's ``(args, kwargs)`` as values (DiskQueueError: another codec's)."""
+        args, kwargs = record.get("args") or [], record.get("kwargs") or {}
         if CODED not in record:
-            return record.get("args") or [], record.get("kwargs") or {}
-        loads = self._loads_for(record)
-        return loads(record["args"]), loads(record["kwargs"])
+            return args, kwargs
+        # encoded fields are bytes; a periodic tick's empty ones were stored as they are
+        if isinstance(args, bytes):
+            args = self._loads_for(record)(args)
+        if isinstance(kwargs, bytes):
+            kwargs = self._loads_for(record)(kwargs)
+        return args, kwargs
 
     def result_of(self, record: dict[str, Any]) -> Any:
         """A finished record's result as a value (DiskQueueError: another codec's)."""

@@ -293,9 +293,8 @@ class Runner:
         now = self.clock()
         rec.update(state=SUCCESS, finished=now)
         rec.pop("error", None)
-        payload = self.store.payload
         try:
-            rec["result"] = out.value if payload.name is None else payload.result(out.value)
+            self.store.payload.store_result(rec, out.value)
             data = R.pack(rec)
         except TypeError as exc:
             rec.pop("result", None)
