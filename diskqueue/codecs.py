@@ -8,6 +8,7 @@ import datetime as dt
 import decimal
 import json
 import pickle
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, Union
@@ -180,8 +181,21 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)  # another program's ext type: kept as it is
 
 
+_packers = threading.local()  # each thread's idle Packers (building one costs more than
+# packing a job record); a nested call, from _ext_default, takes another one
+
+
 def _ext_packb(obj: Any) -> bytes:
-    return msgpack.packb(obj, default=_ext_default, strict_types=True)  # type: ignore[no-any-return]
+    try:
+        packer = _packers.idle.pop()
+    except (AttributeError, IndexError):
+        packer = msgpack.Packer(default=_ext_default, strict_types=True)
+    data: bytes = packer.pack(obj)  # on an error the packer is dropped, never reused
+    try:
+        _packers.idle.append(packer)
+    except AttributeError:
+        _packers.idle = [packer]
+    return data
 
 
 def _ext_unpackb(data: bytes) -> Any:
