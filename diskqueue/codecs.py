@@ -1,10 +1,15 @@
 """How values become bytes: msgpack (default), raw, json, pickle (only by name), or any
-object with ``dumps``/``loads``."""
+object with ``dumps``/``loads``; and :data:`TASK_MSGPACK`, the task layer's msgpack that
+also holds tuples, sets, dates and times, decimals and UUIDs."""
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import json
 import pickle
+import threading
+import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, Union
 
@@ -113,3 +118,107 @@ def encoder(dumps: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
         return data
 
     return encode
+
+
+# -- msgpack for task arguments and results: more types, as msgpack ext types ---------------
+# Codes of the ext types (stable: they are on disk). Plain msgpack values are stored as
+# before, so a record written without any of these reads the same either way.
+_EXT_TUPLE, _EXT_SET, _EXT_FROZENSET = 1, 2, 3
+_EXT_DATETIME, _EXT_DATE, _EXT_TIME, _EXT_TIMEDELTA = 4, 5, 6, 7
+_EXT_DECIMAL, _EXT_UUID = 8, 9
+
+# Subclasses of the msgpack types (an IntEnum, an OrderedDict, a str subclass...) are
+# stored as their base type, as plain msgpack stores them; checked in this order.
+_BASES: tuple[type, ...] = (int, float, str, bytes, dict, list)
+
+
+def _ext_default(obj: Any) -> Any:
+    """What msgpack cannot store itself (``strict_types``: tuples and subclasses too)."""
+    if isinstance(obj, tuple):
+        return msgpack.ExtType(_EXT_TUPLE, _ext_packb(list(obj)))
+    if isinstance(obj, (set, frozenset)):
+        code = _EXT_FROZENSET if isinstance(obj, frozenset) else _EXT_SET
+        return msgpack.ExtType(code, _ext_packb(list(obj)))
+    if isinstance(obj, dt.datetime):
+        return msgpack.ExtType(_EXT_DATETIME, obj.isoformat().encode())
+    if isinstance(obj, dt.date):
+        return msgpack.ExtType(_EXT_DATE, obj.isoformat().encode())
+    if isinstance(obj, dt.time):
+        return msgpack.ExtType(_EXT_TIME, obj.isoformat().encode())
+    if isinstance(obj, dt.timedelta):
+        return msgpack.ExtType(_EXT_TIMEDELTA,
+                               _ext_packb([obj.days, obj.seconds, obj.microseconds]))
+    if isinstance(obj, decimal.Decimal):
+        return msgpack.ExtType(_EXT_DECIMAL, str(obj).encode())
+    if isinstance(obj, uuid.UUID):
+        return msgpack.ExtType(_EXT_UUID, obj.bytes)
+    for base in _BASES:
+        if isinstance(obj, base):
+            return base(obj)
+    raise TypeError(f"can not serialize {type(obj).__name__!r} object")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _EXT_TUPLE:
+        return tuple(_ext_unpackb(data))
+    if code == _EXT_SET:
+        return set(_ext_unpackb(data))
+    if code == _EXT_FROZENSET:
+        return frozenset(_ext_unpackb(data))
+    if code == _EXT_DATETIME:
+        return dt.datetime.fromisoformat(data.decode())
+    if code == _EXT_DATE:
+        return dt.date.fromisoformat(data.decode())
+    if code == _EXT_TIME:
+        return dt.time.fromisoformat(data.decode())
+    if code == _EXT_TIMEDELTA:
+        days, seconds, micros = _ext_unpackb(data)
+        return dt.timedelta(days, seconds, micros)
+    if code == _EXT_DECIMAL:
+        return decimal.Decimal(data.decode())
+    if code == _EXT_UUID:
+        return uuid.UUID(bytes=data)
+    return msgpack.ExtType(code, data)  # another program's ext type: kept as it is
+
+
+_packers = threading.local()  # each thread's idle Packers (building one costs more than
+# packing a job record); a nested call, from _ext_default, takes another one
+
+
+def _ext_packb(obj: Any) -> bytes:
+    try:
+        packer = _packers.idle.pop()
+    except (AttributeError, IndexError):
+        packer = msgpack.Packer(default=_ext_default, strict_types=True)
+    data: bytes = packer.pack(obj)  # on an error the packer is dropped, never reused
+    try:
+        _packers.idle.append(packer)
+    except AttributeError:
+        _packers.idle = [packer]
+    return data
+
+
+def _ext_unpackb(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+
+
+class TaskMsgpack:
+    """The codec of task arguments and results (``TaskQueue``'s default): msgpack, plus
+    ``tuple`` (kept a tuple), ``set``, ``frozenset``, ``datetime``, ``date``, ``time``,
+    ``timedelta``, ``Decimal`` and ``UUID`` as msgpack ext types. An aware datetime or
+    time comes back with a fixed UTC offset (a ``zoneinfo`` zone is not kept)."""
+
+    name = "msgpack"
+
+    @staticmethod
+    def dumps(obj: Any) -> bytes:
+        """``obj`` as bytes; raises TypeError (or msgpack's error) for what it cannot hold."""
+        return _ext_packb(obj)
+
+    @staticmethod
+    def loads(data: bytes) -> Any:
+        """The value of ``data``; raises msgpack's errors on bad data."""
+        return _ext_unpackb(data)
+
+
+TASK_MSGPACK = TaskMsgpack()

@@ -155,9 +155,12 @@ def _task_stats(tasks: Any) -> tuple[Any, str]:
 
 
 def _job_line(info: dict[str, Any]) -> str:
-    call = ", ".join([json.dumps(a, default=repr) for a in info.get("args", [])]
-                     + [f"{k}={json.dumps(v, default=repr)}"
-                        for k, v in info.get("kwargs", {}).items()])
+    if "coded" in info:  # arguments stored by a TaskQueue's codec=, unknown here
+        call = f"<arguments in the {info['coded']} codec>"
+    else:
+        call = ", ".join([json.dumps(a, default=repr) for a in info.get("args", [])]
+                         + [f"{k}={json.dumps(v, default=repr)}"
+                            for k, v in info.get("kwargs", {}).items()])
     return (f"{info['id']}  {info['queue']}  {info['task']}({call})  {info['state']}"
             f"  priority={info.get('priority') or 0}  attempts={info.get('attempts', 0)}")
 

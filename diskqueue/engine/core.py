@@ -34,6 +34,9 @@ from .store import Store
 log = logging.getLogger("diskqueue.engine")
 
 FORMAT_VERSION = 1
+# What a user opens for each structure kind a directory records, for messages
+KIND_NAMES = {"queue": "Queue or Stack", "priority": "PriorityQueue",
+              "prefix": "PrefixQueue", "tasks": "TaskQueue"}
 # (lane, seq, key, data, attempts): what reads hand back to handles
 
 
@@ -164,9 +167,9 @@ class Core:
                 )
                 return
             if stored.decode() not in set(accepts) | {kind}:
+                held, wanted = (KIND_NAMES.get(k, k) for k in (stored.decode(), kind))
                 raise IncompatibleType(
-                    f"{self.path} holds a {stored.decode()} structure, not a {kind}; "
-                    "open it with the matching class"
+                    f"{self.path} holds a {held}, not a {wanted}: open it as a {held}"
                 )
 
     # -- checks and errors -----------------------------------------------------

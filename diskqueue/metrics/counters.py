@@ -137,9 +137,10 @@ class JobMetrics(Middleware):
             tally.observe(("wait", task, queue), max(started - ready, 0.0))
         self._running[job.id] = (time.perf_counter(), task, queue)
 
-    def after_run(self, job: Job, result: Any = None, error: Optional[BaseException] = None
-                  ) -> None:
-        """Observe the run time; count a success."""
+    def after_run(self, job: Job, result: Any = None, error: Optional[BaseException] = None,
+                  duration: Optional[float] = None) -> None:
+        """Observe the run time (the runner's ``duration`` when it gives one); count a
+        success."""
         if self._cut and job.id in self._cut:
             self._cut.discard(job.id)
             return
@@ -147,18 +148,21 @@ class JobMetrics(Middleware):
         entry = self._running.pop(job.id, None)
         if entry is not None:
             began, task, queue = entry
-            tally.observe(("run", task, queue), time.perf_counter() - began)
+            took = duration if duration is not None else time.perf_counter() - began
+            tally.observe(("run", task, queue), took)
         else:
             task, queue = job.task, job.queue
         if error is None:
             tally.add("succeeded", task, queue)
 
-    def on_retry(self, job: Job, error: BaseException, delay: float) -> None:
+    def on_retry(self, job: Job, error: BaseException, delay: float,
+                 duration: Optional[float] = None) -> None:
         """Count a failed run that will be retried."""
         self._failed(job)
         self._count("retried", job)
 
-    def on_dead(self, job: Job, error: BaseException) -> None:
+    def on_dead(self, job: Job, error: BaseException, duration: Optional[float] = None
+                ) -> None:
         """Count a failed run that was the last one."""
         self._failed(job)
         self._count("dead", job)

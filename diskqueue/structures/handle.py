@@ -23,6 +23,7 @@ class _ClosedEngine:
         self._path = path
 
     def __getattr__(self, name: str) -> NoReturn:
+        """Any attribute: raises ``Closed``."""
         raise Closed(f"{self._path} is closed; open it again to use it")
 
 
@@ -32,6 +33,8 @@ def _closed_engine(path: str) -> EngineAPI:
 
 
 def check_path(path: Any) -> str:
+    """``path`` as an absolute real path; raises TypeError (not str or os.PathLike, or
+    bytes) or ValueError (empty)."""
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
     text = os.fspath(path)
@@ -41,6 +44,8 @@ def check_path(path: Any) -> str:
 
 
 def check_count(name: str, value: Any, minimum: int = 0) -> int:
+    """``value`` if it is an int >= ``minimum``; raises TypeError or ValueError naming
+    ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < minimum:
@@ -49,6 +54,7 @@ def check_count(name: str, value: Any, minimum: int = 0) -> int:
 
 
 def check_id(value: Any) -> int:
+    """``value`` if it is an int item id; raises TypeError."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"id must be an int, not {type(value).__name__}")
     return value
@@ -110,6 +116,7 @@ class Handle(abc.ABC):
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` or :meth:`drop` was called."""
         return isinstance(self._engine, _ClosedEngine)
 
     def close(self) -> None:
@@ -129,26 +136,33 @@ class Handle(abc.ABC):
         engine.destroy()
 
     def __enter__(self) -> Any:
+        """The handle itself; leaving the block closes it."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the handle."""
         self.close()
 
     def __del__(self) -> None:
+        """Close the handle when it is garbage collected; never raises."""
         try:
             self.close()
         except Exception:
             pass
 
     def __repr__(self) -> str:
+        """``<Class 'path' N items>`` (or ``closed``)."""
         state = "closed" if self.closed else f"{len(self)} items"
         return f"<{type(self).__name__} {self.path!r} {state}>"
 
     # -- common reads ----------------------------------------------------------
     def __len__(self) -> int:
+        """How many items are ready to be taken (reserved ones not counted). Raises
+        ``Closed`` after :meth:`close`."""
         return self._engine.length(self._ns)
 
     def __bool__(self) -> bool:
+        """True when an item is ready to be taken (``len(self) > 0``)."""
         return len(self) > 0
 
     def _synced(self) -> None:

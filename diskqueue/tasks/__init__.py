@@ -15,12 +15,13 @@ from .context import current_job_id, set_progress
 from .job import STATES, Job, UnknownJob
 from .middleware import Middleware
 from .retry import Retry
-from .task import TaskFunction, TaskOptions
+from .task import AsyncTaskFunction, TaskFunction, TaskOptions
 from .taskqueue import TaskQueue
 from .worker.outcome import TaskError
 from .worker.worker import Worker
 
 __all__ = [
-    "STATES", "Job", "Middleware", "Retry", "TaskError", "TaskFunction", "TaskOptions",
+    "STATES", "AsyncTaskFunction", "Job", "Middleware", "Retry", "TaskError", "TaskFunction",
+    "TaskOptions",
     "TaskQueue", "UnknownJob", "Worker", "current_job_id", "set_progress",
 ]

@@ -17,6 +17,7 @@ from .job import Job
 from .jobstore import JobStore
 from .middleware import Hooks
 from .options import TaskOptions
+from .payload import CODED, Payload
 
 
 def seconds_until(delay: Any, eta: Any, now: float) -> Optional[float]:
@@ -91,13 +92,27 @@ class Enqueuer:
         self.store = store
         self.hooks = hooks
 
+    def _record(self, job_id: str, name: str, args: list[Any], kwargs: dict[str, Any],
+                queue: str, priority: int, now: float, **more: Any) -> dict[str, Any]:
+        """A new job's record, its arguments encoded by the store's codec (TypeError
+        naming the argument that cannot be)."""
+        args, kwargs, coded = self.store.payload.call(name, args, kwargs)
+        rec = R.new_record(job_id, name, args, kwargs, queue, priority, now, **more)
+        if coded is not None:
+            rec[CODED] = coded
+        return rec
+
     @staticmethod
     def _plan(rec: dict[str, Any], due: Optional[float], entries: list[tuple[bytes, bytes]],
               ops: R.Ops, lane: bytes, sched: bytes) -> None:
         """Add a new job's record, and its queue entry in ``lane`` or (due later) its
         schedule record of value ``sched``, to a write."""
         jid = rec["id"].encode()
-        ops.append((R.NS_JOBS, jid, R.pack(rec)))  # TypeError here: nothing was written
+        try:
+            data = R.pack(rec)
+        except TypeError as exc:  # nothing was written: name the argument
+            raise Payload().blame(rec["task"], rec["args"], rec["kwargs"], exc) from exc
+        ops.append((R.NS_JOBS, jid, data))
         if due is None:
             entries.append((lane, jid))
         else:
@@ -117,8 +132,8 @@ class Enqueuer:
         the job already holding the key, when there is one).
 
         Raises TypeError or ValueError for bad arguments or options, TypeError for
-        arguments msgpack cannot hold, and what a ``before_enqueue`` hook raises; in
-        each case nothing is written.
+        arguments the codec cannot store (naming the task and the argument), and what a
+        ``before_enqueue`` hook raises; in each case nothing is written.
         """
         args, kwargs = check_call(args, kwargs)
         queue, priority = _place(options, queue, priority)
@@ -127,9 +142,9 @@ class Enqueuer:
         store = self.store
         now = store.clock()
         due = None if delay is None and eta is None else _due(delay, eta, now)
-        rec = R.new_record(store.new_id(), name, args, kwargs, queue, priority, now,
+        rec = self._record(store.new_id(), name, args, kwargs, queue, priority, now,
                            due=due, unique_key=unique_key)
-        job = Job(self, rec["id"], rec)
+        job: Job[Any] = Job(self, rec["id"], rec)
         hooks = self.hooks
         if hooks.wants("before_enqueue"):
             hooks.emit("before_enqueue", job)
@@ -167,9 +182,9 @@ class Enqueuer:
         ops: R.Ops = []
         for call in calls:
             args, kwargs = check_call(*split_call(call))
-            rec = R.new_record(self.store.new_id(), name, args, kwargs, queue, priority,
+            rec = self._record(self.store.new_id(), name, args, kwargs, queue, priority,
                                now, due=due)
-            job = Job(self, rec["id"], rec)
+            job: Job[Any] = Job(self, rec["id"], rec)
             if self.hooks.wants("before_enqueue"):
                 self.hooks.emit("before_enqueue", job)
             self._plan(rec, due, entries, ops, lane, sched)

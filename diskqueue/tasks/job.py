@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, Optional
+from typing import Any, Generic, Optional, TypeVar
 
 from .._checks import check_duration
 from ..errors import DiskQueueError, JobFailed, JobTimeout
@@ -48,10 +48,14 @@ def failure(record: dict[str, Any]) -> JobFailed:
                traceback=err.get("traceback", ""))
 
 
-class Job:
-    """One enqueued call. ``id`` is fixed; every other attribute is read from disk when
-    asked, so it shows the job as it is now (``task``, ``args``, ``kwargs``, ``queue``,
-    ``priority`` never change and are read once).
+R = TypeVar("R")
+
+
+class Job(Generic[R]):
+    """One enqueued call (``Job[R]``: of a task returning ``R``). ``id`` is fixed;
+    every other attribute is read from disk when asked, so it shows the job as it is now
+    (``task``, ``args``, ``kwargs``, ``queue``, ``priority`` never change and are read
+    once).
 
     ``tasks`` is the TaskQueue (or anything with its ``store``) the job lives in.
     """
@@ -87,8 +91,18 @@ class Job:
         return snap.get(field)
 
     task = property(lambda self: self._fixed("task"), doc="the task name")
-    args = property(lambda self: list(self._fixed("args") or ()), doc="positional arguments")
-    kwargs = property(lambda self: dict(self._fixed("kwargs") or {}), doc="keyword arguments")
+    @property
+    def args(self) -> list[Any]:
+        """The positional arguments (DiskQueueError: stored with another codec)."""
+        self._fixed("id")  # reads the record once
+        return list(self._store.payload.args_of(self._snap or {})[0])
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments (DiskQueueError: stored with another codec)."""
+        self._fixed("id")
+        return dict(self._store.payload.args_of(self._snap or {})[1])
+
     queue = property(lambda self: self._fixed("queue"), doc="the queue it was put in")
     priority = property(lambda self: self._fixed("priority"), doc="higher runs first")
     unique_key = property(lambda self: self._fixed("unique"), doc="its unique_key or None")
@@ -128,13 +142,14 @@ class Job:
                    doc="when a scheduled or retrying job is due, or None")
 
     # -- waiting ---------------------------------------------------------------
-    def result(self, timeout: Optional[float] = None) -> Any:
+    def result(self, timeout: Optional[float] = None) -> R:
         """Wait until the job finished; return its value or raise what it failed with.
 
         Raises ``JobFailed`` (type name, message, traceback of the task's error) for a
         dead job, ``JobTimeout`` when it ran past its ``timeout`` or when ``timeout``
         seconds pass here first (``None`` or ``math.inf``: wait for ever; ``0``: do not
-        wait; NaN or a negative number: ``ValueError``).
+        wait; NaN or a negative number: ``ValueError``), ``DiskQueueError`` for a result
+        stored with another codec than this TaskQueue's.
         """
         seconds = check_duration("timeout", timeout, allow_inf=True)
         end = None if seconds is None else time.monotonic() + seconds
@@ -142,7 +157,8 @@ class Job:
         if record is None:
             raise self._unknown()
         if record["state"] == SUCCESS:
-            return record.get("result")
+            value: Any = self._store.payload.result_of(record)
+            return value  # type: ignore[no-any-return]
         if record["state"] == DEAD:
             raise failure(record)
         raise JobTimeout(f"job {self.id} is still {record['state']} after {timeout} s",

@@ -22,6 +22,7 @@ from ..sharing import registry as engine_mod
 from ..structures.handle import check_path
 from . import layout as R
 from .directory import Shared, shared
+from .payload import Payload
 
 # The engine (or its client in another process than the owner's)
 Engine = EngineAPI
@@ -51,6 +52,7 @@ class JobStore:
         self.connect_timeout = engine_mod.check_connect_timeout(connect_timeout)
         self.clock = clock
         self.sync = sync
+        self.payload = Payload()  # the codec of arguments and results
         self._eng: Optional[Engine] = None
         self._closed = False
         self._open_lock = threading.Lock()

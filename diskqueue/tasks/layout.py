@@ -5,7 +5,9 @@ A task directory is one engine directory of kind ``"tasks"``:
 - one queue namespace per named queue, ``b"q:" + name``; its lanes are priorities,
   encoded so that the engine's ascending lane order runs the *highest* priority first;
   an item holds only the job id;
-- record namespaces beside them: the jobs themselves (msgpack maps), the schedule
+- record namespaces beside them: the jobs themselves (msgpack maps, see
+  :data:`~diskqueue.codecs.TASK_MSGPACK`; a job's ``"coded"`` field names the codec of
+  its arguments and result when it is not the default), the schedule
   (delayed jobs and retries, keyed by due time), dead letters, ``unique_key`` guards,
   periodic ticks, result expiry, and counters for ``stats()``.
 """
@@ -14,9 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import msgpack
-
-from ..codecs import encoder
+from ..codecs import TASK_MSGPACK, encoder
 from ..engine import keys
 
 QUEUE_PREFIX = b"q:"
@@ -48,12 +48,10 @@ FINISHED = (SUCCESS, DEAD)
 Ops = list[tuple[bytes, bytes, Optional[bytes]]]
 PRIORITY_MAX = 2**63 - 1
 
-pack = encoder(msgpack.packb)
-
-
-def unpack(data: bytes) -> Any:
-    """A stored value (msgpack) as Python objects; raises msgpack's errors on bad data."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+# Records are msgpack maps, with tuples, sets, dates, decimals... as ext types (the
+# default codec of arguments and results, stored inline: see :mod:`.payload`).
+pack = encoder(TASK_MSGPACK.dumps)
+unpack = TASK_MSGPACK.loads
 
 
 def new_record(job_id: str, task: str, args: list[Any], kwargs: dict[str, Any], queue: str,

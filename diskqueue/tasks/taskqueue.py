@@ -9,8 +9,8 @@ public entry point on top: the other task modules use the store, never the TaskQ
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, Optional
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Optional, ParamSpec, TypeVar, overload
 
 from . import deadletters
 from . import layout as R
@@ -19,15 +19,19 @@ from .job import Job
 from .jobstore import Engine, JobStore
 from .middleware import Hooks
 from .options import DEFAULT_RESULT_TTL, TaskOptions
+from .payload import Payload
 from .periodic import Periodic
 from .stats import collect
-from .task import TaskFunction
+from .task import AsyncTaskFunction, TaskDecorator, TaskFunction, make_task
 from .worker.runloop import run_until_stopped
 from .worker.worker import Worker
 
 __all__ = ["DEFAULT_CONCURRENCY", "TaskQueue", "split_call"]
 
 DEFAULT_CONCURRENCY = 4
+
+P = ParamSpec("P")
+T = TypeVar("T")  # a task's result (R is the layout module here)
 
 
 class TaskQueue:
@@ -38,15 +42,21 @@ class TaskQueue:
     backoff, periodic ticks and rate limits, so tests can move time; ``sync=True`` makes
     every enqueue and every finished job survive power loss; ``middleware`` is a list of
     :class:`~diskqueue.tasks.Middleware`; ``connect_timeout`` (seconds, default 10) bounds
-    the wait for another process holding the directory that does not answer.
+    the wait for another process holding the directory that does not answer; ``codec``
+    stores the jobs' arguments and results: None (or ``"msgpack"``) for msgpack with
+    tuples, sets, dates and times, Decimal and UUID (see
+    :data:`~diskqueue.codecs.TASK_MSGPACK`), or ``"json"``, ``"pickle"``, or any object
+    with ``dumps(obj) -> bytes`` and ``loads(bytes)``. Producers and workers of a
+    directory must use the same codec.
     """
 
     def __init__(self, path: Any, *, clock: Optional[Callable[[], float]] = None,
                  sync: bool = False, middleware: Iterable[Any] = (),
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, codec: Any = None) -> None:
         """Raises TypeError or ValueError for a bad argument (nothing is opened yet)."""
         self.store = JobStore(path, clock=time.time, sync=False,
                               connect_timeout=connect_timeout)
+        self.store.payload = Payload(codec)
         if clock is not None and not callable(clock):
             clock = getattr(clock, "time", None)  # an object with .time() will do too
             if not callable(clock):
@@ -55,7 +65,7 @@ class TaskQueue:
         if not isinstance(sync, bool):
             raise TypeError(f"sync must be a bool, not {type(sync).__name__}")
         self.store.sync = sync
-        self.registry: dict[str, TaskFunction] = {}
+        self.registry: dict[str, TaskFunction[..., Any]] = {}
         self.hooks = Hooks()
         for m in middleware:
             self.hooks.add(m)
@@ -122,11 +132,24 @@ class TaskQueue:
         return f"<TaskQueue {self.path!r} {len(self.registry)} tasks>"
 
     # -- registering -----------------------------------------------------------
-    def task(self, fn: Optional[Callable[..., Any]] = None, *, name: Optional[str] = None,
-             retries: int = 0, backoff: float = 1.0, max_backoff: float = 3600.0,
+    # Typed (see :mod:`.task`): ``@tasks.task``, ``tasks.task(fn, **options)`` (its
+    # options checked when it runs), or ``@tasks.task(**options)`` (options typed too).
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, T]], /, **options: Any
+             ) -> AsyncTaskFunction[P, T]: ...
+
+    @overload
+    def task(self, fn: Callable[P, T], /, **options: Any) -> TaskFunction[P, T]: ...
+
+    @overload
+    def task(self, fn: None = None, /, *, name: Optional[str] = None, retries: int = 0,
+             backoff: float = 1.0, max_backoff: float = 3600.0,
              timeout: Optional[float] = None, queue: str = "default", priority: int = 0,
              rate_limit: Optional[str] = None,
-             result_ttl: Optional[float] = DEFAULT_RESULT_TTL) -> Any:
+             result_ttl: Optional[float] = DEFAULT_RESULT_TTL) -> TaskDecorator: ...
+
+    def task(self, fn: Optional[Callable[..., Any]] = None, /, *,
+             name: Optional[str] = None, **options: Any) -> Any:
         """Register a function as a task (usable as ``@tasks.task`` or ``@tasks.task(...)``).
 
         ``retries``: attempts after the first failure; ``backoff``: seconds before the
@@ -135,17 +158,17 @@ class TaskQueue:
         jobs go by default; ``rate_limit``: starts per period in each worker process,
         such as ``"100/m"``; ``result_ttl``: seconds a finished job's record (and result)
         is kept (None: for ever, 0: not at all). The name defaults to the function's.
+        Raises TypeError for an unknown option, TypeError or ValueError for a bad value.
         """
-        options = TaskOptions(retries, backoff, max_backoff, timeout, queue, priority,
-                              rate_limit, result_ttl)
+        task_options = TaskOptions(**options)
 
-        def register(func: Callable[..., Any]) -> TaskFunction:
-            return self._register(func, name, options, None)
+        def register(func: Callable[..., Any]) -> TaskFunction[..., Any]:
+            return self._register(func, name, task_options, None)
 
         return register(fn) if fn is not None else register
 
     def periodic(self, every: Any = None, *, cron: Optional[str] = None,
-                 name: Optional[str] = None, **options: Any) -> Callable[..., TaskFunction]:
+                 name: Optional[str] = None, **options: Any) -> TaskDecorator:
         """Register a function of no arguments to run every ``every`` seconds (or
         timedelta; ticks are aligned to the epoch) or on a 5-field ``cron`` schedule
         (local time; ``periodic("*/5 * * * *")`` is the same as ``cron=``). Takes the
@@ -155,13 +178,13 @@ class TaskQueue:
         schedule = Periodic(every, cron)
         task_options = TaskOptions(**options)
 
-        def register(func: Callable[..., Any]) -> TaskFunction:
+        def register(func: Callable[..., Any]) -> TaskFunction[..., Any]:
             return self._register(func, name, task_options, schedule)
 
-        return register
+        return register  # type: ignore[return-value]
 
     def _register(self, fn: Callable[..., Any], name: Optional[str], options: TaskOptions,
-                  periodic: Optional[Periodic]) -> TaskFunction:
+                  periodic: Optional[Periodic]) -> TaskFunction[..., Any]:
         if not callable(fn):
             raise TypeError(f"a task must be a function, not {type(fn).__name__}")
         name = name if name is not None else getattr(fn, "__name__", None)
@@ -169,7 +192,7 @@ class TaskQueue:
             raise TypeError("a task needs a name: pass name=")
         if name in self.registry and self.registry[name].fn is not fn:
             raise ValueError(f"a task named {name!r} is already registered on {self!r}")
-        task = TaskFunction(self._enqueuer, fn, name, options, periodic)
+        task = make_task(self._enqueuer, fn, name, options, periodic)
         self.registry[name] = task
         return task
 
@@ -222,7 +245,7 @@ class TaskQueue:
         """The Job with this id (``UnknownJob`` when there is none)."""
         if not isinstance(job_id, str):
             raise TypeError(f"a job id is a str, not {type(job_id).__name__}")
-        job = Job(self, job_id)
+        job: Job[Any] = Job(self, job_id)
         job.info()
         return job
 

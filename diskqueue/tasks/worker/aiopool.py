@@ -115,7 +115,7 @@ class AsyncPool:
         self.fetcher.shutdown(wait=False)
         for run in runs:
             if not run.finished:
-                run.cut_short()
+                self.runner.cut_short(run)
 
     def close(self) -> None:
         """Shut the thread pools down, and close the loop once it ended."""

@@ -166,7 +166,7 @@ class ThreadPool:
         """Threads cannot be stopped: their jobs stay reserved and, unless they still
         finish, run again when the directory is next opened."""
         for run in runs:
-            run.cut_short()
+            self.runner.cut_short(run)
 
     def close(self) -> None:
         """Nothing to free: the threads ended (or were abandoned) in :meth:`join`."""

@@ -24,7 +24,7 @@ import time
 import traceback
 from typing import Any, Optional
 
-from ...errors import Closed
+from ...errors import Closed, DiskQueueError
 from .. import context
 from ..retry import Retry
 from ..task import TaskFunction
@@ -81,8 +81,11 @@ def child_main(conn: Any) -> None:
             return
         job_id, where, args, kwargs = msg
         token = context.bind(job_id, lambda value: conn.send(("progress", value)))
+        began = time.perf_counter()  # reset after the import: the duration is the call's
         try:
-            value = _resolve(where, cache)(*args, **kwargs)
+            fn = _resolve(where, cache)
+            began = time.perf_counter()
+            value = fn(*args, **kwargs)
             if inspect.isawaitable(value):
                 value = asyncio.run(_awaited(value))
             reply: tuple[Any, ...] = ("ok", value)
@@ -93,11 +96,12 @@ def child_main(conn: Any) -> None:
             reply = ("err", type(exc).__name__, O.describe(exc), O.format_traceback(exc), None)
         finally:
             context.unbind(token)
+        took = time.perf_counter() - began  # the last item of a reply
         try:
-            conn.send(reply)
+            conn.send((*reply, took))
         except Exception as exc:  # the value could not be pickled
             conn.send(("err", type(exc).__name__, f"the result cannot be sent back: {exc}",
-                       traceback.format_exc(), None))
+                       traceback.format_exc(), None, took))
 
 
 async def _awaited(awaitable: Any) -> Any:
@@ -197,9 +201,13 @@ class ProcessPool:
         hooks = self.runner.hooks
         if hooks.wants("before_run"):
             hooks.emit("before_run", run.job)
+        run.began = time.perf_counter()
         try:
-            child.conn.send((run.job.id, locator(task, self.app),
-                             run.record.get("args", []), run.record.get("kwargs", {})))
+            args, kwargs = self.runner.store.payload.args_of(run.record)
+        except DiskQueueError as exc:  # stored with another codec than this TaskQueue's
+            return child, self.runner.after_run(run, O.failed(exc))
+        try:
+            child.conn.send((run.job.id, locator(task, self.app), args, kwargs))
         except (OSError, ValueError) as exc:
             child.kill()
             return Child(self.ctx), O.failed(exc)
@@ -219,9 +227,10 @@ class ProcessPool:
                 if msg[0] == "progress":
                     self.runner.report(run, msg[1])
                     continue
+                run.duration = msg[-1]  # as the child measured the call
                 if msg[0] == "ok":
                     return child, self.runner.after_run(run, O.success(msg[1]))
-                _, kind, text, tb, delay = msg
+                _, kind, text, tb, delay, _ = msg
                 return child, self.runner.after_run(run, O.remote(kind, text, tb, delay))
             if run.deadline is not None and time.monotonic() >= run.deadline:
                 child.kill()

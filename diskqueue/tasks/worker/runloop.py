@@ -3,6 +3,7 @@ job is left). Signal handlers only set flags; the main thread waits on an Event.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -14,6 +15,8 @@ from typing import Any, Optional
 from ..._checks import check_duration
 from .worker import Worker
 
+log = logging.getLogger("diskqueue.worker")
+
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 DRAIN_CHECK = 0.05  # seconds between checks that no job is left, while draining
 
@@ -22,12 +25,30 @@ class _Flags:
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.force = threading.Event()
+        self.received: list[int] = []  # the signals, logged by the main loop
 
     def handler(self, signum: int, frame: Any) -> None:
-        """The signal handler: only sets the flags."""
+        """The signal handler: only sets the flags (and notes the signal)."""
+        self.received.append(signum)
         if self.stop.is_set():
             self.force.set()  # a second signal: stop waiting for the running jobs
         self.stop.set()
+
+    def said(self, index: int) -> str:
+        """The name of the ``index``-th signal received, e.g. ``SIGTERM``."""
+        return signal.Signals(self.received[index]).name
+
+
+def _stopping(flags: _Flags, grace: Optional[float], drain: bool) -> None:
+    """Log why the worker stops, and how long its running jobs have."""
+    if flags.received:
+        why = f"received {flags.said(0)}: stopping"
+    else:
+        why = "no job left: stopping" if drain else "stopping"
+    wait = "until they finish" if grace is None else f"up to {grace:g} s"
+    log.info("%s; the running jobs get %s (the grace period), then go back to their "
+             "queue%s", why, wait,
+             "; a second signal stops the wait" if flags.received else "")
 
 
 def _install(flags: _Flags) -> dict[int, Any]:
@@ -116,7 +137,11 @@ def run_until_stopped(start: Callable[[], Worker], *, grace: float, drain: bool,
             else:
                 flags.stop.wait()
         finally:
+            _stopping(flags, seconds, drain)
             clean = worker.stop(seconds, interrupt=flags.force)
+            if flags.force.is_set():
+                log.warning("received %s again: stopped waiting for the running jobs",
+                            flags.said(-1))
             if bar is not None:
                 bar.close()
     finally:

@@ -24,12 +24,14 @@ from ...errors import Closed, DiskQueueError, Empty, NotReserved
 from .. import context
 from .. import layout as R
 from ..app import TaskApp
-from ..job import DEAD, RETRYING, STARTED, SUCCESS, Job
+from ..job import DEAD, PENDING, RETRYING, STARTED, SUCCESS, Job
 from ..options import DEFAULT_RESULT_TTL
+from ..payload import CODED
 from ..ratelimit import TokenBucket, parse_rate
 from ..retry import Retry, backoff_delay
 from ..stats import Counters
 from ..task import TaskFunction
+from . import joblog
 from . import outcome as O
 
 log = logging.getLogger("diskqueue.worker")
@@ -44,7 +46,7 @@ class Run:
     """One job being run by this worker: its lease, record, task and deadline."""
 
     __slots__ = ("ns", "lane", "seq", "held", "jid", "record", "task", "deadline", "lock",
-                 "finished", "job", "thread")
+                 "finished", "job", "thread", "began", "duration")
 
     def __init__(self, lease: Lease, record: dict[str, Any], task: Optional[TaskFunction],
                  tasks: TaskApp) -> None:
@@ -55,8 +57,16 @@ class Run:
         self.deadline: Optional[float] = None  # time.monotonic() past which it timed out
         self.lock = threading.Lock()
         self.finished = False
-        self.job = Job(tasks, record["id"], record)
+        self.job: Job[Any] = Job(tasks, record["id"], record)
         self.thread = threading.current_thread()
+        self.began = time.perf_counter()  # reset when the call itself starts
+        self.duration: Optional[float] = None  # seconds the call took, once it ended
+
+    def took(self) -> float:
+        """Seconds the call took (so far, when it has not ended: a timeout)."""
+        if self.duration is not None:
+            return self.duration
+        return time.perf_counter() - self.began
 
     def end(self) -> bool:
         """Mark the run finished; False when it already was (someone else ends it)."""
@@ -67,7 +77,8 @@ class Run:
             return True
 
     def cut_short(self) -> None:
-        """Log that the run was still going at the end of the grace period."""
+        """Log that the run was still going at the end of the grace period (see
+        :meth:`Runner.cut_short`, which also marks its job pending)."""
         log.warning("job %s (%s) was still running at the end of the grace period; "
                     "it will run again after a restart", self.job.id, self.record["task"])
 
@@ -152,6 +163,8 @@ class Runner:
         if run is not None and run.task is None:
             self.finish(run, unknown_task(run.record["task"], self.tasks))
             return None
+        if run is not None and log.isEnabledFor(logging.INFO):
+            joblog.started(run)
         return run
 
     def _begin(self, lease: Lease) -> Optional[Run]:
@@ -254,9 +267,12 @@ class Runner:
             raise O.Escaped(exc) from None
 
     def after_run(self, run: Run, out: O.Outcome) -> O.Outcome:
-        """Emit ``after_run`` for a call that ended in ``out``; returns ``out``."""
+        """Note how long the call took; emit ``after_run`` for a call that ended in
+        ``out``; returns ``out``."""
+        if run.duration is None:  # (a child process measures its own call)
+            run.duration = time.perf_counter() - run.began
         if self.hooks.wants("after_run"):
-            self.hooks.emit("after_run", run.job, out.value, out.exc)
+            self.hooks.emit("after_run", run.job, out.value, out.exc, duration=run.duration)
         return out
 
     # -- finish ----------------------------------------------------------------
@@ -275,12 +291,13 @@ class Runner:
     def _succeed(self, run: Run, out: O.Outcome) -> O.Outcome:
         rec = run.record
         now = self.clock()
-        rec.update(state=SUCCESS, finished=now, result=out.value)
+        rec.update(state=SUCCESS, finished=now)
         rec.pop("error", None)
         try:
+            self.store.payload.store_result(rec, out.value)
             data = R.pack(rec)
         except TypeError as exc:
-            rec.pop("result")
+            rec.pop("result", None)
             return O.failed(TypeError(f"the task's result cannot be stored: {exc}"))
         ttl = run.task.options.result_ttl if run.task else DEFAULT_RESULT_TTL
         ops: R.Ops = []
@@ -292,6 +309,8 @@ class Runner:
             if ttl is not None:
                 ops.append((R.NS_EXPIRE, R.ms_bytes(now + ttl) + run.jid, b""))
         self._ended(run, ops, ("done",))
+        if log.isEnabledFor(logging.INFO):
+            joblog.succeeded(run)
         return out
 
     def _ended(self, run: Run, ops: R.Ops, counts: tuple[str, ...]) -> None:
@@ -324,10 +343,9 @@ class Runner:
                 self.counters.counted(rec["queue"], ("failed", "retried"),
                                       lambda more: self._ack(run, ops + more))
             self.shared.wake_schedulers()
-            log.info("job %s (%s) failed (%s); retry %d in %.2f s", run.job.id, rec["task"],
-                     out.error and out.error["type"], rec["failures"], delay)
+            joblog.retrying(run, out, delay)
             if self.hooks.wants("on_retry"):
-                self.hooks.emit("on_retry", run.job, exc, delay)
+                self.hooks.emit("on_retry", run.job, exc, delay, duration=run.took())
             return
         # each death is numbered, so that retrying it is a one-time event (deadletters)
         rec.update(state=DEAD, finished=now, deaths=rec.get("deaths", 0) + 1)
@@ -335,10 +353,9 @@ class Runner:
         dead_ops: R.Ops = [(R.NS_JOBS, run.jid, R.pack(rec)),
                            (R.NS_DEAD, R.dead_key(rec["queue"], run.jid), b"")]
         self._ended(run, dead_ops, ("failed", "dead_total"))
-        log.warning("job %s (%s) is dead: %s: %s", run.job.id, rec["task"],
-                    out.error and out.error["type"], out.error and out.error["message"])
+        joblog.died(run, out)
         if self.hooks.wants("on_dead"):
-            self.hooks.emit("on_dead", run.job, exc)
+            self.hooks.emit("on_dead", run.job, exc, duration=run.took())
 
     @staticmethod
     def _reschedule(run: Run, due: float) -> R.Ops:
@@ -373,7 +390,26 @@ class Runner:
         if not run.end():
             return
         self.active.discard(run)
+        # pending again before it is back in its queue: once there, another worker may
+        # take it and mark it started, which this write must not undo
+        self._mark_pending(run)
         self._nack(run.ns, run.lane, run.seq, run.held)
+
+    def cut_short(self, run: Run) -> None:
+        """A run still going at the end of the grace period, left reserved: it runs
+        again when the directory is next opened, so its record says ``pending`` (unless
+        it finishes first: under the run's lock, as its finish takes that lock too)."""
+        with run.lock:
+            if not run.finished:
+                self._mark_pending(run)
+        run.cut_short()
+
+    def _mark_pending(self, run: Run) -> None:
+        run.record["state"] = PENDING  # in place: a later progress report keeps it
+        try:
+            self.store.save(run.record)
+        except DiskQueueError as exc:
+            log.warning("could not mark job %s pending (%s)", run.job.id, exc)
 
     def _nack(self, ns: bytes, lane: bytes, seq: int, held: int) -> None:
         try:
@@ -415,6 +451,7 @@ class Call:
         """Bind the job to the context (``current_job_id``, ``set_progress``)."""
         run, runner = self.run, self.runner
         self.token = context.bind(run.job.id, lambda value: runner.report(run, value))
+        run.began = time.perf_counter()
         return self
 
     def invoke(self) -> Any:
@@ -423,6 +460,9 @@ class Call:
         if hooks.wants("before_run"):
             hooks.emit("before_run", self.run.job)
         record = self.run.record
+        if CODED in record:  # stored with a TaskQueue's codec= (see payload)
+            args, kwargs = self.runner.store.payload.args_of(record)
+            return self.task.fn(*args, **kwargs)
         return self.task.fn(*record.get("args", ()), **record.get("kwargs", {}))
 
     def __exit__(self, kind: Optional[type[BaseException]], exc: Optional[BaseException],

@@ -136,12 +136,13 @@ class Worker:
         on_pass = self._refresh if self._queues is None else None
         self.scheduler = Scheduler(tasks, self.runner, lambda: set(self.queue_names()),
                                    on_timeout, on_pass)
+        # said before anything runs: no job's line comes before it
+        log.info("worker started: %s pool, concurrency %d, queues %s", self.pool_kind,
+                 self.concurrency, ", ".join(self.queue_names()))
         self.scheduler.start()
         self.pool.start()
         self.presence = Presence(self)
         self.presence.start()
-        log.info("worker started: %s pool, concurrency %d, queues %s", self.pool_kind,
-                 self.concurrency, ", ".join(self.queue_names()))
         return self
 
     def _make_pool(self, runner: Runner) -> Pool:
