@@ -73,9 +73,11 @@ class MetricsServer:
         self._thread.join(5)
 
     def __enter__(self) -> MetricsServer:
+        """The server itself: ``with serve(...) as server:`` closes it on leaving."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop serving (see ``close``); an exception in the block propagates."""
         self.close()
 
 

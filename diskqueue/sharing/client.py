@@ -116,6 +116,7 @@ class RemoteEngine:
 
     @property
     def role(self) -> str:
+        """``"owner"`` once this process took the directory over, else ``"client"``."""
         return "owner" if self._local is not None else "client"
 
     # -- reaching the directory ------------------------------------------------
@@ -415,6 +416,9 @@ class RemoteEngine:
             self.close()
 
     def close(self) -> None:
+        """Close for every handle: settle takes a vanished owner may not have seen, say
+        goodbye on each idle connection, and close the engine this process took over, if
+        any. A second call does nothing; settling errors are logged, not raised."""
         if not self.closed and self.pid == os.getpid() and self._local is None:
             with self._lock:
                 idle = [conn for conn in self._idle if conn in self._unsettled]
@@ -439,6 +443,8 @@ class RemoteEngine:
             local.close()
 
     def destroy(self) -> None:
+        """Close and delete the directory; only an owner may, so a client raises
+        ``Locked`` naming the directory (nothing is deleted)."""
         if self._local is not None:
             local = self._local
             self.close()

@@ -64,6 +64,8 @@ class Connection:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(within))
 
     def close(self, goodbye: bool) -> None:
+        """Close the socket, first telling the owner with ``goodbye``; never raises (a
+        socket that already broke is closed all the same)."""
         try:
             if goodbye:
                 self.sock.sendall(BYE)

@@ -62,6 +62,11 @@ class _Line(Handle, QueueFace):
                           raw)
 
     def peek_by_id(self, id: int, *, raw: bool = False) -> Item:
+        """The ready item with this ``id``, left in place.
+
+        Raises ``Empty`` when there is no item, ``OutOfBounds`` when no ready item has that
+        id (a reserved one is not ready).
+        """
         return self._item(self._engine.get(self._ns, _LANE, check_id(id)), raw)
 
     def update(self, id: int, value: Any) -> Item:
@@ -73,6 +78,8 @@ class _Line(Handle, QueueFace):
         return make_item(seq, key, value)
 
     def __iter__(self) -> Iterator[Item]:
+        """Every ready item in dequeue (Queue) or pop (Stack) order, left in place;
+        ``Undecodable`` at an item that does not decode."""
         return self._scan(from_tail=self._from_tail)
 
     def _put_value(self, value: Any, block: bool, timeout: Optional[float]) -> None:

@@ -32,6 +32,11 @@ def _closed_engine(path: str) -> EngineAPI:
 
 
 def check_path(path: Any) -> str:
+    """A handle's ``path`` as an absolute, resolved ``str``.
+
+    Raises ``TypeError`` for anything but a ``str`` or ``os.PathLike`` of one (bytes
+    included), ``ValueError`` for an empty path.
+    """
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
     text = os.fspath(path)
@@ -41,6 +46,11 @@ def check_path(path: Any) -> str:
 
 
 def check_count(name: str, value: Any, minimum: int = 0) -> int:
+    """``value`` checked as an int count of at least ``minimum``.
+
+    Raises ``TypeError`` naming ``name`` when it is not an int (a bool is not one),
+    ``ValueError`` when it is below ``minimum``.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < minimum:
@@ -49,6 +59,7 @@ def check_count(name: str, value: Any, minimum: int = 0) -> int:
 
 
 def check_id(value: Any) -> int:
+    """``value`` checked as an item id; ``TypeError`` when it is not an int (nor a bool)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"id must be an int, not {type(value).__name__}")
     return value
@@ -110,6 +121,7 @@ class Handle(abc.ABC):
 
     @property
     def closed(self) -> bool:
+        """Whether ``close()`` or ``drop()`` was called on this handle."""
         return isinstance(self._engine, _ClosedEngine)
 
     def close(self) -> None:
@@ -129,9 +141,11 @@ class Handle(abc.ABC):
         engine.destroy()
 
     def __enter__(self) -> Any:
+        """The handle itself: ``with Queue(path) as q:`` closes it on leaving the block."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the handle (see ``close``); an exception in the block propagates."""
         self.close()
 
     def __del__(self) -> None:
@@ -146,9 +160,12 @@ class Handle(abc.ABC):
 
     # -- common reads ----------------------------------------------------------
     def __len__(self) -> int:
+        """The number of ready items (reserved ones not counted); ``Closed`` after
+        ``close()``."""
         return self._engine.length(self._ns)
 
     def __bool__(self) -> bool:
+        """Whether any item is ready, as ``len(self) > 0``; ``Closed`` after ``close()``."""
         return len(self) > 0
 
     def _synced(self) -> None:

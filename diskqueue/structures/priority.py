@@ -44,6 +44,12 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         return keys.priority_lane(item.priority)
 
     def enqueue(self, priority: int, value: Any) -> Item:
+        """Append a value at the tail of level ``priority``.
+
+        Raises ``TypeError`` when ``priority`` is not an int or the codec cannot encode
+        ``value``, ``ValueError`` when ``priority`` is outside the signed 64-bit range,
+        ``Full`` at ``maxsize``; nothing is stored then.
+        """
         lane = keys.priority_lane(priority)
         seq, key = self._append(lane, self._encode(value))
         return make_item(seq, key, value, priority)
@@ -88,6 +94,8 @@ class PriorityQueue(Handle, Reliable, QueueFace):
                           timeout=timeout, raw=raw)[0]
 
     def peek(self, *, raw: bool = False) -> Item:
+        """The item the next ``dequeue`` would return, left in place; ``Empty`` when there
+        is none."""
         return self._item(self._engine.peek(self._ns, 0, desc=self._desc), raw)
 
     def peek_by_offset(self, offset: int, *, raw: bool = False) -> Item:
@@ -96,10 +104,20 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         return self._item(self._engine.peek(self._ns, offset, desc=self._desc), raw)
 
     def peek_by_priority_id(self, priority: int, id: int, *, raw: bool = False) -> Item:
+        """The ready item with this ``id`` at level ``priority``, left in place.
+
+        Raises ``Empty`` when the level holds nothing, ``OutOfBounds`` when no ready item
+        of it has that id.
+        """
         lane = keys.priority_lane(priority)
         return self._item(self._engine.get(self._ns, lane, check_id(id)), raw)
 
     def update(self, priority: int, id: int, value: Any) -> Item:
+        """Replace the value of a ready item at level ``priority``, keeping its place and id.
+
+        Raises ``Empty``/``OutOfBounds`` when no ready item of the level has that id, and
+        ``TypeError`` when the codec cannot encode ``value``; nothing changes then.
+        """
         lane = keys.priority_lane(priority)
         seq = check_id(id)
         data = self._encode(value)
@@ -116,6 +134,8 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         return [keys.lane_priority(lane) for lane in self._engine.lanes(self._ns, desc=self._desc)]
 
     def __iter__(self) -> Iterator[Item]:
+        """Every ready item in dequeue order, left in place; ``Undecodable`` at an item
+        that does not decode."""
         return self._scan(desc=self._desc)
 
     # -- queue.PriorityQueue face ----------------------------------------------
