@@ -88,6 +88,21 @@ class Handle(abc.ABC):
     def __init__(self, path: str | os.PathLike[str], *, codec: codecs.CodecSpec = "msgpack",
                  sync: bool = False, maxsize: int = 0, mode: int = 0o700,
                  connect_timeout: float = 10.0) -> None:
+        """Open the structure in the directory ``path``, creating it (and its parents)
+        with ``mode`` when it does not exist yet.
+
+        ``codec`` turns values into bytes: ``"msgpack"``, ``"json"``, ``"pickle"``,
+        ``"raw"`` or an object with ``dumps``/``loads``. ``sync=True`` makes every write
+        survive power loss before the call returns. ``maxsize`` bounds the ready items (0:
+        no bound). ``connect_timeout`` bounds, in seconds, the wait for another process
+        that holds the directory and does not answer.
+
+        Raises ``TypeError``/``ValueError`` for a bad argument or codec name;
+        ``IncompatibleType`` when the directory holds another kind of structure;
+        ``Locked`` when another process holds it and cannot be reached in time;
+        ``PermissionDenied`` when this user may not use it; ``Corrupted`` when LevelDB
+        finds it damaged; ``DiskQueueError`` when ``path`` is not a directory.
+        """
         self.path = check_path(path)
         mode = permissions.check_mode(mode)
         if not isinstance(sync, bool):
@@ -133,7 +148,11 @@ class Handle(abc.ABC):
         engine.release()
 
     def drop(self) -> None:
-        """Close and delete the directory with everything in it."""
+        """Close and delete the directory with everything in it.
+
+        Raises ``Locked`` when another process holds the directory: nothing is deleted,
+        and this handle is closed all the same.
+        """
         engine = self._engine
         self._engine = _closed_engine(self.path)
         if isinstance(engine, _ClosedEngine):
@@ -350,7 +369,8 @@ class Handle(abc.ABC):
             after = (page[-1][0], page[-1][1])
 
     def clear(self) -> None:
-        """Remove every item, reserved ones included. Ids keep counting."""
+        """Remove every item, reserved ones included. Ids keep counting. ``Closed`` after
+        ``close()``."""
         self._engine.clear(self._ns)
         self._synced()
 
@@ -379,13 +399,21 @@ class Reliable(abc.ABC):
         return lanes[0], seq, None
 
     def ack(self, item_or_id: Item | int) -> None:
-        """Delete a reserved item for good."""
+        """Delete a reserved item for good.
+
+        Raises ``NotReserved`` when it is not reserved any more (already acked or nacked,
+        or its lease ended), ``ValueError`` for an id reserved on several levels (pass
+        the ``Item``).
+        """
         lane, seq, attempts = self._reservation(item_or_id)
         self._engine.ack(self._ns, lane, seq, attempts=attempts)
         self._synced()
 
     def nack(self, item_or_id: Item | int, *, front: bool = True) -> None:
-        """Return a reserved item: to the front, or to the back with ``front=False``."""
+        """Return a reserved item: to the front, or to the back with ``front=False``.
+
+        Raises ``NotReserved`` as ``ack`` does.
+        """
         lane, seq, attempts = self._reservation(item_or_id)
         self._engine.nack(self._ns, lane, seq, attempts=attempts, front=bool(front))
         self._synced()

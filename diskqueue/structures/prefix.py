@@ -42,7 +42,11 @@ class PrefixQueue(Handle, Reliable):
         return make_item(seq, key, value, None, keys.lane_prefix(lane))
 
     def enqueue_many(self, prefix: str | bytes, values: Iterable[Any]) -> list[Item]:
-        """Append several values to one prefix atomically."""
+        """Append several values to one prefix atomically: all of them, or none.
+
+        Raises ``TypeError`` for a bad ``prefix`` or a value the codec cannot encode,
+        ``Full`` when they would go over ``maxsize``; nothing is stored then.
+        """
         lane = keys.prefix_lane(prefix)
         values = list(values)
         if not values:
@@ -53,13 +57,18 @@ class PrefixQueue(Handle, Reliable):
     def dequeue(self, prefix: str | bytes, *, block: bool = False,
                 timeout: Optional[float] = None, raw: bool = False) -> Item:
         """Remove the first item of one prefix; ``raw=True`` leaves its value undecoded
-        (the way to take an ``Undecodable`` one)."""
+        (the way to take an ``Undecodable`` one).
+
+        Raises ``Empty`` when the prefix holds nothing (after waiting, with ``block``),
+        ``Undecodable`` when the codec refuses the item (it stays in place).
+        """
         return self._pop(keys.prefix_lane(prefix), False, False, block, timeout, raw)
 
     def dequeue_many(self, prefix: str | bytes, n: int, *, block: bool = False,
                      timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
         """Remove up to ``n`` items of one prefix atomically; if any of them is
-        ``Undecodable``, none is taken."""
+        ``Undecodable``, none is taken. ``Empty`` when the prefix holds nothing (after
+        waiting for one, with ``block``)."""
         lane = keys.prefix_lane(prefix)
         return self._take_run(lane, n, block=block, timeout=timeout, raw=raw)
 
