@@ -30,9 +30,10 @@ from typing import Any, Optional, Protocol
 
 from ..engine import store
 from ..engine.api import Check, EngineAPI, Entry, Held, RecordOps
+from ..engine.holders import running
 from ..errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
 from . import peercred, protocol
-from .client_connection import Connection, alive, timed_out
+from .client_connection import Connection, timed_out
 
 log = logging.getLogger("diskqueue.remote")
 
@@ -237,7 +238,7 @@ class RemoteEngine:
                 reply = self._exchange(conn, method, args, kwargs, wait)
             except _TimedOut as exc:
                 self._discard(conn)
-                if conn.pid is not None and not alive(conn.pid):
+                if conn.pid is not None and not running(conn.pid):
                     # Its sockets live on in a process it forked: it is gone all the same.
                     self._resettle = True
                     self._drop_idle()

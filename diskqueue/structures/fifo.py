@@ -81,10 +81,7 @@ class _Line(Handle, QueueFace):
         not ready), ``TypeError`` when the codec cannot encode ``value``; nothing changes
         then.
         """
-        seq = check_id(id)
-        data = self._encode(value)
-        key = self._engine.update(self._ns, _LANE, seq, data)
-        self._synced()
+        seq, key = self._replace(_LANE, id, value)
         return make_item(seq, key, value)
 
     def __iter__(self) -> Iterator[Item]:

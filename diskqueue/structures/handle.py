@@ -201,6 +201,14 @@ class Handle(abc.ABC):
         self._synced()
         return placed  # type: ignore[no-any-return]
 
+    def _replace(self, lane: bytes, id: int, value: Any) -> tuple[int, bytes]:
+        """Give the ready item ``id`` of ``lane`` a new value (every ``update``): its seq
+        and key. The value is encoded before anything is written."""
+        seq = check_id(id)
+        key = self._engine.update(self._ns, lane, seq, self._encode(value))
+        self._synced()
+        return seq, key
+
     def _encode_all(self, values: list[Any]) -> list[bytes]:
         """Encode every value before anything is written (a TypeError names the bad one)."""
         try:

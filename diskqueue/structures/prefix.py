@@ -114,10 +114,7 @@ class PrefixQueue(Handle, Reliable):
         ``TypeError`` when the codec cannot encode ``value``; nothing changes then.
         """
         lane = keys.prefix_lane(prefix)
-        seq = check_id(id)
-        data = self._encode(value)
-        key = self._engine.update(self._ns, lane, seq, data)
-        self._synced()
+        seq, key = self._replace(lane, id, value)
         return make_item(seq, key, value, None, keys.lane_prefix(lane))
 
     def length(self, prefix: str | bytes) -> int:

@@ -144,11 +144,7 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         Raises ``Empty``/``OutOfBounds`` when no ready item of the level has that id, and
         ``TypeError`` when the codec cannot encode ``value``; nothing changes then.
         """
-        lane = keys.priority_lane(priority)
-        seq = check_id(id)
-        data = self._encode(value)
-        key = self._engine.update(self._ns, lane, seq, data)
-        self._synced()
+        seq, key = self._replace(keys.priority_lane(priority), id, value)
         return make_item(seq, key, value, priority)
 
     def length(self, priority: int) -> int:
