@@ -124,3 +124,32 @@ except ImportError:
     found = list(undocumented(ast.parse(source).body, "m.py", in_class=False))
     assert found == ["m.py:4 Public.method", "m.py:5 Public.__len__",
                      "m.py:14 _Hidden.method", "m.py:16 guarded"]
+
+
+REFERENCE = PACKAGE.parent / "docs" / "reference.md"
+
+
+def rendered() -> set[str]:
+    """The identifiers docs/reference.md renders (``::: diskqueue.Queue`` lines)."""
+    text = REFERENCE.read_text(encoding="utf-8")
+    return {line.split()[1] for line in text.splitlines() if line.startswith("::: ")}
+
+
+def test_the_reference_renders_every_public_name() -> None:
+    """Each name of ``diskqueue.__all__`` and ``diskqueue.tasks.__all__`` is rendered:
+    itself, or the whole module that defines it (the errors)."""
+    import diskqueue.tasks
+
+    shown = rendered()
+    packages = (diskqueue, diskqueue.tasks)
+    missing = []
+    for package in packages:
+        for name in package.__all__:
+            if name == "__version__":
+                continue
+            module = getattr(getattr(package, name), "__module__", "")
+            ways = {module} | {f"{where.__name__}.{name}" for where in packages}
+            if not ways & shown:
+                missing.append(f"{package.__name__}.{name}")
+    assert not missing, f"docs/reference.md does not render: {', '.join(missing)}"
+    assert "diskqueue.engine.api" in shown  # EngineAPI, for contributors

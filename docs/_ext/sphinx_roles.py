@@ -4,7 +4,8 @@ The docstrings are written for ``help()`` and editors, which read reST roles; Ma
 would print them as they are. Each role becomes its name in code, linked to the object's
 entry when the reference renders that object, and left unlinked otherwise (a standard
 library name, or a private helper), so ``mkdocs build --strict`` never meets a link it
-cannot resolve. Loaded by mkdocstrings as a Griffe extension (see mkdocs.yml).
+cannot resolve. A ``mode=`` default is shown in octal, as written (``0o700``, not 448).
+Loaded by mkdocstrings as a Griffe extension (see mkdocs.yml).
 """
 
 from __future__ import annotations
@@ -51,3 +52,9 @@ class SphinxRoles(griffe.Extension):
         """Rewrite ``obj``'s docstring, if it has one with a role in it."""
         if obj.docstring is not None and ":`" in obj.docstring.value:
             obj.docstring.value = convert(obj, obj.docstring.value)
+
+    def on_function_instance(self, *, func: griffe.Function, **kwargs: Any) -> None:
+        """Show a permission ``mode`` default in octal, the way it is written and read."""
+        for parameter in func.parameters:
+            if parameter.name == "mode" and str(parameter.default).isdigit():
+                parameter.default = oct(int(str(parameter.default)))
