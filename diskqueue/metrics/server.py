@@ -136,7 +136,8 @@ def start_serving(worker: Worker, port: int, host: str = DEFAULT_HOST) -> Worker
 def serve_directory(path: str, port: int, host: str = DEFAULT_HOST, *,
                     connect_timeout: float = 10.0) -> MetricsServer:
     """Serve the gauges of the directory at ``path`` (a task directory or plain queues),
-    read at each scrape through whichever process holds it."""
+    read at each scrape through whichever process holds it. Raises what
+    :class:`MetricsServer` raises."""
     collector = DirectoryCollector(lambda: read_path(path, connect_timeout))
     return MetricsServer(_registry(collector), port, host)
 
