@@ -17,9 +17,17 @@ import msgpack
 
 
 class Codec(Protocol):
-    def dumps(self, obj: Any) -> bytes: ...
+    """What ``codec=`` accepts besides a name: any object with ``dumps`` and ``loads``."""
 
-    def loads(self, data: bytes) -> Any: ...
+    def dumps(self, obj: Any) -> bytes:
+        """``obj`` as bytes; raise (any exception) for a value it cannot encode, which the
+        handle reports as a ``TypeError`` and stores nothing."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """The value ``data`` encodes; raise (any exception) for bytes it cannot decode,
+        which the handle reports as ``Undecodable`` and leaves the item in place."""
+        ...
 
 
 CodecSpec = Union[str, Codec]

@@ -155,6 +155,8 @@ def _verdict(path: str, ids: dict[str, list[str]], out: TextIO) -> bool:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run the demo in ``PATH`` (default: a new temporary directory); 0 when nothing was
+    lost, 1 otherwise."""
     parser = argparse.ArgumentParser(prog="python -m diskqueue.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", nargs="?", help="task directory (default: a new temp dir)")

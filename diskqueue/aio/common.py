@@ -63,6 +63,7 @@ class Reliable(AsyncHandle[Any]):
 
 
 def same(item: Item) -> Item:
+    """The item as it is (the default ``accept`` of a take)."""
     return item
 
 

@@ -73,6 +73,7 @@ class AsyncQueueFace(abc.ABC):
         return self._face().qsize()
 
     def empty(self) -> bool:
+        """True when no item is ready (``qsize() == 0``), as ``asyncio.Queue.empty``."""
         return self.qsize() == 0
 
     def full(self) -> bool:

@@ -77,6 +77,7 @@ class AsyncHandle(Generic[H]):
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` was called."""
         return self._closed
 
     @property
@@ -113,9 +114,11 @@ class AsyncHandle(Generic[H]):
         self._live().clear()
 
     async def __aenter__(self: T) -> T:
+        """The handle itself: ``async with AsyncQueue(path) as q:`` closes it on leaving."""
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Close the handle (see :meth:`close`); an exception in the block propagates."""
         await self.close()
 
     def __len__(self) -> int:
@@ -123,6 +126,7 @@ class AsyncHandle(Generic[H]):
         return len(self._live())
 
     def __bool__(self) -> bool:
+        """True when an item is ready (``len(self) > 0``); ``Closed`` after ``close()``."""
         return len(self) > 0
 
     def __repr__(self) -> str:

@@ -24,6 +24,8 @@ class AsyncPrefixQueue(Reliable, Draining):
     _opens = PrefixQueue
 
     async def enqueue(self, prefix: str | bytes, value: Any) -> Item:
+        """Append ``value`` under ``prefix``; its :class:`~diskqueue.Item`. Raises as the
+        blocking ``enqueue`` does."""
         return self._live().enqueue(prefix, value)
 
     async def enqueue_many(self, prefix: str | bytes, values: Iterable[Any]) -> list[Item]:
@@ -81,19 +83,25 @@ class AsyncPrefixQueue(Reliable, Draining):
             self._nacked, same)
 
     async def peek(self, prefix: str | bytes, *, raw: bool = False) -> Item:
+        """The next item of ``prefix`` without taking it; ``Empty`` when it has none."""
         return now(lambda: self._live().peek(prefix, raw=raw))
 
     async def peek_by_offset(self, prefix: str | bytes, offset: int, *,
                              raw: bool = False) -> Item:
+        """The item ``offset`` places from the front of ``prefix``; ``OutOfBounds`` past its end."""
         return now(lambda: self._live().peek_by_offset(prefix, offset, raw=raw))
 
     async def peek_by_id(self, prefix: str | bytes, id: int, *, raw: bool = False) -> Item:
+        """The ready item of ``prefix`` with this id; ``OutOfBounds`` when there is none."""
         return self._live().peek_by_id(prefix, id, raw=raw)
 
     async def update(self, prefix: str | bytes, id: int, value: Any) -> Item:
+        """Replace the value of a ready item of ``prefix``; the updated item. Raises as the
+        blocking ``update`` does."""
         return self._live().update(prefix, id, value)
 
     async def length(self, prefix: str | bytes) -> int:
+        """How many items of ``prefix`` are ready."""
         return self._live().length(prefix)
 
     async def prefixes(self) -> list[bytes]:

@@ -42,6 +42,8 @@ class AsyncPriorityQueue(HeadTakes, Draining, AsyncQueueFace):
         return self._q.order
 
     async def enqueue(self, priority: int, value: Any) -> Item:
+        """Append ``value`` at ``priority`` (an int, lower first); its item. Raises as the
+        blocking ``enqueue`` does."""
         return self._live().enqueue(priority, value)
 
     async def enqueue_many(self, pairs: Iterable[tuple[int, Any]]) -> list[Item]:
@@ -69,6 +71,7 @@ class AsyncPriorityQueue(HeadTakes, Draining, AsyncQueueFace):
             give_back, same)
 
     async def peek(self, *, raw: bool = False) -> Item:
+        """The next item in priority order without taking it; ``Empty`` when there is none."""
         return now(lambda: self._live().peek(raw=raw))
 
     async def peek_by_offset(self, offset: int, *, raw: bool = False) -> Item:
@@ -76,9 +79,12 @@ class AsyncPriorityQueue(HeadTakes, Draining, AsyncQueueFace):
         return now(lambda: self._live().peek_by_offset(offset, raw=raw))
 
     async def peek_by_priority_id(self, priority: int, id: int, *, raw: bool = False) -> Item:
+        """The ready item with this priority and id; ``OutOfBounds`` when there is none."""
         return self._live().peek_by_priority_id(priority, id, raw=raw)
 
     async def update(self, priority: int, id: int, value: Any) -> Item:
+        """Replace the value of a ready item; the updated item. Raises as the blocking
+        ``update`` does."""
         return self._live().update(priority, id, value)
 
     async def length(self, priority: int) -> int:

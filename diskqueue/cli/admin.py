@@ -234,6 +234,12 @@ def _task_command(args: argparse.Namespace, path: str) -> tuple[Any, str]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run ``diskq`` with ``argv`` (default: ``sys.argv[1:]``); return its exit code.
+
+    ``EXIT_OK`` (0) when done, ``EXIT_ERROR`` (1) for a diskqueue error (its message on
+    stderr); bad usage exits through ``SystemExit`` with ``EXIT_USAGE`` (2), as argparse
+    does. Library errors never escape as tracebacks.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

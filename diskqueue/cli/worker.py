@@ -72,6 +72,8 @@ Queues = Optional[Union[list[str], dict[str, float]]]
 
 @dataclass(frozen=True)
 class Config:
+    """The validated options of one ``diskq-worker`` run, one field per option."""
+
     path: Optional[str]
     app: str
     concurrency: int
@@ -208,6 +210,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, and the traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON, with the job's fields when the record has them."""
         out: dict[str, Any] = {"time": self.formatTime(record), "level": record.levelname,
                                "logger": record.name, "message": record.getMessage()}
         if record.exc_info:

@@ -263,6 +263,8 @@ class _DiskQueueConsumer(Consumer):
         self.fetched: list[Item] = []
 
     def __next__(self) -> Optional[MessageProxy]:
+        """The next message (reserved until acked or nacked), or None when none came within the
+        consumer's timeout."""
         if not self.fetched:
             self._fetch()
         while self.fetched:

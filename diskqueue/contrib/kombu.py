@@ -481,4 +481,5 @@ class Transport(virtual.Transport):
     @property
     def default_connection_params(self) -> dict[str, Any]:
         # No default directory: a connection without a URL fails, naming what to give.
+        """No default directory: a connection without one fails, naming the URL form to give."""
         return {"hostname": None, "port": None}

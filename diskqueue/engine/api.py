@@ -20,17 +20,18 @@ from typing import Any, Optional, Protocol
 
 from .holders import Holder
 
-# (lane, seq, key, data, attempts): what reads hand back to handles
 Entry = tuple[bytes, int, bytes, bytes, int]
-# Run on the data of the items a take is about to remove or reserve, after they are read
-# and before anything is written (a handle passes its decoder). Never sent to an owner.
+"""``(lane, seq, key, data, attempts)``: what reads hand back to handles."""
 Check = Optional[Callable[[list[bytes]], None]]
-# (ns, key, value) to write, or (ns, key, None) to delete: records beside the items
+"""Run on the data of the items a take is about to remove or reserve, after they are read
+and before anything is written (a handle passes its decoder). Never sent to an owner."""
 RecordOps = Iterable[tuple[bytes, bytes, Optional[bytes]]]
-# (ns, lane, seq, attempts) of a held or reserved item
+"""``(ns, key, value)`` to write, or ``(ns, key, None)`` to delete: records beside the
+items."""
 Held = tuple[bytes, bytes, int, int]
-# Parameters only the holder's own process passes (objects that cannot travel).
+"""``(ns, lane, seq, attempts)`` of a held or reserved item."""
 LOCAL_ONLY = frozenset({"owner", "check", "holder", "held"})
+"""Parameters only the holder's own process passes (objects that cannot travel)."""
 
 
 class WireAPI(Protocol):

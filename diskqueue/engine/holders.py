@@ -49,13 +49,26 @@ def me() -> Holder:
     return _me
 
 
-def alive(holder: Holder) -> bool:
-    """Whether the process ``holder`` names still runs (the same one, not a reuse)."""
-    pid, start = holder
+def _exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a zombie among them)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # another user's process: it exists
+    return True
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs: it exists and is not a zombie (killed, not yet
+    reaped). Without ``/proc``, a process that exists counts as running."""
+    return _exists(pid) and _start_time(pid) is not None
+
+
+def alive(holder: Holder) -> bool:
+    """Whether the process ``holder`` names still runs (the same one, not a reuse)."""
+    pid, start = holder
+    if not _exists(pid):
+        return False
     return _start_time(pid) == start or start == 0 and _start_time(pid) is not None

@@ -40,15 +40,16 @@ class Lane:
 
     def seqs(self, from_tail: bool, after: int | None = None) -> Iterator[int]:
         """Ready seqs in dequeue order (LIFO when ``from_tail``), after a cursor seq."""
-        front = self.front or ()
+        below = self.front
+        front: Iterable[int] = below or ()
         if not from_tail:
             lo = 0 if after is None else after + 1
-            if front:
-                front = front.irange(minimum=lo)  # type: ignore[union-attr]
+            if below:
+                front = below.irange(minimum=lo)
             return chain(front, range(max(self.head, lo), self.tail))
         hi = self.tail if after is None else min(self.tail, after)
-        if front:
-            front = front.irange(maximum=hi - 1, reverse=True)  # type: ignore[union-attr]
+        if below:
+            front = below.irange(maximum=hi - 1, reverse=True)
         return chain(range(hi - 1, self.head - 1, -1), front)
 
     def at_offset(self, offset: int, from_tail: bool) -> int:

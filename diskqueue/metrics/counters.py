@@ -53,10 +53,12 @@ class _Tally:
         self.hists: dict[tuple[str, str, str], list[float]] = {}
 
     def add(self, state: str, task: str, queue: str) -> None:
+        """Count one job of ``task`` in ``queue`` reaching ``state``."""
         key = (state, task, queue)
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def observe(self, key: tuple[str, str, str], seconds: float) -> None:
+        """Put one duration into the histogram of ``key`` (kind, task, queue)."""
         hist = self.hists.get(key)
         if hist is None:
             hist = self.hists[key] = [0.0] * (len(BUCKETS) + 1)

@@ -73,9 +73,11 @@ class MetricsServer:
         self._thread.join(5)
 
     def __enter__(self) -> MetricsServer:
+        """The server itself: ``with serve(...) as server:`` closes it on leaving."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop serving (see ``close``); an exception in the block propagates."""
         self.close()
 
 
@@ -134,7 +136,8 @@ def start_serving(worker: Worker, port: int, host: str = DEFAULT_HOST) -> Worker
 def serve_directory(path: str, port: int, host: str = DEFAULT_HOST, *,
                     connect_timeout: float = 10.0) -> MetricsServer:
     """Serve the gauges of the directory at ``path`` (a task directory or plain queues),
-    read at each scrape through whichever process holds it."""
+    read at each scrape through whichever process holds it. Raises what
+    :class:`MetricsServer` raises."""
     collector = DirectoryCollector(lambda: read_path(path, connect_timeout))
     return MetricsServer(_registry(collector), port, host)
 

@@ -30,9 +30,10 @@ from typing import Any, Optional, Protocol
 
 from ..engine import store
 from ..engine.api import Check, EngineAPI, Entry, Held, RecordOps
+from ..engine.holders import running
 from ..errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
 from . import peercred, protocol
-from .client_connection import Connection, alive, timed_out
+from .client_connection import Connection, timed_out
 
 log = logging.getLogger("diskqueue.remote")
 
@@ -116,6 +117,7 @@ class RemoteEngine:
 
     @property
     def role(self) -> str:
+        """``"owner"`` once this process took the directory over, else ``"client"``."""
         return "owner" if self._local is not None else "client"
 
     # -- reaching the directory ------------------------------------------------
@@ -236,7 +238,7 @@ class RemoteEngine:
                 reply = self._exchange(conn, method, args, kwargs, wait)
             except _TimedOut as exc:
                 self._discard(conn)
-                if conn.pid is not None and not alive(conn.pid):
+                if conn.pid is not None and not running(conn.pid):
                     # Its sockets live on in a process it forked: it is gone all the same.
                     self._resettle = True
                     self._drop_idle()
@@ -415,6 +417,9 @@ class RemoteEngine:
             self.close()
 
     def close(self) -> None:
+        """Close for every handle: settle takes a vanished owner may not have seen, say
+        goodbye on each idle connection, and close the engine this process took over, if
+        any. A second call does nothing; settling errors are logged, not raised."""
         if not self.closed and self.pid == os.getpid() and self._local is None:
             with self._lock:
                 idle = [conn for conn in self._idle if conn in self._unsettled]
@@ -439,6 +444,8 @@ class RemoteEngine:
             local.close()
 
     def destroy(self) -> None:
+        """Close and delete the directory; only an owner may, so a client raises
+        ``Locked`` naming the directory (nothing is deleted)."""
         if self._local is not None:
             local = self._local
             self.close()

@@ -8,7 +8,6 @@ defeats the reader's busy-polling of a reply that is microseconds away.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import struct
 import time
@@ -64,6 +63,8 @@ class Connection:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(within))
 
     def close(self, goodbye: bool) -> None:
+        """Close the socket, first telling the owner with ``goodbye``; never raises (a
+        socket that already broke is closed all the same)."""
         try:
             if goodbye:
                 self.sock.sendall(BYE)
@@ -87,16 +88,3 @@ def timed_out(exc: OSError) -> bool:
         errno.EAGAIN, errno.EWOULDBLOCK)
 
 
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True  # no /proc here: it exists, so count it alive

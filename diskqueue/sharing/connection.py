@@ -54,6 +54,12 @@ class Inbox:
         self.counted = 0  # bytes of it charged to the budget
 
     def feed(self, data: bytes | memoryview) -> list[Any]:
+        """Take the next bytes read; return the messages they completed, in order.
+
+        Raises ``ProtocolError`` when a message does not unpack, a chunk is over the size
+        limit, or the shared budget of partly received bytes would be exceeded (the caller
+        drops the connection).
+        """
         if not self._in_body and not self._head and len(data) > 4:
             (word,) = _HEADER.unpack_from(data, 0)  # the common case: one whole message
             if word + 4 == len(data) and word <= protocol.CHUNK and (

@@ -73,6 +73,7 @@ def pack(obj: Any) -> bytes:
 
 
 def unpack(body: bytes | bytearray | memoryview) -> Any:
+    """The object a message body holds; ``ProtocolError`` when it is not valid msgpack."""
     try:
         return msgpack.unpackb(body, raw=False, strict_map_key=False)
     except Exception as exc:
@@ -90,12 +91,15 @@ class Budget:
         self._lock = threading.Lock()
 
     def take(self, n: int) -> None:
+        """Charge ``n`` bytes; ``ProtocolError`` (nothing charged) when that would go over
+        the limit."""
         with self._lock:
             if self.used + n > self.limit:
                 raise ProtocolError(f"the holder keeps {self.used} bytes of requests already")
             self.used += n
 
     def give(self, n: int) -> None:
+        """Hand back ``n`` bytes taken before (the message completed or was dropped)."""
         with self._lock:
             self.used -= n
 
@@ -119,6 +123,11 @@ class FrameReader:
         self._polls = POLLS
 
     def read(self) -> Any:
+        """The next whole message, waiting for it.
+
+        Raises ``ProtocolError`` for a malformed message, ``ConnectionError`` when the peer
+        closed the socket, and the socket's ``OSError`` (a timeout among them) as it comes.
+        """
         size, more = self._header()
         if not more and size <= len(self._buf) - 4:  # the common case: one small chunk
             self._fill(4 + size)
@@ -191,6 +200,7 @@ class FrameReader:
 
 
 def error_reply(exc: BaseException) -> list[Any]:
+    """The reply that carries ``exc`` to a client, where :func:`raise_reply` raises it."""
     return [1, type(exc).__name__, str(exc)]
 
 
@@ -238,6 +248,8 @@ def socket_address(directory: str) -> tuple[str, Any]:
 
 
 def release_address(keep: Any) -> None:
+    """Free what :func:`socket_address` said to keep while the address is in use; never
+    raises."""
     if isinstance(keep, int):
         try:
             os.close(keep)

@@ -52,27 +52,41 @@ class _Line(Handle, QueueFace):
 
     def peek(self, *, raw: bool = False) -> Item:
         """The item the next dequeue/pop would return, left in place (``raw=True``: its
-        value undecoded, as stored)."""
+        value undecoded, as stored). ``Empty`` when there is none, ``Undecodable`` when
+        the codec refuses it."""
         return self._item(self._engine.peek(self._ns, 0, from_tail=self._from_tail), raw)
 
     def peek_by_offset(self, offset: int, *, raw: bool = False) -> Item:
-        """The item ``offset`` places from the head (Queue) or top (Stack)."""
+        """The item ``offset`` places from the head (Queue) or top (Stack), left in place.
+
+        Raises ``Empty`` when there is no item, ``OutOfBounds`` past the last one,
+        ``TypeError``/``ValueError`` for an ``offset`` that is not an int >= 0.
+        """
         check_count("offset", offset)
         return self._item(self._engine.peek(self._ns, offset, from_tail=self._from_tail),
                           raw)
 
     def peek_by_id(self, id: int, *, raw: bool = False) -> Item:
+        """The ready item with this ``id``, left in place.
+
+        Raises ``Empty`` when there is no item, ``OutOfBounds`` when no ready item has that
+        id (a reserved one is not ready).
+        """
         return self._item(self._engine.get(self._ns, _LANE, check_id(id)), raw)
 
     def update(self, id: int, value: Any) -> Item:
-        """Replace the value of a ready item, keeping its place and id."""
-        seq = check_id(id)
-        data = self._encode(value)
-        key = self._engine.update(self._ns, _LANE, seq, data)
-        self._synced()
+        """Replace the value of a ready item, keeping its place and id.
+
+        Raises ``Empty``/``OutOfBounds`` when no ready item has that id (a reserved one is
+        not ready), ``TypeError`` when the codec cannot encode ``value``; nothing changes
+        then.
+        """
+        seq, key = self._replace(_LANE, id, value)
         return make_item(seq, key, value)
 
     def __iter__(self) -> Iterator[Item]:
+        """Every ready item in dequeue (Queue) or pop (Stack) order, left in place;
+        ``Undecodable`` at an item that does not decode."""
         return self._scan(from_tail=self._from_tail)
 
     def _put_value(self, value: Any, block: bool, timeout: Optional[float]) -> None:
@@ -86,7 +100,11 @@ class Queue(_Line, Reliable):
     """A FIFO queue in a directory; also a drop-in for :class:`queue.Queue`."""
 
     def enqueue(self, value: Any) -> Item:
-        """Append a value at the tail."""
+        """Append a value at the tail.
+
+        Raises ``TypeError`` when the codec cannot encode ``value``, ``Full`` at
+        ``maxsize``; nothing is stored then.
+        """
         try:
             data = self._dumps(value)
         except Exception:
@@ -98,7 +116,11 @@ class Queue(_Line, Reliable):
         return _new(Item, (seq, key, value, None, None, 0))
 
     def enqueue_many(self, values: Iterable[Any]) -> list[Item]:
-        """Append several values atomically: all of them, or none."""
+        """Append several values atomically: all of them, or none.
+
+        Raises ``TypeError`` when the codec cannot encode one of them, ``Full`` when they
+        would go over ``maxsize``; nothing is stored then.
+        """
         return self._add_many(values)
 
     def dequeue(self, *, block: bool = False, timeout: Optional[float] = None,
@@ -132,12 +154,19 @@ class Queue(_Line, Reliable):
     def dequeue_many(self, n: int, *, block: bool = False,
                      timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
         """Remove up to ``n`` items from the head in one atomic step; if any of them is
-        ``Undecodable``, none is taken."""
+        ``Undecodable``, none is taken. ``Empty`` when there is none (after waiting for
+        one, with ``block``)."""
         return self._remove_many(n, block, timeout, raw)
 
     def reserve(self, *, lease: float = 30.0, block: bool = False,
                 timeout: Optional[float] = None, raw: bool = False) -> Item:
-        """Take the head into the in-flight set until ``ack``, ``nack`` or the lease ends."""
+        """Take the head into the in-flight set until ``ack``, ``nack`` or the end of its
+        ``lease`` (seconds, > 0); then it goes back to the head.
+
+        Raises ``Empty`` when there is none (after waiting, with ``block``),
+        ``Undecodable`` when the codec refuses it (it stays in place),
+        ``TypeError``/``ValueError`` for a ``lease`` that is not a finite number > 0.
+        """
         return self._take(1, _LANE, lease=check_lease(lease), block=block, timeout=timeout,
                           raw=raw)[0]
 
@@ -151,21 +180,31 @@ class Stack(_Line):
     _from_tail = True
 
     def push(self, value: Any) -> Item:
-        """Put a value on top."""
+        """Put a value on top.
+
+        Raises ``TypeError`` when the codec cannot encode ``value``, ``Full`` at
+        ``maxsize``; nothing is stored then.
+        """
         return self._add(value)
 
     def push_many(self, values: Iterable[Any]) -> list[Item]:
-        """Put several values on top atomically; the last one ends on top."""
+        """Put several values on top atomically; the last one ends on top.
+
+        Raises ``TypeError`` when the codec cannot encode one of them, ``Full`` when they
+        would go over ``maxsize``; nothing is stored then.
+        """
         return self._add_many(values)
 
     def pop(self, *, block: bool = False, timeout: Optional[float] = None,
             raw: bool = False) -> Item:
         """Remove and return the top item (``raw=True``: its value undecoded, the way to
-        take an ``Undecodable`` one)."""
+        take an ``Undecodable`` one). ``Empty`` if there is none (after waiting, if
+        asked); ``Undecodable`` when the codec refuses it (it stays on top)."""
         return self._pop(_LANE, False, True, block, timeout, raw)
 
     def pop_many(self, n: int, *, block: bool = False,
                  timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
         """Remove up to ``n`` items from the top in one atomic step; if any of them is
-        ``Undecodable``, none is taken."""
+        ``Undecodable``, none is taken. ``Empty`` when there is none (after waiting for
+        one, with ``block``)."""
         return self._remove_many(n, block, timeout, raw)

@@ -33,8 +33,11 @@ def _closed_engine(path: str) -> EngineAPI:
 
 
 def check_path(path: Any) -> str:
-    """``path`` as an absolute real path; raises TypeError (not str or os.PathLike, or
-    bytes) or ValueError (empty)."""
+    """A handle's ``path`` as an absolute, resolved ``str``.
+
+    Raises ``TypeError`` for anything but a ``str`` or ``os.PathLike`` of one (bytes
+    included), ``ValueError`` for an empty path.
+    """
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
     text = os.fspath(path)
@@ -44,8 +47,11 @@ def check_path(path: Any) -> str:
 
 
 def check_count(name: str, value: Any, minimum: int = 0) -> int:
-    """``value`` if it is an int >= ``minimum``; raises TypeError or ValueError naming
-    ``name``."""
+    """``value`` checked as an int count of at least ``minimum``.
+
+    Raises ``TypeError`` naming ``name`` when it is not an int (a bool is not one),
+    ``ValueError`` when it is below ``minimum``.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < minimum:
@@ -54,7 +60,7 @@ def check_count(name: str, value: Any, minimum: int = 0) -> int:
 
 
 def check_id(value: Any) -> int:
-    """``value`` if it is an int item id; raises TypeError."""
+    """``value`` checked as an item id; ``TypeError`` when it is not an int (nor a bool)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"id must be an int, not {type(value).__name__}")
     return value
@@ -83,6 +89,21 @@ class Handle(abc.ABC):
     def __init__(self, path: str | os.PathLike[str], *, codec: codecs.CodecSpec = "msgpack",
                  sync: bool = False, maxsize: int = 0, mode: int = 0o700,
                  connect_timeout: float = 10.0) -> None:
+        """Open the structure in the directory ``path``, creating it (and its parents)
+        with ``mode`` when it does not exist yet.
+
+        ``codec`` turns values into bytes: ``"msgpack"``, ``"json"``, ``"pickle"``,
+        ``"raw"`` or an object with ``dumps``/``loads``. ``sync=True`` makes every write
+        survive power loss before the call returns. ``maxsize`` bounds the ready items (0:
+        no bound). ``connect_timeout`` bounds, in seconds, the wait for another process
+        that holds the directory and does not answer.
+
+        Raises ``TypeError``/``ValueError`` for a bad argument or codec name;
+        ``IncompatibleType`` when the directory holds another kind of structure;
+        ``Locked`` when another process holds it and cannot be reached in time;
+        ``PermissionDenied`` when this user may not use it; ``Corrupted`` when LevelDB
+        finds it damaged; ``DiskQueueError`` when ``path`` is not a directory.
+        """
         self.path = check_path(path)
         mode = permissions.check_mode(mode)
         if not isinstance(sync, bool):
@@ -116,7 +137,7 @@ class Handle(abc.ABC):
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` or :meth:`drop` was called."""
+        """Whether ``close()`` or ``drop()`` was called on this handle."""
         return isinstance(self._engine, _ClosedEngine)
 
     def close(self) -> None:
@@ -128,7 +149,11 @@ class Handle(abc.ABC):
         engine.release()
 
     def drop(self) -> None:
-        """Close and delete the directory with everything in it."""
+        """Close and delete the directory with everything in it.
+
+        Raises ``Locked`` when another process holds the directory: nothing is deleted,
+        and this handle is closed all the same.
+        """
         engine = self._engine
         self._engine = _closed_engine(self.path)
         if isinstance(engine, _ClosedEngine):
@@ -136,11 +161,11 @@ class Handle(abc.ABC):
         engine.destroy()
 
     def __enter__(self) -> Any:
-        """The handle itself; leaving the block closes it."""
+        """The handle itself: ``with Queue(path) as q:`` closes it on leaving the block."""
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Close the handle."""
+        """Close the handle (see ``close``); an exception in the block propagates."""
         self.close()
 
     def __del__(self) -> None:
@@ -157,12 +182,12 @@ class Handle(abc.ABC):
 
     # -- common reads ----------------------------------------------------------
     def __len__(self) -> int:
-        """How many items are ready to be taken (reserved ones not counted). Raises
-        ``Closed`` after :meth:`close`."""
+        """The number of ready items (reserved ones not counted); ``Closed`` after
+        ``close()``."""
         return self._engine.length(self._ns)
 
     def __bool__(self) -> bool:
-        """True when an item is ready to be taken (``len(self) > 0``)."""
+        """Whether any item is ready, as ``len(self) > 0``; ``Closed`` after ``close()``."""
         return len(self) > 0
 
     def _synced(self) -> None:
@@ -178,6 +203,14 @@ class Handle(abc.ABC):
                                        block=block, timeout=timeout)
         self._synced()
         return placed  # type: ignore[no-any-return]
+
+    def _replace(self, lane: bytes, id: int, value: Any) -> tuple[int, bytes]:
+        """Give the ready item ``id`` of ``lane`` a new value (every ``update``): its seq
+        and key. The value is encoded before anything is written."""
+        seq = check_id(id)
+        key = self._engine.update(self._ns, lane, seq, self._encode(value))
+        self._synced()
+        return seq, key
 
     def _encode_all(self, values: list[Any]) -> list[bytes]:
         """Encode every value before anything is written (a TypeError names the bad one)."""
@@ -347,7 +380,8 @@ class Handle(abc.ABC):
             after = (page[-1][0], page[-1][1])
 
     def clear(self) -> None:
-        """Remove every item, reserved ones included. Ids keep counting."""
+        """Remove every item, reserved ones included. Ids keep counting. ``Closed`` after
+        ``close()``."""
         self._engine.clear(self._ns)
         self._synced()
 
@@ -376,13 +410,21 @@ class Reliable(abc.ABC):
         return lanes[0], seq, None
 
     def ack(self, item_or_id: Item | int) -> None:
-        """Delete a reserved item for good."""
+        """Delete a reserved item for good.
+
+        Raises ``NotReserved`` when it is not reserved any more (already acked or nacked,
+        or its lease ended), ``ValueError`` for an id reserved on several levels (pass
+        the ``Item``).
+        """
         lane, seq, attempts = self._reservation(item_or_id)
         self._engine.ack(self._ns, lane, seq, attempts=attempts)
         self._synced()
 
     def nack(self, item_or_id: Item | int, *, front: bool = True) -> None:
-        """Return a reserved item: to the front, or to the back with ``front=False``."""
+        """Return a reserved item: to the front, or to the back with ``front=False``.
+
+        Raises ``NotReserved`` as ``ack`` does.
+        """
         lane, seq, attempts = self._reservation(item_or_id)
         self._engine.nack(self._ns, lane, seq, attempts=attempts, front=bool(front))
         self._synced()

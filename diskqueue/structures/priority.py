@@ -26,6 +26,14 @@ class PriorityQueue(Handle, Reliable, QueueFace):
     def __init__(self, path: Any, *, order: str = "asc", codec: Any = "msgpack",
                  sync: bool = False, maxsize: int = 0, mode: int = 0o700,
                  connect_timeout: float = 10.0) -> None:
+        """Open the priority queue in the directory ``path``, as every structure opens
+        (``codec``, ``sync``, ``maxsize``, ``mode`` and ``connect_timeout`` as for
+        ``Queue``); ``order="asc"`` dequeues the lowest priority first, ``"desc"`` the
+        highest. The order belongs to the handle, not to the directory.
+
+        Raises ``ValueError`` for another ``order``, and what opening any structure
+        raises (``IncompatibleType``, ``Locked``, ``PermissionDenied``, ...).
+        """
         if order not in ("asc", "desc"):
             raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
         self.order = order
@@ -44,12 +52,24 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         return keys.priority_lane(item.priority)
 
     def enqueue(self, priority: int, value: Any) -> Item:
+        """Append a value at the tail of level ``priority``.
+
+        Raises ``TypeError`` when ``priority`` is not an int or the codec cannot encode
+        ``value``, ``ValueError`` when ``priority`` is outside the signed 64-bit range,
+        ``Full`` at ``maxsize``; nothing is stored then.
+        """
         lane = keys.priority_lane(priority)
         seq, key = self._append(lane, self._encode(value))
         return make_item(seq, key, value, priority)
 
     def enqueue_many(self, pairs: Iterable[tuple[int, Any]]) -> list[Item]:
-        """Add ``(priority, value)`` pairs atomically: all of them, or none."""
+        """Add ``(priority, value)`` pairs atomically: all of them, or none.
+
+        Raises ``TypeError`` for an entry that is not a pair, a priority that is not an
+        int or a value the codec cannot encode, ``ValueError`` for a priority outside the
+        signed 64-bit range, ``Full`` when they would go over ``maxsize``; nothing is
+        stored then.
+        """
         pairs = list(pairs)
         entries = []
         for pair in pairs:
@@ -64,47 +84,67 @@ class PriorityQueue(Handle, Reliable, QueueFace):
     def dequeue(self, *, block: bool = False, timeout: Optional[float] = None,
                 raw: bool = False) -> Item:
         """Remove the first item of the first level (lowest with "asc"); ``raw=True``
-        leaves its value undecoded (the way to take an ``Undecodable`` one)."""
+        leaves its value undecoded (the way to take an ``Undecodable`` one).
+
+        Raises ``Empty`` when there is none (after waiting, with ``block``),
+        ``Undecodable`` when the codec refuses it (it stays in place).
+        """
         return self._pop(None, self._desc, False, block, timeout, raw)
 
     def dequeue_many(self, n: int, *, block: bool = False,
                      timeout: Optional[float] = None, raw: bool = False) -> list[Item]:
         """Remove up to ``n`` items across levels, in dequeue order, atomically; if any of
-        them is ``Undecodable``, none is taken."""
+        them is ``Undecodable``, none is taken. ``Empty`` when there is none (after
+        waiting for one, with ``block``)."""
         if check_count("n", n) == 0:
             return []
         return self._take(n, None, desc=self._desc, block=block, timeout=timeout, raw=raw)
 
     def dequeue_by_priority(self, priority: int, *, block: bool = False,
                             timeout: Optional[float] = None, raw: bool = False) -> Item:
-        """Remove the first item of one level."""
+        """Remove the first item of one level; ``Empty`` when it holds none (after
+        waiting, with ``block``), ``Undecodable`` when the codec refuses the item."""
         lane = keys.priority_lane(priority)
         return self._pop(lane, False, False, block, timeout, raw)
 
     def reserve(self, *, lease: float = 30.0, block: bool = False,
                 timeout: Optional[float] = None, raw: bool = False) -> Item:
-        """Take the next item into the in-flight set until ``ack``/``nack``/lease end."""
+        """Take the next item into the in-flight set until ``ack``, ``nack`` or the end
+        of its ``lease`` (seconds, > 0); then it goes back to the front of its level.
+
+        Raises ``Empty`` when there is none (after waiting, with ``block``),
+        ``Undecodable`` when the codec refuses it (it stays in place).
+        """
         return self._take(1, None, desc=self._desc, lease=check_lease(lease), block=block,
                           timeout=timeout, raw=raw)[0]
 
     def peek(self, *, raw: bool = False) -> Item:
+        """The item the next ``dequeue`` would return, left in place; ``Empty`` when there
+        is none."""
         return self._item(self._engine.peek(self._ns, 0, desc=self._desc), raw)
 
     def peek_by_offset(self, offset: int, *, raw: bool = False) -> Item:
-        """The item ``offset`` places into the dequeue order, across levels."""
+        """The item ``offset`` places into the dequeue order, across levels, left in
+        place; ``Empty`` when there is none, ``OutOfBounds`` past the last one."""
         check_count("offset", offset)
         return self._item(self._engine.peek(self._ns, offset, desc=self._desc), raw)
 
     def peek_by_priority_id(self, priority: int, id: int, *, raw: bool = False) -> Item:
+        """The ready item with this ``id`` at level ``priority``, left in place.
+
+        Raises ``Empty`` when the level holds nothing, ``OutOfBounds`` when no ready item
+        of it has that id.
+        """
         lane = keys.priority_lane(priority)
         return self._item(self._engine.get(self._ns, lane, check_id(id)), raw)
 
     def update(self, priority: int, id: int, value: Any) -> Item:
-        lane = keys.priority_lane(priority)
-        seq = check_id(id)
-        data = self._encode(value)
-        key = self._engine.update(self._ns, lane, seq, data)
-        self._synced()
+        """Replace the value of a ready item at level ``priority``, keeping its place and id.
+
+        Raises ``Empty``/``OutOfBounds`` when no ready item of the level has that id, and
+        ``TypeError`` when the codec cannot encode ``value``; nothing changes then.
+        """
+        seq, key = self._replace(keys.priority_lane(priority), id, value)
         return make_item(seq, key, value, priority)
 
     def length(self, priority: int) -> int:
@@ -116,6 +156,8 @@ class PriorityQueue(Handle, Reliable, QueueFace):
         return [keys.lane_priority(lane) for lane in self._engine.lanes(self._ns, desc=self._desc)]
 
     def __iter__(self) -> Iterator[Item]:
+        """Every ready item in dequeue order, left in place; ``Undecodable`` at an item
+        that does not decode."""
         return self._scan(desc=self._desc)
 
     # -- queue.PriorityQueue face ----------------------------------------------

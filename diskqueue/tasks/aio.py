@@ -23,13 +23,17 @@ from .layout import FINISHED
 if TYPE_CHECKING:
     from typing import Protocol
 
-    class Job(Protocol):  # what of a Job this module reads (job.py imports this one)
+    class Job(Protocol):
+        """What of a :class:`~diskqueue.tasks.Job` this module reads (job.py imports
+        this module, so it cannot import job.py)."""
         id: str
 
         @property
-        def state(self) -> str: ...
+        def state(self) -> str:
+            """The job's state now."""
 
-        def result(self, timeout: Optional[float] = None) -> Any: ...
+        def result(self, timeout: Optional[float] = None) -> Any:
+            """The job's value, or the error it died of."""
 
 # How often a waiting result looks again without being told: jobs finished by workers of
 # other processes are seen within this.

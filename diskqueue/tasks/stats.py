@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
+from ..engine.holders import running
 from . import layout as R
 from .jobstore import JobStore
 
@@ -58,17 +59,6 @@ def merge(into: dict[str, Any], delta: dict[str, Any]) -> None:
         for index, n in delta["lat"].items():
             lat[index] = lat.get(index, 0) + n
 
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # someone else's process: alive
-    return True
 
 
 def _split(key: bytes) -> tuple[str, str]:
@@ -158,7 +148,7 @@ class Counters:
                     wid = self.worker_id
                     mine = worker == wid or worker.startswith(wid + ".")
                     if (mine and own) or (not mine
-                                          and not _pid_alive(int(worker.split(".")[0]))):
+                                          and not running(int(worker.split(".")[0]))):
                         merge(merged.setdefault(queue, {}), R.unpack(value))
                         ops.append((ns, key, None))
                 for queue, delta in merged.items():

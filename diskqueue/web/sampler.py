@@ -48,6 +48,7 @@ class Sampler:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop sampling and wait for the sampling thread to end."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()

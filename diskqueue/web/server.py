@@ -100,6 +100,7 @@ class Dashboard:
 
     @property
     def url(self) -> str:
+        """The address the page is served on."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
@@ -111,9 +112,11 @@ class Dashboard:
         self.source.close()
 
     def __enter__(self) -> Dashboard:
+        """The dashboard itself; leaving the block stops it."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop serving (see :meth:`close`)."""
         self.stop()
 
 
