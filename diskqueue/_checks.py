@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import threading
 from typing import Any, Optional
 
@@ -77,3 +78,37 @@ def check_lease(lease: Any) -> float:
     seconds = check_duration("lease", lease, allow_none=False, positive=True)
     assert seconds is not None
     return seconds
+
+
+def check_path(path: Any) -> str:
+    """A handle's ``path`` as an absolute, resolved ``str``.
+
+    Raises ``TypeError`` for anything but a ``str`` or ``os.PathLike`` of one (bytes
+    included), ``ValueError`` for an empty path.
+    """
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text:
+        raise ValueError("path must be a non-empty str path")
+    return os.path.realpath(text)
+
+
+def check_count(name: str, value: Any, minimum: int = 0) -> int:
+    """``value`` checked as an int count of at least ``minimum``.
+
+    Raises ``TypeError`` naming ``name`` when it is not an int (a bool is not one),
+    ``ValueError`` when it is below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {value}")
+    return value
+
+
+def check_id(value: Any) -> int:
+    """``value`` checked as an item id; ``TypeError`` when it is not an int (nor a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"id must be an int, not {type(value).__name__}")
+    return value

@@ -13,11 +13,11 @@ import os
 import sys
 from typing import Any, Optional
 
+from .._checks import check_path
 from .._version import __version__
 from ..engine.repair import repair
 from ..errors import DiskQueueError
 from ..sharing import registry as engine_mod
-from ..structures.handle import check_path
 
 EXIT_OK = 0
 EXIT_ERROR = 1

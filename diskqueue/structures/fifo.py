@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Optional
 
+from .._checks import check_count, check_id, check_lease, check_timeout
 from ..engine.api import Entry
 from ..errors import Undecodable
 from ..item import Item, items_of, make_item
-from .handle import Handle, Reliable, check_count, check_id, check_lease, check_timeout
+from .handle import Handle, Reliable
 from .stdlib import QueueFace
 
 _LANE = b""

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, Optional, cast
 
 from .. import codecs
-from .._checks import check_lease, check_timeout  # noqa: F401 - the structures import them here
+from .._checks import check_count, check_id, check_path, check_timeout
 from ..engine import permissions
 from ..engine.api import Check, EngineAPI, Entry
 from ..errors import Closed, DiskQueueError, NotReserved, Undecodable
@@ -30,40 +30,6 @@ class _ClosedEngine:
 def _closed_engine(path: str) -> EngineAPI:
     # Typed as the interface it stands in for: every use of it raises Closed.
     return cast(EngineAPI, _ClosedEngine(path))
-
-
-def check_path(path: Any) -> str:
-    """A handle's ``path`` as an absolute, resolved ``str``.
-
-    Raises ``TypeError`` for anything but a ``str`` or ``os.PathLike`` of one (bytes
-    included), ``ValueError`` for an empty path.
-    """
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
-    text = os.fspath(path)
-    if not isinstance(text, str) or not text:
-        raise ValueError("path must be a non-empty str path")
-    return os.path.realpath(text)
-
-
-def check_count(name: str, value: Any, minimum: int = 0) -> int:
-    """``value`` checked as an int count of at least ``minimum``.
-
-    Raises ``TypeError`` naming ``name`` when it is not an int (a bool is not one),
-    ``ValueError`` when it is below ``minimum``.
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, not {value}")
-    return value
-
-
-def check_id(value: Any) -> int:
-    """``value`` checked as an item id; ``TypeError`` when it is not an int (nor a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"id must be an int, not {type(value).__name__}")
-    return value
 
 
 def _reason(codec: str, exc: Exception) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
+from .._checks import check_count, check_id, check_lease
 from ..engine import keys
 from ..engine.api import Entry
 from ..item import Item, items_of, make_item
-from .handle import Handle, Reliable, check_count, check_id, check_lease
+from .handle import Handle, Reliable
 
 
 class PrefixQueue(Handle, Reliable):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import abc
 from typing import Any, Optional
 
+from .._checks import check_timeout
 from ..engine.api import EngineAPI
-from .handle import check_timeout
 
 
 class QueueFace(abc.ABC):

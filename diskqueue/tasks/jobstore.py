@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Optional, Protocol
 
+from .._checks import check_path
 from ..engine.api import EngineAPI
 from ..errors import Closed
 from ..sharing import registry as engine_mod
-from ..structures.handle import check_path
 from . import layout as R
 from .directory import Shared, shared
 from .payload import Payload
