@@ -308,12 +308,14 @@ class Runner:
         now = self.clock()
         rec.update(state=SUCCESS, finished=now, result=out.value)
         rec.pop("error", None)
+        ttl = run.task.options.result_ttl if run.task else DEFAULT_RESULT_TTL
         try:
-            data = R.pack(rec)
+            # the record is deleted at once with result_ttl=0: only the result is
+            # checked (the rest of the record came from disk)
+            data = R.pack(rec if ttl != 0 else out.value)
         except TypeError as exc:
             rec.pop("result")
             return O.failed(TypeError(f"the task's result cannot be stored: {exc}")), None
-        ttl = run.task.options.result_ttl if run.task else DEFAULT_RESULT_TTL
         ops: R.Ops = []
         if ttl == 0:
             ops.append((R.NS_JOBS, run.jid, None))
