@@ -79,3 +79,52 @@ def test_sigkill_with_batches_taken_ahead_reruns_only_running_jobs(tmp_path):
         stats = tq.stats()["default"]
         assert stats["done"] == N
         assert stats["depth"] == stats["in_flight"] == stats["scheduled"] == 0
+
+
+def test_every_outcome_is_exact_when_jobs_of_a_batch_end_in_different_ways(tmp_path):
+    """Successes, failures, a result that cannot be stored, unknown tasks and unique
+    keys, interleaved in one deep queue: each job ends once, in its own state, and the
+    counts add up (the next job of a batch is begun in the write of the one before)."""
+    tasks = dq.TaskQueue(tmp_path / "jobs", middleware=())
+
+    @tasks.task()
+    def ok(n):
+        return n
+
+    @tasks.task(retries=0)
+    def boom(n):
+        raise ValueError(n)
+
+    @tasks.task()
+    def odd(n):
+        return object()  # msgpack cannot store it: the job fails
+
+    kinds = ("ok", "boom", "odd", "gone")
+    jobs = []
+    for i in range(400):
+        kind = kinds[i % 7 % 4]
+        if kind == "ok" and i % 5 == 0:
+            jobs.append((kind, i, tasks.apply("ok", (i,), unique_key=f"u{i}")))
+        else:
+            jobs.append((kind, i, tasks.enqueue_many(kind, [(i,)])[0]))
+    worker = tasks.start(concurrency=3)
+    try:
+        assert worker.wait_idle(60)
+    finally:
+        assert worker.stop()
+    want = {"ok": "success", "boom": "dead", "odd": "dead", "gone": "dead"}
+    for kind, i, job in jobs:
+        record = job.info()
+        tried = 0 if kind == "gone" else 1  # a task not registered here is never started
+        assert (record["state"], record["attempts"]) == (want[kind], tried), record
+        if kind == "ok":
+            assert record["result"] == i
+    stats = tasks.stats()["default"]
+    n_ok = sum(kind == "ok" for kind, _, _ in jobs)
+    assert stats["done"] == n_ok
+    assert stats["failed"] == stats["dead"] == len(jobs) - n_ok
+    assert stats["depth"] == stats["in_flight"] == stats["retried"] == 0
+    assert worker.finished == len(jobs)
+    again = tasks.apply("ok", (0,), unique_key="u0")  # the guard went with the outcome
+    assert again.id != jobs[0][2].id
+    tasks.close()
