@@ -285,11 +285,11 @@ class Runner:
         started). Returns what :meth:`finish` returns and the next run (None: not run
         here)."""
         if not out.ok:
-            done = self.finish(run, out)
-            return done, self.begin(lease)
-        if not run.end():  # timed out meanwhile: this thread's place was taken
-            self.give_back(lease)
-            return False, None
+            if not self.finish(run, out):
+                return self._replaced(lease)
+            return True, self.begin(lease)
+        if not run.end():
+            return self._replaced(lease)
         self.active.discard(run)
         out, nxt = self._succeed(run, out, lease)
         if not out.ok:
@@ -299,6 +299,12 @@ class Runner:
             self.finish(nxt, unknown_task(nxt.record["task"], self.tasks))
             return True, None
         return True, nxt
+
+    def _replaced(self, lease: Lease) -> tuple[bool, Optional[Run]]:
+        """The run timed out meanwhile and its thread's place was taken: the next job
+        goes back untouched, and the thread ends."""
+        self.give_back(lease)
+        return False, None
 
     def _succeed(self, run: Run, out: O.Outcome, then: Optional[Lease] = None
                  ) -> tuple[O.Outcome, Optional[Run]]:
