@@ -10,7 +10,13 @@ interleaved, median and p90 shown):
 - enqueue: one producer calling ``fn.delay(i)`` (huey: ``fn(i)``), jobs per second;
 - enqueue_many: the same in batches of 100 (huey has no bulk enqueue: not run);
 - drain: a worker with 4 threads started on N queued no-op jobs, until the last one ran
-  (end to end: fetch, run, store the outcome), jobs per second;
+  (end to end: fetch, run, store the outcome), jobs per second, and the CPU time the
+  worker process spent per job (all its threads: the steadier figure on a shared machine);
+- drain, 1 and 2 processes: the same N jobs drained by one worker process, then by two
+  started together on the same directory (the second a client of the first's), 4 threads
+  each, from the moment they start their workers until both saw the queue empty;
+- sleep 1 ms, 32 threads: N jobs that each ``time.sleep(0.001)``, 32 worker threads (the
+  ceiling is 32,000 jobs/s);
 - latency: an idle worker (4 threads), one job enqueued every 2 ms; time from the
   enqueue call to the task's first line, p50 and p99 in ms;
 - rss: a worker process started on a directory holding 10k jobs, and on one holding
@@ -54,12 +60,18 @@ except ImportError:  # pip install -e '.[bench]'
 THREADS = 4
 FULL = dict(n=100_000, rounds=5, lat_jobs=1000, rss_jobs=1_000_000)
 QUICK = dict(n=20_000, rounds=3, lat_jobs=300, rss_jobs=100_000)
+SLEEP_THREADS = 32
 TARGETS = {
-    ("diskqueue", "enqueue"): (">=", 50_000, "jobs/s"),
-    ("diskqueue", "drain"): (">=", 10_000, "jobs/s"),
-    ("diskqueue", "latency p50"): ("<=", 2.0, "ms"),
-    ("diskqueue", "latency p99"): ("<=", 10.0, "ms"),
+    ("diskqueue", "enqueue"): (">=", 100_000),
+    ("diskqueue", "enqueue_many"): (">=", 300_000),
+    ("diskqueue", "drain"): (">=", 25_000),
+    ("diskqueue", "drain, 2 processes"): (">=", 1.6, "drain, 1 process"),
+    ("diskqueue", "sleep 1 ms, 32 threads"): (">=", 0.8 * 1000 * SLEEP_THREADS),
+    ("diskqueue", "latency p50"): ("<=", 1.0),
+    ("diskqueue", "latency p99"): ("<=", 2.0),
 }
+UNITS = {"latency p50": "ms", "latency p99": "ms", "drain CPU": "us/job",
+         "sleep 1 ms CPU": "us/job"}
 
 
 def log(msg: str) -> None:
@@ -83,11 +95,20 @@ def dq_queue(d: str) -> tuple[Any, Any, list[float]]:
     def stamp(t0: float) -> None:
         marks.append(time.perf_counter() - t0)
 
-    return tasks, (noop, stamp), marks
+    @tasks.task(result_ttl=0)
+    def nap(i: int) -> None:
+        time.sleep(0.001)
+
+    return tasks, (noop, stamp, nap), marks
+
+
+def dq_fill(tasks: Any, name: str, n: int) -> None:
+    for k in range(0, n, 1000):
+        tasks.enqueue_many(name, [((i,), {}) for i in range(k, min(k + 1000, n))])
 
 
 def dq_enqueue(d: str, n: int) -> dict[str, float]:
-    tasks, (noop, _), _ = dq_queue(d)
+    tasks, (noop, _, _), _ = dq_queue(d)
     noop.delay(0)  # opens the directory
     gc.collect()
     t0 = time.perf_counter()
@@ -102,23 +123,82 @@ def dq_enqueue(d: str, n: int) -> dict[str, float]:
     return {"enqueue": one, "enqueue_many": many}
 
 
-def dq_drain(d: str, n: int) -> dict[str, float]:
-    tasks, (noop, _), _ = dq_queue(d)
-    for k in range(0, n, 1000):
-        tasks.enqueue_many("noop", [((i,), {}) for i in range(k, min(k + 1000, n))])
+def _drained(d: str, name: str, n: int, threads: int) -> tuple[float, float]:
+    """Jobs per second and CPU seconds per job of one worker draining ``n`` jobs."""
+    tasks, _, _ = dq_queue(d)
+    dq_fill(tasks, name, n)
     gc.collect()
-    t0 = time.perf_counter()
-    worker = tasks.start(concurrency=THREADS)
+    c0, t0 = time.process_time(), time.perf_counter()
+    worker = tasks.start(concurrency=threads)
     while worker.finished < n:  # the worker's own count of finished jobs
         time.sleep(0.01)  # (waking more often would take the GIL from the workers)
     rate = n / (time.perf_counter() - t0)
+    cpu = (time.process_time() - c0) / n
     worker.stop()
     tasks.close()
-    return {"drain": rate}
+    return rate, cpu
+
+
+def dq_drain(d: str, n: int) -> dict[str, float]:
+    rate, cpu = _drained(d, "noop", n, THREADS)
+    return {"drain": rate, "drain CPU": cpu * 1e6}
+
+
+def dq_sleep(d: str, n: int) -> dict[str, float]:
+    rate, cpu = _drained(d, "nap", n, SLEEP_THREADS)
+    return {f"sleep 1 ms, {SLEEP_THREADS} threads": rate, "sleep 1 ms CPU": cpu * 1e6}
+
+
+DRAIN_CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+import diskqueue as dq
+tasks = dq.TaskQueue(sys.argv[1], middleware=())
+
+@tasks.task(result_ttl=0)
+def noop(i):
+    return None
+
+tasks.stats()  # opens the directory (the second process: as a client of the first)
+print("ready", flush=True)
+sys.stdin.readline()
+worker = tasks.start(concurrency=int(sys.argv[3]))
+worker.wait_idle()
+end = time.time()
+worker.stop()
+tasks.close()
+print(end, flush=True)
+"""
+
+
+def _drained_by(d: str, n: int, procs: int) -> float:
+    """Jobs per second of ``procs`` worker processes draining ``n`` jobs together."""
+    path = os.path.join(d, "jobs")
+    with dq.TaskQueue(path) as tasks:
+        dq_fill(tasks, "noop", n)
+    children = []
+    for _ in range(procs):
+        child = subprocess.Popen([sys.executable, "-c", DRAIN_CHILD, path, ROOT, str(THREADS)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        children.append(child)
+    t0 = time.time()
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    ends = [float(child.communicate()[0].split()[-1]) for child in children]
+    return n / (max(ends) - t0)
+
+
+def dq_drain_procs(d: str, n: int) -> dict[str, float]:
+    one = _drained_by(os.path.join(d, "one"), n, 1)
+    two = _drained_by(os.path.join(d, "two"), n, 2)
+    return {"drain, 1 process": one, "drain, 2 processes": two}
 
 
 def dq_latency(d: str, jobs: int) -> dict[str, float]:
-    tasks, (_, stamp), marks = dq_queue(d)
+    tasks, (_, stamp, _), marks = dq_queue(d)
     worker = tasks.start(concurrency=THREADS)
     time.sleep(0.3)  # idle
     for _ in range(jobs):
@@ -301,19 +381,30 @@ def table(results: dict[tuple[str, str], list[float]], rss: dict[str, float]) ->
     lines = ["| subject | case | median | p90 | unit | target | ok |",
              "|---|---|---|---|---|---|---|"]
     for (name, metric), vals in results.items():
-        unit = "ms" if metric.startswith("latency") else "jobs/s"
+        unit = UNITS.get(metric, "jobs/s")
         med = statistics.median(vals)
         slow = p90(vals, unit == "jobs/s")
         target = TARGETS.get((name, metric))
         ok = ""
         text = ""
         if target:
-            op, bound, _ = target
-            good = med >= bound if op == ">=" else med <= bound
-            ok, text = ("yes" if good else "NO"), f"{op} {bound:g} {unit}"
+            op, bound, *of = target
+            if of:  # a ratio to another case of the same run
+                ratio = med / statistics.median(results[(name, of[0])])
+                good = ratio >= bound
+                text, ok = f"{op} {bound:g}x {of[0]}", f"({ratio:.2f}x)"
+            else:
+                good = med >= bound if op == ">=" else med <= bound
+                text = f"{op} {bound:,g} {unit}"
+            ok = (("yes " if good else "NO ") + ok).strip()
         fmt = "{:,.0f}" if unit == "jobs/s" else "{:.2f}"
         lines.append(f"| {name} | {metric} | {fmt.format(med)} | {fmt.format(slow)} | {unit} "
                      f"| {text} | {ok} |")
+    if ("huey", "drain") in results:
+        ratio = (statistics.median(results[("diskqueue", "drain")])
+                 / statistics.median(results[("huey", "drain")]))
+        lines.append(f"| diskqueue | drain / huey drain | {ratio:.2f}x | | | >= 10x "
+                     f"| {'yes' if ratio >= 10 else 'NO'} |")
     if rss:
         for what, key, bound in (("RSS", "", 1.5), ("Python heap", "_heap", 1.05)):
             small, big = rss["small" + key], rss["big" + key]
@@ -342,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dict(QUICK if args.quick else FULL)
     rounds = args.rounds or cfg["rounds"]
     n, lat_jobs = cfg["n"], cfg["lat_jobs"]
-    subjects = {"diskqueue": [(dq_enqueue, n), (dq_drain, n), (dq_latency, lat_jobs)]}
+    subjects = {"diskqueue": [(dq_enqueue, n), (dq_drain, n), (dq_drain_procs, n),
+                              (dq_sleep, n), (dq_latency, lat_jobs)]}
     if not args.no_huey:
         if huey_mod is None:
             log("huey is not installed (pip install -e '.[bench]'): skipping it")

@@ -48,6 +48,6 @@ def test_the_worker_on_a_queue_directory_says_so_in_one_line(tmp_path: Path) -> 
 def test_help_shows_docstrings_not_section_comments(cls: type) -> None:
     text = pydoc.render_doc(cls, renderer=pydoc.plaintext)
     assert "# --" not in text and "common reads" not in text
-    assert "How many items are ready to be taken" in text
+    assert "The number of ready items" in text  # __len__'s own docstring
     for name in ("__len__", "__bool__", "__enter__", "__exit__", "__repr__", "closed"):
         assert getattr(cls, name).__doc__, name

@@ -31,10 +31,15 @@ from .lanes import Lane, Space
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of a take, as its client saw it
 
 
+_FEW_ATTEMPTS = [msgpack.packb(n) for n in range(64)]  # packed once: every reserve writes one
+
+
 def aside_value(attempts: int, holder: Optional[Holder], expiry: Optional[float]) -> bytes:
     """An aside record: the attempts alone, or with the client process holding the item
     and, for a reservation, the ``time.time()`` its lease ends (None: a held take)."""
     if holder is None:
+        if 0 <= attempts < len(_FEW_ATTEMPTS):
+            return _FEW_ATTEMPTS[attempts]
         return msgpack.packb(attempts)
     return msgpack.packb([attempts, holder[0], holder[1], expiry])
 

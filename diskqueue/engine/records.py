@@ -17,9 +17,17 @@ from .core import Core
 RecordOps = Iterable[tuple[bytes, bytes, Optional[bytes]]]
 
 
+_prefixes: dict[bytes, bytes] = {}  # ns -> the start of its record keys (few, reused)
+
+
 def record_key(ns: bytes, key: bytes) -> bytes:
     """The store key of record ``key`` of namespace ``ns``."""
-    return keys.RECORD + keys.ns_bytes(ns) + key
+    prefix = _prefixes.get(ns)
+    if prefix is None:
+        prefix = keys.RECORD + keys.ns_bytes(ns)
+        if len(_prefixes) < 256:  # a caller making up namespaces does not grow it
+            _prefixes[ns] = prefix
+    return prefix + key
 
 
 def plan_records(records: RecordOps, puts: list[tuple[bytes, bytes]]) -> list[bytes]:

@@ -180,12 +180,13 @@ class Enqueuer:
         jobs: list[Job] = []
         entries: list[tuple[bytes, bytes]] = []
         ops: R.Ops = []
+        hooked = self.hooks.wants("before_enqueue")
+        new_id = self.store.new_id
         for call in calls:
             args, kwargs = check_call(*split_call(call))
-            rec = self._record(self.store.new_id(), name, args, kwargs, queue, priority,
-                               now, due=due)
+            rec = self._record(new_id(), name, args, kwargs, queue, priority, now, due=due)
             job: Job[Any] = Job(self, rec["id"], rec)
-            if self.hooks.wants("before_enqueue"):
+            if hooked:
                 self.hooks.emit("before_enqueue", job)
             self._plan(rec, due, entries, ops, lane, sched)
             jobs.append(job)

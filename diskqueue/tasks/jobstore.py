@@ -27,6 +27,16 @@ from .payload import Payload
 # The engine (or its client in another process than the owner's)
 Engine = EngineAPI
 PAGE = 5000  # records per scan call when paging through a whole namespace
+# Counts this process's forks: a child gets a new id space without a getpid() per job.
+_forks = [0]
+
+
+def _forked() -> None:
+    _forks[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 class HasStore(Protocol):
@@ -56,7 +66,7 @@ class JobStore:
         self._eng: Optional[Engine] = None
         self._closed = False
         self._open_lock = threading.Lock()
-        self._pid = -1
+        self._id_fork = -1  # the _forks count its id space was made in
         self._ids: Iterator[int] = iter(())
         self._id_prefix = ""
 
@@ -117,8 +127,8 @@ class JobStore:
     # -- job records -----------------------------------------------------------
     def new_id(self) -> str:
         """A new job id: unique across processes (a random prefix per process)."""
-        if self._pid != os.getpid():  # a new process (or first use): a fresh id space
-            self._pid = os.getpid()
+        if self._id_fork != _forks[0]:  # a new process (or first use): a fresh id space
+            self._id_fork = _forks[0]
             self._id_prefix = os.urandom(5).hex()
             self._ids = itertools.count(1)
         return f"{self._id_prefix}{next(self._ids):06x}"

@@ -99,8 +99,9 @@ class Counters:
         self._lat_dirty = True
 
     def counted(self, queue: str, names: tuple[str, ...],
-                write: Callable[[list[tuple[bytes, bytes, Optional[bytes]]]], None]) -> None:
-        """Count, then ``write`` the queue's counts (with the outcome, in one batch).
+                write: Callable[[list[tuple[bytes, bytes, Optional[bytes]]]], Any]) -> Any:
+        """Count, then ``write`` the queue's counts (with the outcome, in one batch);
+        returns what ``write`` returns.
 
         Each thread counts under a key of its own (``worker-id.thread``), so its writes
         land in the order it made them and no lock is held across the write."""
@@ -112,7 +113,7 @@ class Counters:
         key, d = found
         for name in names:
             d[name] += 1
-        write([(R.NS_STATS, key, R.pack(d))])
+        return write([(R.NS_STATS, key, R.pack(d))])
 
     def latency(self) -> dict[str, dict[int, int]]:
         """This worker's latency histograms, per queue (the threads' added up)."""

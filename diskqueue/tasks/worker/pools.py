@@ -95,16 +95,20 @@ class ThreadPool:
         me = threading.current_thread()
         pending: deque[Lease] = deque()
         self.pending[me] = pending
+        run: Optional[Run] = None  # begun, to be run next
         try:
-            while not runner.stopping.is_set():
+            # a run begun is run even when the stop came meanwhile: it counts as started
+            while run is not None or not runner.stopping.is_set():
                 try:
-                    if not self._step(pending):
+                    going, run = self._step(pending, run)
+                    if not going:
                         return  # it timed out meanwhile: another thread took its place
                 except Closed:
                     return
                 except BaseException:  # noqa: B036 - a bug or a disk error: log it, keep
                     # the thread alive (its job, if any, was finished by _step)
                     log.exception("worker thread failed; going on in a moment")
+                    run = None
                     runner.stopping.wait(0.5)
         finally:
             self._give_back(pending)
@@ -112,23 +116,33 @@ class ThreadPool:
             with self._lock:
                 self.threads.discard(me)
 
-    def _step(self, pending: deque[Lease]) -> bool:
-        """Fetch (a batch) if needed, then run one job; False if this thread is done."""
+    def _step(self, pending: deque[Lease], run: Optional[Run]) -> tuple[bool, Optional[Run]]:
+        """Run ``run`` (else fetch a batch if needed and begin one job), finish it and,
+        when the next job of the batch is at hand, begin that one in the same write.
+        Returns False when this thread is done, and the job begun next."""
         runner = self.runner
-        if not pending:
-            pending.extend(runner.fetch_batch(FETCH_WAIT, self.batch, 2 * self.concurrency))
-        try:
-            lease = pending.popleft()
-        except IndexError:  # nothing came, or the batch was given back
-            return True
-        run = runner.begin(lease)  # (gives the job back if stopping)
         if run is None:
-            return True
+            if not pending:
+                pending.extend(runner.fetch_batch(FETCH_WAIT, self.batch,
+                                                  2 * self.concurrency))
+            try:
+                lease = pending.popleft()
+            except IndexError:  # nothing came, or the batch was given back
+                return True, None
+            run = runner.begin(lease)  # (gives the job back if stopping)
+            if run is None:
+                return True, None
         try:
             out = runner.execute(run)
         except BaseException as exc:  # noqa: B036 - a hook around the task raised: a started
             out = O.failed(exc)  # job must still end in an outcome
-        return runner.finish(run, out)
+        if pending and not runner.stopping.is_set():
+            try:
+                lease = pending.popleft()
+            except IndexError:  # given back meanwhile (this run timed out)
+                return runner.finish(run, out), None
+            return runner.finish_and_begin(run, out, lease)
+        return runner.finish(run, out), None
 
     def _give_back(self, pending: deque[Lease]) -> None:
         while True:

@@ -167,7 +167,9 @@ class Runner:
             joblog.started(run)
         return run
 
-    def _begin(self, lease: Lease) -> Optional[Run]:
+    def _begin(self, lease: Lease, start: Optional[R.Ops] = None) -> Optional[Run]:
+        """Mark a fetched job started (disk lock held). ``start``: the write of its
+        started record is added there (to ride in the caller's batch) instead of made."""
         ns, (lane, seq, _, jid, held) = lease
         if self.stopping.is_set():
             self._nack(ns, lane, seq, held)
@@ -191,7 +193,10 @@ class Runner:
         record.update(state=STARTED, attempts=record.get("attempts", 0) + 1, started=now)
         record.pop("eta", None)
         record.pop("progress", None)
-        self.store.save(record)
+        if start is None:
+            self.store.save(record)
+        else:
+            start.append((R.NS_JOBS, run.jid, R.pack(record)))
         self.counters.started(record["queue"], now - record.get("ready", now))
         timeout = run.task.options.timeout
         if timeout is not None:
@@ -282,24 +287,58 @@ class Runner:
             return False
         self.active.discard(run)
         if out.ok:
-            out = self._succeed(run, out)
+            out, _ = self._succeed(run, out)
             if out.ok:
                 return True
         self._fail(run, out)
         return True
 
-    def _succeed(self, run: Run, out: O.Outcome) -> O.Outcome:
+    def finish_and_begin(self, run: Run, out: O.Outcome, lease: Lease
+                         ) -> tuple[bool, Optional[Run]]:
+        """:meth:`finish` ``run``, then :meth:`begin` the job of ``lease``: when ``run``
+        succeeded, the next job's started record rides in the batch that stores the
+        outcome (one disk write for both; a kill before it leaves the next job not
+        started). Returns what :meth:`finish` returns and the next run (None: not run
+        here)."""
+        if not out.ok:
+            if not self.finish(run, out):
+                return self._replaced(lease)
+            return True, self.begin(lease)
+        if not run.end():
+            return self._replaced(lease)
+        self.active.discard(run)
+        out, nxt = self._succeed(run, out, lease)
+        if not out.ok:
+            self._fail(run, out)
+            return True, self.begin(lease)
+        if nxt is not None and nxt.task is None:
+            self.finish(nxt, unknown_task(nxt.record["task"], self.tasks))
+            return True, None
+        return True, nxt
+
+    def _replaced(self, lease: Lease) -> tuple[bool, Optional[Run]]:
+        """The run timed out meanwhile and its thread's place was taken: the next job
+        goes back untouched, and the thread ends."""
+        self.give_back(lease)
+        return False, None
+
+    def _succeed(self, run: Run, out: O.Outcome, then: Optional[Lease] = None
+                 ) -> tuple[O.Outcome, Optional[Run]]:
+        """Store a success (and begin ``then`` in the same batch); a result that
+        cannot be stored is a failure, returned with nothing written or begun."""
         rec = run.record
         now = self.clock()
         rec.update(state=SUCCESS, finished=now)
         rec.pop("error", None)
+        ttl = run.task.options.result_ttl if run.task else DEFAULT_RESULT_TTL
         try:
             self.store.payload.store_result(rec, out.value)
-            data = R.pack(rec)
+            # the record is deleted at once with result_ttl=0: only the result is
+            # checked (the rest of the record came from disk)
+            data = R.pack(rec if ttl != 0 else rec["result"])
         except TypeError as exc:
             rec.pop("result", None)
-            return O.failed(TypeError(f"the task's result cannot be stored: {exc}"))
-        ttl = run.task.options.result_ttl if run.task else DEFAULT_RESULT_TTL
+            return O.failed(TypeError(f"the task's result cannot be stored: {exc}")), None
         ops: R.Ops = []
         if ttl == 0:
             ops.append((R.NS_JOBS, run.jid, None))
@@ -308,21 +347,38 @@ class Runner:
             ops.append((R.NS_JOBS, run.jid, data))
             if ttl is not None:
                 ops.append((R.NS_EXPIRE, R.ms_bytes(now + ttl) + run.jid, b""))
-        self._ended(run, ops, ("done",))
+        nxt = self._ended(run, ops, ("done",), then)
         if log.isEnabledFor(logging.INFO):
             joblog.succeeded(run)
-        return out
+        return out, nxt
 
-    def _ended(self, run: Run, ops: R.Ops, counts: tuple[str, ...]) -> None:
-        """Store the end of a job (success or dead) with its counts, in one batch."""
+    def _ended(self, run: Run, ops: R.Ops, counts: tuple[str, ...],
+               then: Optional[Lease] = None) -> Optional[Run]:
+        """Store the end of a job (success or dead) with its counts, in one batch; with
+        ``then``, begin that job and write its started record in the same batch."""
+        nxt = None
+        start: R.Ops = []
         with self.disk:
             if "unique" in run.record:
                 ops = ops + self._release_unique(run.record)
-            self.counters.counted(run.record["queue"], counts,
-                                  lambda more: self._ack(run, ops + more))
+            try:
+                if then is not None:
+                    nxt = self._begin(then, start)
+            finally:  # the outcome is stored even when beginning the next job failed
+                try:
+                    stored = self.counters.counted(
+                        run.record["queue"], counts,
+                        lambda more: self._ack(run, ops + more + start))
+                    if start and not stored:  # the outcome was not stored; the start is
+                        self.store.write(start)
+                except BaseException:
+                    if nxt is not None:  # its start was not written: it was not started
+                        self.release(nxt)
+                    raise
         with self._count_lock:  # += is not atomic across threads
             self.finished += 1
         self.shared.notify_finished()
+        return nxt
 
     def _fail(self, run: Run, out: O.Outcome) -> None:
         rec = run.record
@@ -372,17 +428,20 @@ class Runner:
             return [(R.NS_UNIQUE, found[0], None)]
         return []
 
-    def _ack(self, run: Run, ops: R.Ops) -> None:
-        self._ack_lease(run.ns, run.lane, run.seq, run.held, ops)
+    def _ack(self, run: Run, ops: R.Ops) -> bool:
+        return self._ack_lease(run.ns, run.lane, run.seq, run.held, ops)
 
     def _ack_lease(self, ns: bytes, lane: bytes, seq: int, held: int,
-                   ops: R.Ops) -> None:
+                   ops: R.Ops) -> bool:
+        """Delete a reserved job with ``ops`` in one batch; False when it was not."""
         try:
             self.eng.ack(ns, lane, seq, attempts=held, records=ops)
             if self.store.sync:
                 self.eng.sync()
         except (NotReserved, Closed) as exc:
             log.warning("could not store the outcome of a job (%s); it will run again", exc)
+            return False
+        return True
 
     # -- giving back -----------------------------------------------------------
     def release(self, run: Run) -> None:
