@@ -46,6 +46,13 @@ def start_holder(path: str) -> subprocess.Popen:
     return proc
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux's /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rate(n: int, work) -> float:
     started = time.perf_counter()
     work()
@@ -92,8 +99,13 @@ def one_round(base: str, n: int) -> dict[str, float]:
     try:
         with dq.Queue(path, codec="raw") as q:
             assert q.role == "client"
+            cpu = time.process_time(), cpu_seconds(holder.pid)
             out["client enqueue"] = rate(n, lambda: [q.enqueue(VALUES[i % 1000])
                                                      for i in range(n)])
+            # CPU per call of both processes: what a call costs whatever the machine's
+            # load does to its wall time (polling before a sleep counts too)
+            out["client cpu"] = (time.process_time() - cpu[0]) / n
+            out["holder cpu"] = (cpu_seconds(holder.pid) - cpu[1]) / n
             out["client enqueue_many"] = rate(n, lambda: [q.enqueue_many(VALUES[:100])
                                                           for _ in range(n // 100)])
             holder.send_signal(signal.SIGKILL)
@@ -134,6 +146,8 @@ def main() -> None:
          f"{ratio('client enqueue', 'ping-pong'):.2f}x socket round trip, "
          f"{ratio('client enqueue', 'owner enqueue'):.2f}x owner", ">= 30k ops/s",
          med("client enqueue") >= 30_000),
+        ("client enqueue, CPU per call", f"{med('client cpu') * 1e6:.0f} + "
+         f"{med('holder cpu') * 1e6:.0f} µs", "client + holder process", "-", None),
         ("client enqueue_many(100)", f"{med('client enqueue_many') / 1e3:.0f}k items/s",
          f"{ratio('client enqueue_many', 'owner enqueue_many'):.2f}x owner", ">= 300k items/s",
          med("client enqueue_many") >= 300_000),
