@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Optional
 
@@ -16,11 +17,12 @@ from .handle import AsyncHandle, nothing, now, unreserved
 HANDOVER_LEASE = 600.0
 
 
-class Draining:
+class Draining(abc.ABC):
     """``async for``: take until empty, or with ``wait=True`` for ever."""
 
+    @abc.abstractmethod
     async def _next(self, wait: bool, timeout: Optional[float]) -> Item:
-        raise NotImplementedError
+        """Take the next item (waiting with ``wait``); ``Empty`` when there is none."""
 
     def __aiter__(self) -> AsyncIterator[Item]:
         """Dequeue (pop) items until the structure is empty."""

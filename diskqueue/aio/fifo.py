@@ -11,6 +11,7 @@ the same id unless another push came between).
 
 from __future__ import annotations
 
+import abc
 import functools
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Optional
@@ -29,9 +30,9 @@ class _Line(AsyncHandle[Any], Draining, AsyncQueueFace):
 
     _q: Queue | Stack
 
+    @abc.abstractmethod
     async def _take_one(self, block: bool, timeout: Optional[float]) -> Item:
         """Dequeue (Queue) or pop (Stack) one item."""
-        raise NotImplementedError
 
     async def peek(self, *, raw: bool = False) -> Item:
         """The item the next dequeue/pop would return, left in place."""
@@ -67,13 +68,13 @@ class _Line(AsyncHandle[Any], Draining, AsyncQueueFace):
         self._live()
         return self._dispatcher(key, take, give_back).wait(None, accept, take_now)
 
-    @functools.cached_property
+    @property
+    @abc.abstractmethod
     def _get_plan(self) -> tuple[Any, Callable[[], Any], Callable[[float], Item],
                                  Callable[[Item], None], Callable[[Item], Any]]:
         """How ``get`` takes: the dispatcher's key, the take that does not wait, the
         dispatcher's take, its give-back, and the acceptance (made once: a waiting task
         holds on to them, and 10,000 copies would add up)."""
-        raise NotImplementedError
 
 
 class AsyncQueue(_Line, HeadTakes):
