@@ -256,15 +256,17 @@ class RemoteEngine:
                     continue
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                conn = self._reach(deadline or time.monotonic() + self.connect_timeout)
+                # One bound for finding an owner and for its answer, not one each.
+                deadline = deadline or time.monotonic() + self.connect_timeout
+                conn = self._reach(deadline)
                 if conn is None:
                     continue  # this process holds the directory now
             gen = self._gen
             try:
                 if self._resettle:
-                    self._resettle_now(conn)
+                    self._resettle_now(conn, deadline)
                     gen = self._gen
-                reply = self._exchange(conn, method, args, kwargs, wait, numbered)
+                reply = self._exchange(conn, method, args, kwargs, wait, numbered, deadline)
             except _TimedOut as exc:
                 self._discard(conn)
                 if conn.pid is not None and not alive(conn.pid):
@@ -302,10 +304,17 @@ class RemoteEngine:
             return result
 
     def _exchange(self, conn: Connection, method: str, args: Any, kwargs: dict[str, Any],
-                  wait: float, numbered: Optional[list[Any]] = None) -> Any:
+                  wait: float, numbered: Optional[list[Any]] = None,
+                  until: Optional[float] = None) -> Any:
         """Send one request and read its reply within ``wait`` + connect_timeout
-        (``numbered``: a push's number, marked as sent from here on)."""
+        (``numbered``: a push's number, marked as sent from here on), or, when the call
+        had to look for an owner first, within ``wait`` + what is left of it ``until``
+        (a ``time.monotonic()``)."""
         bound = self.connect_timeout
+        if until is not None:
+            bound = min(bound, until - time.monotonic())
+            if bound <= 0:
+                raise _TimedOut(sent=False)
         request = [method, list(args), kwargs, time.time() + bound]
         if numbered is not None:
             request.append(list(numbered))
@@ -378,10 +387,12 @@ class RemoteEngine:
         they are let go), asked of the owner now before handing them out."""
         return bool(self._call("confirm", [taken, []], {"delivered": False}, 0.0, None))
 
-    def _resettle_now(self, conn: Optional[Connection]) -> None:
+    def _resettle_now(self, conn: Optional[Connection], until: Optional[float] = None
+                      ) -> None:
         """After a connection broke: tell the owner at ``conn`` (None: this process, which
         holds the directory now) which of the takes the last owner held for us were
-        handed out; it lets them go, and gives back the rest but those being read now."""
+        handed out; it lets them go, and gives back the rest but those being read now.
+        ``until``: as :meth:`_exchange` takes it."""
         with self._lock:
             if not self._resettle:
                 return
@@ -397,7 +408,8 @@ class RemoteEngine:
                 if self._local is not None:
                     self._local.confirm(taken, keep, delivered=True)
                 return
-            reply = self._exchange(conn, "confirm", [taken, keep], {"delivered": True}, 0.0)
+            reply = self._exchange(conn, "confirm", [taken, keep], {"delivered": True}, 0.0,
+                                   until=until)
             if reply[0] != 0:
                 log.warning("%s: the owner did not take confirm(): %s", self.path, reply[2])
         except BaseException:
