@@ -256,9 +256,9 @@ class RemoteEngine:
                     continue
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                # One bound for finding an owner and for its answer, not one each.
-                deadline = deadline or time.monotonic() + self.connect_timeout
-                conn = self._reach(deadline)
+                # After the owner went (deadline set), finding the next one and its
+                # answer share one bound, not one each.
+                conn = self._reach(deadline or time.monotonic() + self.connect_timeout)
                 if conn is None:
                     continue  # this process holds the directory now
             gen = self._gen
