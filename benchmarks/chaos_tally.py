@@ -228,6 +228,8 @@ class Accounting:
                     excuse[str(call["d"])] += int(call.get("n") or 1)
             if "tok" in call and call["op"] not in ("ack", "nack"):
                 self.t.maybe += len(call["tok"])
+            elif call["op"] == "nack":  # sent, never answered: it may have given it back
+                self.settled.setdefault((w, call["tok"][0], call["a"]), ("nack", "maybe"))
         for _, text in sorted(self.stalls, reverse=True)[:5]:
             self.t.example("stall", text)
         for tok, key, d in left:
