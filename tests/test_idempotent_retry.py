@@ -127,3 +127,35 @@ def test_the_receipts_of_ended_clients_are_deleted(tmp_path):
         assert receipts.sweep(engine) == 2
         assert engine.scan_records(RECEIPTS) == []
     assert os.path.isdir(path)
+
+
+SWEEPING_HOLDER = """
+import sys, time, diskqueue as dq
+from diskqueue.sharing import receipts
+receipts.SWEEP_EVERY = 0.2  # this test's holder looks often
+q = dq.Queue(sys.argv[1])
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_holder_deletes_the_receipts_of_clients_that_ended(tmp_path):
+    path = tmp_path / "q"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(SWEEPING_HOLDER),
+                               str(path)], env=child_env(), stdout=subprocess.PIPE,
+                              cwd=REPO_ROOT)
+    try:
+        assert holder.stdout.readline() == b"ready\n"
+        rc = subprocess.run(
+            [sys.executable, "-c", "import sys, diskqueue as dq\n"
+             "with dq.Queue(sys.argv[1]) as q:\n    q.enqueue(1)\n", str(path)],
+            env=child_env(), cwd=REPO_ROOT, timeout=30).returncode
+        assert rc == 0
+        time.sleep(2.5)  # the holder checks every second, and sweeps then
+    finally:
+        holder.kill()
+        holder.wait()
+    with dq.Queue(path) as q:
+        assert len(q) == 1
+        assert q._engine.scan_records(RECEIPTS) == []

@@ -106,7 +106,8 @@ class Server:
         self._pool: Optional[ThreadPoolExecutor] = None
         self._resume_at: Optional[float] = None  # listen again then (out of descriptors)
         self._hot: Optional[Client] = None  # the client served last
-        self._next_sweep = 0.0  # when to delete the receipts of ended clients next
+        # when to delete the receipts of ended clients next
+        self._next_sweep = time.monotonic() + receipts.SWEEP_EVERY
         self._kick = {False: threading.Event(), True: threading.Event()}  # waiters
         self._sock, self._ino = self._listen()
         self._sel = selectors.DefaultSelector()
