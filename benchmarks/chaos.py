@@ -26,8 +26,9 @@ drained, and every token is accounted for:
 
     lost          an enqueue that returned, never delivered and not left at the end
     duplicated    delivered twice by dequeue/pop, or an acked item came back
-    redelivered   a reservation handed out again: allowed when its reserver died or
-                  its lease ran out, not allowed otherwise
+    redelivered   a reservation handed out again: allowed when its reserver died,
+                  closed its handles (a failed ack, say) or its lease ran out, not
+                  allowed otherwise
     stall         the longest call, less the time it was asked to wait
 
 The exit code is 0 when nothing was lost or duplicated, no redelivery was disallowed,

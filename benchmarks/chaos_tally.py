@@ -2,7 +2,8 @@
 
 Each token's deliveries are put in time order and judged pair by pair: a dequeued or
 acked item that comes out again is duplicated; a reservation that comes out again is
-allowed only when its reserver died or its lease ran out.
+allowed only when its reserver died, closed its handles (which ends its reservations:
+see docs/durability.md) or its lease ran out.
 """
 
 from __future__ import annotations
@@ -149,6 +150,9 @@ class Accounting:
         # while it is stopped, which is the soak's doing, not a stall of the library.
         self.stopped: dict[int, list[tuple[float, float]]] = defaultdict(list)
         self.pids: dict[str, int] = {}  # worker id -> pid
+        # worker id -> when it closed its handles: its reservations end then (a client's
+        # when its connection closes, the owner's own when it closes the directory)
+        self.closes: dict[str, list[float]] = defaultdict(list)
 
     def read(self, logs: str) -> None:
         for name in sorted(os.listdir(logs)):
@@ -188,6 +192,8 @@ class Accounting:
             if outcome not in ("Empty", "NotReserved"):
                 self.t.example(f"error {outcome}", f"{w} {d}.{op}: {end.get('msg')}")
             return
+        if op == "close":
+            self.closes[w].append(float(call["t0"]))
         if "tok" in call and op not in ("ack", "nack"):
             for tok in call["tok"]:
                 self.acked[tok] = d
@@ -222,6 +228,8 @@ class Accounting:
                     excuse[str(call["d"])] += int(call.get("n") or 1)
             if "tok" in call and call["op"] not in ("ack", "nack"):
                 self.t.maybe += len(call["tok"])
+            elif call["op"] == "nack":  # sent, never answered: it may have given it back
+                self.settled.setdefault((w, call["tok"][0], call["a"]), ("nack", "maybe"))
         for _, text in sorted(self.stalls, reverse=True)[:5]:
             self.t.example("stall", text)
         for tok, key, d in left:
@@ -264,6 +272,8 @@ class Accounting:
                 self.t.redelivered_allowed["reserver died"] += 1
             elif b.t >= a.t0 + self.cfg.lease:
                 self.t.redelivered_allowed["lease ran out"] += 1
+            elif any(a.t <= t <= b.t for t in self.closes.get(a.w, ())):
+                self.t.redelivered_allowed["reserver closed its handles"] += 1
             elif b.how == "left":
                 self.t.redelivered_allowed["reserver gone at the end"] += 1
             elif self.handed_over(a.d, a.t, b.t):

@@ -30,28 +30,38 @@ RecordOps = Iterable[tuple[bytes, bytes, Optional[bytes]]]
 items."""
 Held = tuple[bytes, bytes, int, int]
 """``(ns, lane, seq, attempts)`` of a held or reserved item."""
-LOCAL_ONLY = frozenset({"owner", "check", "holder", "held"})
+LOCAL_ONLY = frozenset({"owner", "check", "holder", "held", "receipt"})
 """Parameters only the holder's own process passes (objects that cannot travel)."""
+Receipt = tuple[bytes, Callable[[Any], bytes]]
+"""``(record key, encoder of the result)``: a receipt a push writes in its own batch, under
+:data:`RECEIPTS` (see :mod:`diskqueue.sharing.receipts`), so that a client's request
+repeated after a takeover finds the result instead of pushing again."""
+RECEIPTS = b"\x00receipts"
+"""The records namespace of receipts."""
 
 
 class WireAPI(Protocol):
     """The engine methods a client may call through a holder's socket."""
 
     def push_one(self, ns: bytes, lane: bytes, data: bytes, *, maxsize: int = 0,
-                 block: bool = False, timeout: Optional[float] = None) -> tuple[int, bytes]:
+                 block: bool = False, timeout: Optional[float] = None,
+                 receipt: Optional[Receipt] = None) -> tuple[int, bytes]:
         """Append one item to ``lane``; its ``(seq, key)``. ``Full`` when ``maxsize``
-        items are ready and no room came within ``timeout`` (or ``block`` is False)."""
+        items are ready and no room came within ``timeout`` (or ``block`` is False).
+        ``receipt`` (the holder's own): a record written with the item, in its batch."""
 
     def push(self, ns: bytes, entries: list[tuple[bytes, bytes]], *, maxsize: int = 0,
              block: bool = False, timeout: Optional[float] = None,
-             records: RecordOps = ()) -> list[tuple[int, bytes]]:
+             records: RecordOps = (), receipt: Optional[Receipt] = None
+             ) -> list[tuple[int, bytes]]:
         """Append ``(lane, data)`` items (and write ``records``) in one batch; ``Full``
-        as :meth:`push_one`."""
+        and ``receipt`` as :meth:`push_one`."""
 
     def push_run(self, ns: bytes, lane: bytes, datas: list[bytes], *, maxsize: int = 0,
-                 block: bool = False, timeout: Optional[float] = None
-                 ) -> tuple[int, list[bytes]]:
-        """Append items to one lane in one batch; the first seq and every key."""
+                 block: bool = False, timeout: Optional[float] = None,
+                 receipt: Optional[Receipt] = None) -> tuple[int, list[bytes]]:
+        """Append items to one lane in one batch; the first seq and every key
+        (``receipt`` as :meth:`push_one`)."""
 
     def push_unless(self, ns: bytes, entries: list[tuple[bytes, bytes]],
                     guard: tuple[bytes, bytes], *, records: RecordOps = ()
@@ -59,9 +69,10 @@ class WireAPI(Protocol):
         """Append ``entries`` with ``records`` unless the ``(ns, key)`` record ``guard``
         exists; then nothing is written and its value is returned."""
 
-    def push_durable(self, ns: bytes, entries: list[tuple[bytes, bytes]]
-                     ) -> list[tuple[int, bytes]]:
-        """Append items and fsync before returning (group commit)."""
+    def push_durable(self, ns: bytes, entries: list[tuple[bytes, bytes]], *,
+                     receipt: Optional[Receipt] = None) -> list[tuple[int, bytes]]:
+        """Append items and fsync before returning (group commit; ``receipt`` as
+        :meth:`push_one`)."""
 
     def take(self, ns: bytes, n: int = 1, *, lane: Optional[bytes] = None,
              desc: bool = False, from_tail: bool = False, lease: Optional[float] = None,

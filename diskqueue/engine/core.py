@@ -24,7 +24,7 @@ import msgpack
 
 from ..errors import Closed, Corrupted, DiskQueueError, Empty, IncompatibleType, OutOfBounds
 from . import keys
-from .api import Entry
+from .api import Entry, Receipt
 from .compaction import COMPACT_EVERY, Compactor
 from .groupcommit import GroupCommit
 from .holders import Holder
@@ -606,7 +606,8 @@ class Core:
     # (No ABCMeta: after fork() an Engine becomes a client by assigning ``__class__``,
     # which needs the layout of a plain class; mypy checks these all the same.)
     @abstractmethod
-    def _commit_pushes(self, works: list[tuple[bytes, list[tuple[bytes, bytes]]]]
+    def _commit_pushes(self, works: list[tuple[bytes, list[tuple[bytes, bytes]],
+                                               Optional[Receipt]]]
                        ) -> list[list[tuple[int, bytes]]]:
         """Write the group commit's pushes in one synced batch (push.py)."""
 

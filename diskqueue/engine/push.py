@@ -8,6 +8,7 @@ from typing import Optional
 
 from ..errors import Full
 from . import keys
+from .api import RECEIPTS, Receipt
 from .core import Core, deadline
 from .lanes import Space
 from .records import RecordOps, plan_records, record_key
@@ -47,8 +48,10 @@ class Pushes(Core):
             self._check()
 
     def push_one(self, ns: bytes, lane: bytes, data: bytes, *, maxsize: int = 0,
-                 block: bool = False, timeout: Optional[float] = None) -> tuple[int, bytes]:
-        """Append one item to a lane; return its seq and key."""
+                 block: bool = False, timeout: Optional[float] = None,
+                 receipt: Optional[Receipt] = None) -> tuple[int, bytes]:
+        """Append one item to a lane; return its seq and key. ``receipt``: a record of
+        the result written in the same batch (a client's request, repeatable)."""
         with self._lock:
             # _roomy() spelled out: this is the hot path of a single put.
             if self.closed or self.forked:
@@ -59,7 +62,8 @@ class Pushes(Core):
             ln = sp.lanes.get(lane) or sp.lane(lane)
             seq = ln.tail
             key = ln.prefix + seq.to_bytes(8, "big")
-            self._store.write2(key, data, ln.pointer_key, _pack(ln.head, seq + 1))
+            self._store.write2(key, data, ln.pointer_key, _pack(ln.head, seq + 1),
+                               None if receipt is None else _receipt_put(receipt, (seq, key)))
             ln.tail = seq + 1
             sp.ready += 1
             sp.unfinished += 1
@@ -71,26 +75,30 @@ class Pushes(Core):
 
     def push(self, ns: bytes, entries: list[tuple[bytes, bytes]], *, maxsize: int = 0,
              block: bool = False, timeout: Optional[float] = None,
-             records: RecordOps = ()) -> list[tuple[int, bytes]]:
+             records: RecordOps = (), receipt: Optional[Receipt] = None
+             ) -> list[tuple[int, bytes]]:
         """Append ``(lane, data)`` entries atomically: all of them land, or none.
 
-        ``records`` are record writes (see :meth:`write_records`) made in the same batch.
+        ``records`` are record writes (see :meth:`write_records`) made in the same batch,
+        and so is ``receipt`` (see :meth:`push_one`).
         """
         with self._lock:
             sp = self._roomy(ns, len(entries), maxsize, block, timeout)
-            return self._push(sp, entries, records)
+            return self._push(sp, entries, records, receipt)
 
     def push_run(self, ns: bytes, lane: bytes, datas: list[bytes], *, maxsize: int = 0,
-                 block: bool = False, timeout: Optional[float] = None
-                 ) -> tuple[int, list[bytes]]:
+                 block: bool = False, timeout: Optional[float] = None,
+                 receipt: Optional[Receipt] = None) -> tuple[int, list[bytes]]:
         """Append items to one lane atomically; return the first seq (the rest follow)
-        and the keys."""
+        and the keys (``receipt`` as :meth:`push_one`)."""
         with self._lock:
             sp = self._roomy(ns, len(datas), maxsize, block, timeout)
             ln = sp.lane(lane)
             first, n = ln.tail, len(datas)
             item_keys = keys.item_keys(ln.prefix, first, n)
-            self._store.write_run(item_keys, datas, ln.pointer_key, _pack(ln.head, first + n))
+            extra = () if receipt is None else (_receipt_put(receipt, (first, item_keys)),)
+            self._store.write_run(item_keys, datas, ln.pointer_key, _pack(ln.head, first + n),
+                                  extra)
             self._apply_push(sp, {lane: first + n}, n)
             return first, item_keys
 
@@ -109,37 +117,43 @@ class Pushes(Core):
             self._push(self._space(ns), entries, records)
             return None
 
-    def _push(self, sp: Space, entries: list[tuple[bytes, bytes]], records: RecordOps
-              ) -> list[tuple[int, bytes]]:
+    def _push(self, sp: Space, entries: list[tuple[bytes, bytes]], records: RecordOps,
+              receipt: Optional[Receipt] = None) -> list[tuple[int, bytes]]:
         """Plan, write in one batch with ``records``, then apply (lock held)."""
         tails: dict[bytes, int] = {}
         puts: list[tuple[bytes, bytes]] = []
         out = self._plan_push(sp, entries, tails, puts)
         deletes = plan_records(records, puts)
+        if receipt is not None:
+            puts.append(_receipt_put(receipt, out))
         self._store.write(puts + self._tail_pointers(sp, tails), deletes)
         self._apply_push(sp, tails, len(entries))
         return out
 
-    def push_durable(self, ns: bytes, entries: list[tuple[bytes, bytes]]
-                     ) -> list[tuple[int, bytes]]:
-        """``push`` that survives power loss; concurrent callers share one fsync."""
-        result: list[tuple[int, bytes]] = self._group.submit((ns, entries))
+    def push_durable(self, ns: bytes, entries: list[tuple[bytes, bytes]], *,
+                     receipt: Optional[Receipt] = None) -> list[tuple[int, bytes]]:
+        """``push`` that survives power loss; concurrent callers share one fsync
+        (``receipt`` as :meth:`push_one`)."""
+        result: list[tuple[int, bytes]] = self._group.submit((ns, entries, receipt))
         return result
 
-    def _commit_pushes(self, works: list[tuple[bytes, list[tuple[bytes, bytes]]]]
+    def _commit_pushes(self, works: list[tuple[bytes, list[tuple[bytes, bytes]],
+                                               Optional[Receipt]]]
                        ) -> list[list[tuple[int, bytes]]]:
         with self._lock:
             self._check()
             tails: dict[bytes, dict[bytes, int]] = {}
             puts: list[tuple[bytes, bytes]] = []
             results = []
-            for ns, entries in works:
+            for ns, entries, receipt in works:
                 sp = self._space(ns)
                 results.append(self._plan_push(sp, entries, tails.setdefault(ns, {}), puts))
+                if receipt is not None:
+                    puts.append(_receipt_put(receipt, results[-1]))
             for ns, lane_tails in tails.items():
                 puts.extend(self._tail_pointers(self._spaces[ns], lane_tails))
             self._store.write(puts, sync=True)
-            for ns, entries in works:
+            for ns, entries, _ in works:
                 self._apply_push(self._spaces[ns], {}, len(entries))
             for ns, lane_tails in tails.items():
                 self._apply_push(self._spaces[ns], lane_tails, 0)
@@ -174,3 +188,12 @@ class Pushes(Core):
         sp.unfinished += n
         if n and self._readers:
             self._readable.notify(n)
+
+
+def _receipt_put(receipt: Receipt, result: object) -> tuple[bytes, bytes]:
+    """The record put of a push's receipt, given the push's result."""
+    key, value = receipt
+    return _RECEIPT + key, value(result)
+
+
+_RECEIPT = record_key(RECEIPTS, b"")  # every receipt's store key starts with this

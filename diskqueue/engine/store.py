@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from operator import itemgetter
 from typing import Any
@@ -359,8 +359,9 @@ class Store:
             raise self._failed(exc) from exc
 
     def write_run(self, item_keys: list[bytes], datas: list[bytes], pointer_key: bytes,
-                  pointer: bytes) -> None:
-        """Items of one lane with the pointer they move, as one batch."""
+                  pointer: bytes, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        """Items of one lane with the pointer they move (and ``extra`` puts), as one
+        batch."""
         if self._broken is not None:
             self._usable()
         try:
@@ -370,6 +371,8 @@ class Store:
                 wb = self._db.write_batch()
             _drain(map(wb.put, item_keys, datas))
             wb.put(pointer_key, pointer)
+            for key, value in extra:
+                wb.put(key, value)
             wb.write()
         except plyvel.Error as exc:
             raise self._failed(exc) from exc
@@ -379,8 +382,10 @@ class Store:
         wb.clear()
         return wb
 
-    def write2(self, k1: bytes, v1: bytes, k2: bytes, v2: bytes) -> None:
-        """Two puts as one batch: the hot path of a single enqueue (item and pointer)."""
+    def write2(self, k1: bytes, v1: bytes, k2: bytes, v2: bytes,
+               third: tuple[bytes, bytes] | None = None) -> None:
+        """Two puts (and ``third``) as one batch: the hot path of a single enqueue (item
+        and pointer, and a client's receipt)."""
         if self._broken is not None:
             self._usable()
         try:
@@ -391,6 +396,8 @@ class Store:
                 wb = self._db.write_batch()
             wb.put(k1, v1)
             wb.put(k2, v2)
+            if third is not None:
+                wb.put(*third)
             wb.write()
         except plyvel.Error as exc:
             raise self._failed(exc) from exc

@@ -6,8 +6,9 @@ required arguments of a call by position and every flag by name. When the owner 
 dies, the next call takes the directory over (opening it here) or connects to
 whichever process did, then repeats the call: callers see a pause, not an error. Takes
 the last owner held for this process are settled with the next (``_resettle_now``). A
-call repeated after a takeover may have landed before the owner died, so an enqueue
-can, rarely, be stored twice: nothing acknowledged is ever lost.
+push repeated after a takeover may have landed before the owner died: it is numbered,
+and the next owner answers it from its receipt instead of pushing again
+(:mod:`diskqueue.sharing.receipts`).
 
 An owner that is alive but does not answer (stopped, hung) is waited for
 ``connect_timeout`` seconds, after a blocking call's own timeout. Then the call raises
@@ -19,6 +20,7 @@ either started before its deadline or never will.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -28,11 +30,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional, Protocol
 
-from ..engine import store
-from ..engine.api import Check, EngineAPI, Entry, Held, RecordOps
+from ..engine import holders, store
+from ..engine.api import Check, EngineAPI, Entry, Held, Receipt, RecordOps
 from ..engine.holders import running
 from ..errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
-from . import peercred, protocol
+from . import peercred, protocol, receipts
 from .client_connection import Connection, timed_out
 
 log = logging.getLogger("diskqueue.remote")
@@ -52,6 +54,9 @@ _BLOCKING = _TAKES | {"push_one", "push", "push_run"}
 # Pushes wait only for room under a maxsize.
 _PUSHES = frozenset({"push_one", "push", "push_run"})
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of an item a take took
+# Numbers of pushes: one counter for the process, so that no number is used twice with
+# one receipt key, whichever engine of the process sends it (next() is atomic).
+_push_numbers = itertools.count()
 
 
 class Takeover(Protocol):
@@ -114,6 +119,8 @@ class RemoteEngine:
         self._receiving: dict[object, list[Key]] = {}  # replies being settled now
         self._resettle = False  # a connection broke: settle with the next owner
         self._gen = 0  # resettles so far
+        self._slots: list[int] = []  # free receipt slots (see receipts)
+        self._slot_count = 0
 
     @property
     def role(self) -> str:
@@ -210,6 +217,25 @@ class RemoteEngine:
 
     def _call(self, method: str, args: Any, kwargs: dict[str, Any], wait: float,
               check: Check) -> Any:
+        if method not in receipts.RECEIPTED or self._local is not None:
+            return self._calls(method, args, kwargs, wait, check, None)
+        with self._lock:
+            if self._slots:
+                slot = self._slots.pop()
+            else:
+                slot = self._slot_count
+                self._slot_count += 1
+        try:
+            return self._calls(method, args, kwargs, wait, check,
+                               [slot, next(_push_numbers), False])
+        finally:
+            with self._lock:
+                self._slots.append(slot)
+
+    def _calls(self, method: str, args: Any, kwargs: dict[str, Any], wait: float,
+               check: Check, numbered: Optional[list[Any]]) -> Any:
+        """Run a call, again after a takeover; ``numbered``: a push's ``[slot, seq,
+        sent before]`` (its receipt tells whether a holder that went had written it)."""
         deadline: Optional[float] = None  # to reach an owner after the last one went
         while True:
             local = self._local
@@ -218,6 +244,11 @@ class RemoteEngine:
                     self._resettle_now(None)
                 if check is not None:
                     kwargs = {**kwargs, "check": check}
+                if numbered is not None and numbered[2]:
+                    found, result = receipts.stored(local, holders.me(), numbered[0],
+                                                    numbered[1])
+                    if found:
+                        return result
                 return getattr(local, method)(*args, **kwargs)
             with self._lock:
                 if self.closed:
@@ -227,15 +258,17 @@ class RemoteEngine:
                     continue
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
+                # After the owner went (deadline set), finding the next one and its
+                # answer share one bound, not one each.
                 conn = self._reach(deadline or time.monotonic() + self.connect_timeout)
                 if conn is None:
                     continue  # this process holds the directory now
             gen = self._gen
             try:
                 if self._resettle:
-                    self._resettle_now(conn)
+                    self._resettle_now(conn, deadline)
                     gen = self._gen
-                reply = self._exchange(conn, method, args, kwargs, wait)
+                reply = self._exchange(conn, method, args, kwargs, wait, numbered, deadline)
             except _TimedOut as exc:
                 self._discard(conn)
                 if conn.pid is not None and not running(conn.pid):
@@ -273,10 +306,22 @@ class RemoteEngine:
             return result
 
     def _exchange(self, conn: Connection, method: str, args: Any, kwargs: dict[str, Any],
-                  wait: float) -> Any:
-        """Send one request and read its reply within ``wait`` + connect_timeout."""
+                  wait: float, numbered: Optional[list[Any]] = None,
+                  until: Optional[float] = None) -> Any:
+        """Send one request and read its reply within ``wait`` + connect_timeout
+        (``numbered``: a push's number, marked as sent from here on), or, when the call
+        had to look for an owner first, within ``wait`` + what is left of it ``until``
+        (a ``time.monotonic()``)."""
         bound = self.connect_timeout
-        frame = protocol.pack([method, list(args), kwargs, time.time() + bound])
+        if until is not None:
+            bound = min(bound, until - time.monotonic())
+            if bound <= 0:
+                raise _TimedOut(sent=False)
+        request = [method, list(args), kwargs, time.time() + bound]
+        if numbered is not None:
+            request.append(list(numbered))
+            numbered[2] = True  # any later try asks for the receipt first
+        frame = protocol.pack(request)
         conn.bound(wait + bound)
         try:
             conn.send(frame, bound)
@@ -344,10 +389,12 @@ class RemoteEngine:
         they are let go), asked of the owner now before handing them out."""
         return bool(self._call("confirm", [taken, []], {"delivered": False}, 0.0, None))
 
-    def _resettle_now(self, conn: Optional[Connection]) -> None:
+    def _resettle_now(self, conn: Optional[Connection], until: Optional[float] = None
+                      ) -> None:
         """After a connection broke: tell the owner at ``conn`` (None: this process, which
         holds the directory now) which of the takes the last owner held for us were
-        handed out; it lets them go, and gives back the rest but those being read now."""
+        handed out; it lets them go, and gives back the rest but those being read now.
+        ``until``: as :meth:`_exchange` takes it."""
         with self._lock:
             if not self._resettle:
                 return
@@ -363,7 +410,8 @@ class RemoteEngine:
                 if self._local is not None:
                     self._local.confirm(taken, keep, delivered=True)
                 return
-            reply = self._exchange(conn, "confirm", [taken, keep], {"delivered": True}, 0.0)
+            reply = self._exchange(conn, "confirm", [taken, keep], {"delivered": True}, 0.0,
+                                   until=until)
             if reply[0] != 0:
                 log.warning("%s: the owner did not take confirm(): %s", self.path, reply[2])
         except BaseException:
@@ -454,22 +502,25 @@ class RemoteEngine:
         raise Locked(self.path, None)
 
     # -- the engine's calls (EngineAPI): required arguments by position, flags by name
+    # ``receipt`` is the holder's own (it writes one for each numbered push): never sent.
     def push_one(self, ns: bytes, lane: bytes, data: bytes, *, maxsize: int = 0,
-                 block: bool = False, timeout: Optional[float] = None) -> tuple[int, bytes]:
+                 block: bool = False, timeout: Optional[float] = None,
+                 receipt: Optional[Receipt] = None) -> tuple[int, bytes]:
         """See :meth:`EngineAPI.push_one`."""
         return self.call("push_one", [ns, lane, data],  # type: ignore[no-any-return]
                          {"maxsize": maxsize, "block": block, "timeout": timeout})
 
     def push(self, ns: bytes, entries: list[tuple[bytes, bytes]], *, maxsize: int = 0,
              block: bool = False, timeout: Optional[float] = None,
-             records: RecordOps = ()) -> list[tuple[int, bytes]]:
+             records: RecordOps = (), receipt: Optional[Receipt] = None
+             ) -> list[tuple[int, bytes]]:
         """See :meth:`EngineAPI.push`."""
         return self.call("push", [ns, entries], {  # type: ignore[no-any-return]
             "maxsize": maxsize, "block": block, "timeout": timeout, "records": records})
 
     def push_run(self, ns: bytes, lane: bytes, datas: list[bytes], *, maxsize: int = 0,
-                 block: bool = False, timeout: Optional[float] = None
-                 ) -> tuple[int, list[bytes]]:
+                 block: bool = False, timeout: Optional[float] = None,
+                 receipt: Optional[Receipt] = None) -> tuple[int, list[bytes]]:
         """See :meth:`EngineAPI.push_run`."""
         return self.call("push_run", [ns, lane, datas],  # type: ignore[no-any-return]
                          {"maxsize": maxsize, "block": block, "timeout": timeout})
@@ -481,8 +532,8 @@ class RemoteEngine:
         return self.call("push_unless", [ns, entries, guard],  # type: ignore[no-any-return]
                          {"records": records})
 
-    def push_durable(self, ns: bytes, entries: list[tuple[bytes, bytes]]
-                     ) -> list[tuple[int, bytes]]:
+    def push_durable(self, ns: bytes, entries: list[tuple[bytes, bytes]], *,
+                     receipt: Optional[Receipt] = None) -> list[tuple[int, bytes]]:
         """See :meth:`EngineAPI.push_durable`."""
         return self.call("push_durable", [ns, entries], {})  # type: ignore[no-any-return]
 

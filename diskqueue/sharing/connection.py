@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Optional
 
 from ..engine.api import Entry, HolderAPI
 from ..engine.holders import Holder
-from ..errors import DiskQueueError
+from ..errors import DiskQueueError, NotReserved
 from . import peercred, protocol
 
 log = logging.getLogger("diskqueue.server")
@@ -138,7 +138,7 @@ class Client:
     reply. The object is also the owner of the connection's reservations."""
 
     __slots__ = ("sock", "inbox", "out", "pending", "held", "tops", "reserved", "parked",
-                 "busy", "writing", "holder", "__weakref__")
+                 "busy", "writing", "holder", "confirmed", "__weakref__")
 
     def __init__(self, sock: socket.socket, inbox: Inbox,
                  holder: Optional[Holder] = None) -> None:
@@ -150,6 +150,9 @@ class Client:
         self.held: list[Held] = []  # takes from the head, held as reservations
         self.tops: list[int] = []  # pops from the top, held as records
         self.reserved: list[Held] = []  # reservations the last reply made (reserve)
+        # takes the client confirmed whose delete failed (a full disk): tried again at
+        # its next word, and never returned, since the client has them
+        self.confirmed: list[Held] = []
         self.parked: Optional[Parked] = None
         self.busy = False  # a call of it runs in the pool, or is parked
         self.writing = False  # registered for EVENT_WRITE
@@ -238,6 +241,8 @@ def same_user(conn: socket.socket) -> bool:
 
 def settle(engine: HolderAPI, client: Client, put_back: bool) -> None:
     """The client's word on its last reply: let go of its takes, or return them."""
+    if client.confirmed:
+        client.confirmed = _ack(engine, client.confirmed)
     held, tops, reserved = client.held, client.tops, client.reserved
     if not (held or tops or reserved):
         return
@@ -246,22 +251,30 @@ def settle(engine: HolderAPI, client: Client, put_back: bool) -> None:
         if put_back:
             engine.unreserve(held + reserved)
         elif held:
-            _ack(engine, held)
+            client.confirmed += _ack(engine, held)
         if tops:
             engine.settle_tops(tops, put_back=put_back)
     except DiskQueueError as exc:
         log.debug("settling a client's takes: %s", exc)
 
 
-def _ack(engine: HolderAPI, held: list[Held]) -> None:
+def _ack(engine: HolderAPI, held: list[Held]) -> list[Held]:
+    """Let go of confirmed takes; those whose delete failed (not written: a full disk),
+    to try again. One cleared meanwhile (``NotReserved``) is let go."""
     try:
         engine.ack_many(held)
-    except DiskQueueError:  # one was cleared meanwhile: let go of the others
+        return []
+    except DiskQueueError:
+        failed = []
         for one in held:
             try:
                 engine.ack_many([one])
-            except DiskQueueError:
+            except NotReserved:
                 pass
+            except DiskQueueError as exc:
+                log.debug("confirming a client's take: %s", exc)
+                failed.append(one)
+        return failed
 
 
 def let_go(engine: HolderAPI, client: Client, closing: bool) -> None:
@@ -270,6 +283,8 @@ def let_go(engine: HolderAPI, client: Client, closing: bool) -> None:
     lives: its "got it" may be on the way)."""
     if engine.closed or engine.forked or closing and client.holder is not None:
         return  # held items stay on disk, and the next open returns them
+    if client.confirmed:  # the client has these: never return them
+        client.confirmed = _ack(engine, client.confirmed)
     try:
         returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, put_back=True)
         returned += engine.release_owner(client)

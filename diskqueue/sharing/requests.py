@@ -5,7 +5,8 @@ The wire's method table and each method's signature are derived from
 one of :data:`METHODS` with arguments that must bind (``inspect.Signature.bind``) to
 that method's signature there, each of the type its annotation names (msgpack sends
 tuples as lists), counts and offsets not negative, durations neither negative nor NaN,
-and an optional deadline (contract: an absolute ``time.time()``). A bad request is a
+and an optional deadline (contract: an absolute ``time.time()``), then, for a push,
+an optional ``[slot, seq, again]`` (:mod:`diskqueue.sharing.receipts`). A bad request is a
 ``TypeError`` or ``ValueError`` for the client, never a call into the engine.
 Arguments only the holder itself may pass (:data:`~diskqueue.engine.api.LOCAL_ONLY`:
 ``owner``, ``check``, ...) do not exist on the wire.
@@ -41,6 +42,8 @@ class Request(NamedTuple):
     method: str
     arguments: dict[str, Any]
     deadline: Optional[float]
+    # (slot, seq, again) of a push that asks for a receipt; again: sent before
+    numbered: Optional[tuple[int, int, bool]] = None
 
 
 Check = Callable[[object], bool]
@@ -95,11 +98,12 @@ def wire_signature(method: str) -> inspect.Signature:
 
 def parse(request: object) -> Request:
     """The request, checked; ``TypeError``/``ValueError`` saying what is wrong."""
-    if type(request) is not list or len(request) not in (3, 4):
-        raise TypeError("a request is [method, args, kwargs] or [method, args, kwargs, "
-                        "deadline]")
+    if type(request) is not list or len(request) not in (3, 4, 5):
+        raise TypeError("a request is [method, args, kwargs], [method, args, kwargs, "
+                        "deadline] or [method, args, kwargs, deadline, [slot, seq, again]]")
     method, args, kwargs = request[:3]
-    deadline = request[3] if len(request) == 4 else None
+    deadline = request[3] if len(request) >= 4 else None
+    numbered = _numbered(request[4]) if len(request) == 5 else None
     if type(method) is not str or method not in METHODS:
         raise TypeError(f"no such call: {method!r}")
     if type(args) is not list or type(kwargs) is not dict:
@@ -113,7 +117,18 @@ def parse(request: object) -> Request:
         _check(method, by_name[name], value)
     if len(arguments) < len(by_name):
         arguments = {**shape.defaults, **arguments}
-    return Request(method, arguments, deadline)
+    return Request(method, arguments, deadline, numbered)
+
+
+def _numbered(value: object) -> Optional[tuple[int, int, bool]]:
+    """A push's ``[slot, seq, again]``, checked (None: no receipt asked)."""
+    if value is None:
+        return None
+    if (type(value) is not list or len(value) != 3 or type(value[0]) is not int
+            or type(value[1]) is not int or type(value[2]) is not bool
+            or not 0 <= value[0] < 1 << 32 or value[1] < 0):
+        raise TypeError(f"a push's number is [slot, seq, again], not {value!r}")
+    return value[0], value[1], value[2]
 
 
 def _bind(shape: _Shape, args: list[Any], kwargs: dict[Any, Any]) -> dict[str, Any]:

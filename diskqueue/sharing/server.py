@@ -23,7 +23,13 @@ Messages of any size travel in chunks (:mod:`diskqueue.protocol`); a request ove
 clients together are bounded by :data:`MAX_BUFFERED`. The loop keeps accepting when
 the process runs out of file descriptors (a spare one lets it tell the opener so), and
 recreates the socket file when someone removes it. ``close()`` first waits, briefly,
-for the confirmations of replies already sent.
+for the confirmations of replies already sent. A client's push is written with a
+receipt, so that the same request sent again after a takeover lands once
+(:mod:`diskqueue.sharing.receipts`).
+
+For tests only: with the environment variable ``DISKQUEUE_TEST_KILL_BEFORE_REPLY`` set
+to a method name, the holder SIGKILLs itself after running a client's call of that
+method and before replying (the moment a reply is lost in a takeover).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import logging
 import math
 import os
 import selectors
+import signal
 import socket
 import threading
 import time
@@ -43,7 +50,7 @@ from typing import Any, Optional
 from ..engine import holders
 from ..engine.api import HolderAPI
 from ..errors import DiskQueueError
-from . import peercred, protocol, requests
+from . import peercred, protocol, receipts, requests
 from .connection import (
     MAX_PENDING,
     Client,
@@ -74,6 +81,7 @@ _POLLS = 64  # empty non-blocking selects before the loop sleeps (a busy client'
 # call is usually microseconds away, and waking a sleeping thread costs more)
 _FD_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _LISTENER, _WAKE = "listener", "wake"
+_KILL_BEFORE_REPLY = os.environ.get("DISKQUEUE_TEST_KILL_BEFORE_REPLY")  # a test hook
 
 
 class Server:
@@ -98,6 +106,8 @@ class Server:
         self._pool: Optional[ThreadPoolExecutor] = None
         self._resume_at: Optional[float] = None  # listen again then (out of descriptors)
         self._hot: Optional[Client] = None  # the client served last
+        # when to delete the receipts of ended clients next
+        self._next_sweep = time.monotonic() + receipts.SWEEP_EVERY
         self._kick = {False: threading.Event(), True: threading.Event()}  # waiters
         self._sock, self._ino = self._listen()
         self._sel = selectors.DefaultSelector()
@@ -374,6 +384,13 @@ class Server:
             return
         if returned:
             log.info("returned %d items of clients that died", returned)
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + receipts.SWEEP_EVERY
+            try:
+                receipts.sweep(self._engine)
+            except DiskQueueError as exc:
+                log.warning("deleting the receipts of clients that ended: %s", exc)
 
     def _let_go(self, client: Client) -> None:
         let_go(self._engine, client, self._closing)
@@ -381,12 +398,23 @@ class Server:
     # -- calls ------------------------------------------------------------------
     def _call(self, client: Client, request: object) -> None:
         try:
-            method, kwargs, deadline = requests.parse(request)
+            method, kwargs, deadline, numbered = requests.parse(request)
         except (TypeError, ValueError) as exc:
             return self._reply(client, protocol.error_reply(exc))
         if deadline is not None and time.time() > deadline:
             return self._reply(client, [1, "Expired", f"the holder did not start {method}() "
                                                       "before its deadline; it was not run"])
+        if numbered is not None and client.holder is not None \
+                and method in receipts.RECEIPTED:
+            slot, seq, again = numbered
+            if again:  # sent before: it may have landed with a holder that went since
+                try:
+                    found, result = receipts.stored(self._engine, client.holder, slot, seq)
+                except DiskQueueError as exc:
+                    return self._reply(client, protocol.error_reply(exc))
+                if found:
+                    return self._reply(client, [0, result])
+            kwargs = {**kwargs, "receipt": receipts.receipt(client.holder, slot, seq)}
         if method in _POOLED:
             client.busy = True
             self._pooled(client, method, kwargs)
@@ -418,7 +446,10 @@ class Server:
                     raise DiskQueueError("confirm(): this platform does not say which "
                                          "process the client is")
                 return [0, self._engine.confirm(**kwargs, holder=client.holder)]
-            return [0, getattr(self._engine, method)(**kwargs)]
+            result = getattr(self._engine, method)(**kwargs)
+            if method == _KILL_BEFORE_REPLY:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return [0, result]
         except Exception as exc:  # a reply, never a dropped connection
             if not isinstance(exc, (DiskQueueError, TypeError, ValueError, KeyError)):
                 log.warning("%s() of a client raised", method, exc_info=True)
