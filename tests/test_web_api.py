@@ -18,7 +18,8 @@ from test_web_auth import http_call
 
 from diskqueue import TaskQueue
 from diskqueue.tasks import layout as R
-from diskqueue.tasks.worker.presence import NS_WORKERS, STALE, alive
+from diskqueue.tasks.layout import NS_WORKERS
+from diskqueue.tasks.worker.presence import STALE, alive
 
 pytest.importorskip("flask")
 pytest.importorskip("waitress")

@@ -202,6 +202,12 @@ class JobStore:
         for page in self.pages(ns, start=start, stop=stop):
             yield from page
 
+    def last_tick(self, name: str) -> Optional[float]:
+        """When the periodic task ``name`` last ticked (epoch seconds), or None."""
+        prefix = name.encode("utf-8") + b"\x00"
+        rows = list(self.scan(R.NS_TICK, start=prefix, stop=prefix[:-1] + b"\x01"))
+        return R.due_of(rows[-1][0][len(prefix):]) if rows else None
+
     def first(self, ns: bytes) -> Optional[tuple[bytes, bytes]]:
         """The first record of ``ns``, or None when it has none."""
         rows = self.engine().scan_records(ns, limit=1)

@@ -30,6 +30,7 @@ NS_EXPIRE = b"exp"  # expiry ms (8 bytes) + job id -> b"": results to forget
 NS_STATS = b"stat"  # queue + NUL + worker id (empty: the base) -> counts
 NS_LAT = b"lat"  # queue + NUL + worker id (empty: the base) -> latency histogram
 NS_META = b"tq"  # b"format" -> b"1": marks a task directory
+NS_WORKERS = b"wrk"  # worker id -> the worker's presence record (a msgpack map)
 NS_RETRIED = b"rdead"  # job id + NUL + death number (8 bytes) -> b"": that death was retried
 
 FORMAT = b"1"

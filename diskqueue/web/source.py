@@ -21,7 +21,7 @@ from ..sharing import registry as engine_mod
 from ..tasks import TaskQueue, UnknownJob
 from ..tasks import layout as R
 from ..tasks.stats import merge, percentile
-from ..tasks.worker.presence import NS_WORKERS, alive
+from ..tasks.worker.presence import alive
 
 PAGE = 50  # rows in one page of jobs or dead letters
 SCAN = 500  # records read per step while filtering dead letters
@@ -230,7 +230,7 @@ class Source:
         if self.tasks() is None:
             return []
         now = time.time()
-        rows = self.eng.scan_records(NS_WORKERS, limit=1000)
+        rows = self.eng.scan_records(R.NS_WORKERS, limit=1000)
         found = [R.unpack(bytes(v)) for _, v in rows]
         return [shown(w) for w in found if alive(w, now)]
 

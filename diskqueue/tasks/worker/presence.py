@@ -3,7 +3,7 @@
 Workers wrote nothing about themselves but their counters, so nothing outside the
 process could tell which workers are alive, how many jobs each may run at once, what
 they are running or when their periodic tasks tick next. Each worker now keeps one
-record under ``NS_WORKERS`` (key: its worker id), rewritten every
+record under ``layout.NS_WORKERS`` (key: its worker id), rewritten every
 :data:`BEAT` seconds by a thread of its own and deleted when it stops cleanly. A worker
 killed with SIGKILL leaves its record behind until the next worker starts; a reader
 tells the living by the age of ``beat`` (see :func:`alive`).
@@ -38,7 +38,6 @@ class Worker(Protocol):
     def queue_names(self) -> list[str]:
         """The queues it serves, in the order it tries them."""
 
-NS_WORKERS = b"wrk"  # worker id -> the worker's presence record (a msgpack map)
 BEAT = 2.0  # seconds between two writes of a worker's record
 STALE = 10.0  # a record not rewritten for this long belongs to a worker that is gone
 RUNNING_SHOWN = 50  # at most this many running jobs are listed in the record
@@ -65,11 +64,8 @@ def _record(worker: Worker, started: float) -> dict[str, Any]:
 
 
 def _next_tick(worker: Worker, task: Any, now: float) -> float:
-    prefix = task.name.encode("utf-8") + b"\x00"
-    rows = worker.tasks.store.engine().scan_records(R.NS_TICK, start=prefix,
-                                               stop=prefix[:-1] + b"\x01")
-    last = R.due_of(bytes(rows[-1][0])[len(prefix):]) if rows else now
-    return float(task.periodic.next_after(last))
+    last = worker.tasks.store.last_tick(task.name)
+    return float(task.periodic.next_after(now if last is None else last))
 
 
 class Presence:
@@ -89,8 +85,8 @@ class Presence:
         self._write()
         eng = self.worker.tasks.store.engine()
         now = time.time()
-        gone = [(NS_WORKERS, bytes(key), None) for key, value
-                in eng.scan_records(NS_WORKERS, limit=10_000)
+        gone = [(R.NS_WORKERS, bytes(key), None) for key, value
+                in eng.scan_records(R.NS_WORKERS, limit=10_000)
                 if not alive(R.unpack(bytes(value)), now)]
         if gone:
             eng.write_records(gone)
@@ -98,7 +94,7 @@ class Presence:
 
     def _write(self) -> None:
         record = _record(self.worker, self.started)
-        self.worker.tasks.store.engine().write_records([(NS_WORKERS, self.key, R.pack(record))])
+        self.worker.tasks.store.engine().write_records([(R.NS_WORKERS, self.key, R.pack(record))])
 
     def _loop(self) -> None:
         while not self._stop.wait(BEAT):
@@ -112,7 +108,7 @@ class Presence:
         self._stop.set()
         self._thread.join()
         try:
-            self.worker.tasks.store.engine().write_records([(NS_WORKERS, self.key, None)])
+            self.worker.tasks.store.engine().write_records([(R.NS_WORKERS, self.key, None)])
         except Exception:  # pragma: no cover - the directory failed as the worker stopped
             pass
 

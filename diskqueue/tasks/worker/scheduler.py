@@ -141,10 +141,9 @@ class Scheduler:
     def _load_ticks(self, now: float) -> None:
         """The last tick of each periodic task; a first start records ``now``."""
         for task in self._periodic():
-            prefix = task.name.encode("utf-8") + b"\x00"
-            rows = list(self.store.scan(R.NS_TICK, start=prefix, stop=prefix[:-1] + b"\x01"))
-            if rows:
-                self._last_tick[task.name] = R.due_of(rows[-1][0][len(prefix):])
+            last = self.store.last_tick(task.name)
+            if last is not None:
+                self._last_tick[task.name] = last
             else:
                 self.eng.write_records([(R.NS_TICK, R.tick_key(task.name, now), b"")])
                 self._last_tick[task.name] = R.ms(now) / 1000.0
