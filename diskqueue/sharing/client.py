@@ -20,6 +20,7 @@ either started before its deadline or never will.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -28,7 +29,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Optional, Protocol
+from typing import Any, NoReturn, Optional, Protocol
 
 from ..engine import holders, store
 from ..engine.api import Check, EngineAPI, Entry, Held, Receipt, RecordOps
@@ -79,6 +80,15 @@ class _TimedOut(Exception):
     def __init__(self, sent: bool) -> None:
         super().__init__()
         self.sent = sent
+
+
+class _Refused(Exception):
+    """The owner answered a connection with an error and closed it (out of file
+    descriptors, say): ``reply`` is that answer, for the caller at once."""
+
+    def __init__(self, reply: list[Any]) -> None:
+        super().__init__()
+        self.reply = reply
 
 
 class RemoteEngine:
@@ -282,6 +292,9 @@ class RemoteEngine:
                         from None
                 raise Locked(self.path, conn.pid, f", which did not take a request "
                              f"within {self.connect_timeout:g} s; nothing was done") from None
+            except _Refused as exc:
+                self._discard(conn)
+                self._raise(conn, exc.reply)
             except (OSError, protocol.ProtocolError):
                 self._resettle = True
                 self._discard(conn)
@@ -290,10 +303,7 @@ class RemoteEngine:
                 continue
             if reply[0] != 0:
                 self._put_back(conn)
-                if reply[1] == "Expired":
-                    raise Locked(self.path, conn.pid, ", which did not start the call "
-                                 "before its deadline; nothing was done")
-                protocol.raise_reply(reply[1], reply[2])
+                self._raise(conn, reply)
             result = reply[1]
             if method in _TAKES and not self._settle(
                     conn, method, result, check, _taken(method, args, kwargs, result), gen):
@@ -304,6 +314,14 @@ class RemoteEngine:
             if method not in _TAKES:
                 self._put_back(conn)
             return result
+
+    def _raise(self, conn: Connection, reply: list[Any]) -> NoReturn:
+        """Raise the error of an error reply."""
+        if reply[1] == "Expired":
+            raise Locked(self.path, conn.pid, ", which did not start the call "
+                         "before its deadline; nothing was done")
+        protocol.raise_reply(reply[1], reply[2])
+        raise AssertionError("raise_reply returned")  # for the type checker
 
     def _exchange(self, conn: Connection, method: str, args: Any, kwargs: dict[str, Any],
                   wait: float, numbered: Optional[list[Any]] = None,
@@ -328,6 +346,16 @@ class RemoteEngine:
         except OSError as exc:
             if timed_out(exc):  # the owner reads nothing: the frame is not all there
                 raise _TimedOut(sent=False) from None
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
+                raise
+            # It may have refused the connection and closed it before the request got
+            # there: its answer is still to be read, and says more than the broken pipe.
+            try:
+                reply = conn.reader.read()
+            except (OSError, protocol.ProtocolError):
+                raise exc from None
+            if isinstance(reply, list) and reply and reply[0] != 0:
+                raise _Refused(reply) from None
             raise
         try:
             return conn.reader.read()
@@ -412,8 +440,8 @@ class RemoteEngine:
                 return
             reply = self._exchange(conn, "confirm", [taken, keep], {"delivered": True}, 0.0,
                                    until=until)
-            if reply[0] != 0:
-                log.warning("%s: the owner did not take confirm(): %s", self.path, reply[2])
+            if reply[0] != 0:  # kept for the next owner, or for this one once it takes it
+                raise _Refused(reply)
         except BaseException:
             with self._lock:
                 self._unsettled[_Lost()] = taken
