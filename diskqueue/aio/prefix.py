@@ -38,14 +38,17 @@ class AsyncPrefixQueue(Reliable, Draining):
         or its item is back at the front of its prefix."""
         q = self._live()
         timeout = check_timeout(block, timeout)
+        first = True
         if not block or self._idle(("dequeue", _lane(prefix), raw)):
             try:
                 return q.dequeue(prefix, raw=raw)
             except Empty as exc:
                 if not block:
                     raise nothing(exc) from None
+            first = False
         return await self._waiting(
-            ("dequeue", _lane(prefix), raw), timeout,
+            ("dequeue", _lane(prefix), raw), timeout, first,
+            lambda: q.dequeue(prefix, raw=raw),
             lambda s: q.reserve(prefix, lease=HANDOVER_LEASE, block=True, timeout=s, raw=raw),
             self._nacked, self._acked)
 
