@@ -12,8 +12,9 @@ from ..errors import Empty
 from ..item import Item
 from .handle import AsyncHandle, nothing, now, unreserved
 
-# The lease of a reservation a dispatcher makes for a task that dequeues: it only has to
-# outlast the hand-over to the task (microseconds) on a loop that may be busy.
+# The lease of a reservation a dispatcher's thread makes for a task that dequeues (in a
+# client process): it only has to outlast the hand-over to the task (microseconds) on a
+# loop that may be busy.
 HANDOVER_LEASE = 600.0
 
 

@@ -2,11 +2,13 @@
 :class:`diskqueue.Stack` for asyncio, and stand-ins for ``asyncio.Queue`` and
 ``asyncio.LifoQueue``.
 
-A Queue's waiting dequeue is handed a reservation, which the task acks once it has
-resumed with it, and which is nacked to the front when no task accepts it (its
-``attempts`` count keeps that reservation). A Stack has no reservations: its dispatcher
-pops the top, and pushes it again, on top where it was, when no task accepts it (with
-the same id unless another push came between).
+In the process that holds the directory a woken task takes for itself (see
+:mod:`.waiting`). In a client process the dispatcher's thread takes for it: a Queue's
+waiting dequeue is handed a reservation, which the task acks once it has resumed with
+it, and which is nacked to the front when no task accepts it (its ``attempts`` count
+keeps that reservation). A Stack has no reservations: there the dispatcher pops the top,
+and pushes it again, on top where it was, when no task accepts it (with the same id
+unless another push came between).
 """
 
 from __future__ import annotations

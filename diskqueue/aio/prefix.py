@@ -1,5 +1,6 @@
 """``AsyncPrefixQueue``: :class:`diskqueue.PrefixQueue` for asyncio; tasks awaiting
-different prefixes use one dispatcher (and, while they wait, one thread) per prefix."""
+different prefixes use one dispatcher per prefix (in a client process, one thread per
+prefix while they wait)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from .handle import nothing, now
 class AsyncPrefixQueue(Reliable, Draining):
     """Many FIFO queues, one per prefix, in one directory, for asyncio. See
     :class:`diskqueue.PrefixQueue` for each method. Tasks awaiting different prefixes
-    use one dispatcher (and, while they wait, one thread) per prefix."""
+    use one dispatcher per prefix (in a client process, one thread per prefix while
+    they wait)."""
 
     _q: PrefixQueue
 

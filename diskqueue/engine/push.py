@@ -186,7 +186,7 @@ class Pushes(Core):
             sp.recount(lane, ln)
         sp.ready += n
         sp.unfinished += n
-        if n:
+        if n and (self._readers or self._watchers):
             self._ready(n)
 
 
