@@ -2,7 +2,8 @@
 
 10,000 tasks await ``get()`` on one queue in the process that holds it: no extra
 thread, under 20 MB of extra memory, no CPU while nothing comes; puts from another
-thread's blocking handle wake them all. In a client process, a put made by the holder process wakes a waiting task.
+thread's blocking handle wake them all. In a client process, a put made by the holder
+process wakes a waiting task.
 """
 
 from __future__ import annotations

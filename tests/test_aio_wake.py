@@ -147,3 +147,20 @@ def test_a_timed_out_wait_leaves_no_watch_behind(tmp_path: Any) -> None:
             assert not aio_threads()
 
     asyncio.run(main())
+
+
+def test_one_handle_waits_on_one_loop_after_another(tmp_path: Any) -> None:
+    q = AsyncQueue(tmp_path / "q")
+
+    async def wait_for(value: int) -> Any:
+        waiting = asyncio.create_task(q.get())
+        await settle()
+        threading.Thread(target=q.blocking.put, args=(value,)).start()
+        return await asyncio.wait_for(waiting, 5)
+
+    assert asyncio.run(wait_for(1)) == 1
+    loop = asyncio.new_event_loop()
+    assert loop.run_until_complete(wait_for(2)) == 2
+    loop.close()  # with the end of its watch still scheduled on it
+    assert asyncio.run(wait_for(3)) == 3
+    asyncio.run(q.close())

@@ -99,6 +99,7 @@ class Dispatcher(Generic[T]):
         self._spare = 0  # items told of when no task was left to wake
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_at = 0.0
+        self._ending = False  # the watch ends at the next loop turn unless a task waits
 
     @property
     def busy(self) -> bool:
@@ -188,6 +189,8 @@ class Dispatcher(Generic[T]):
             raise Closed(f"{self._name} is closed; open it again to use it")
         loop = future.get_loop()
         fresh = False
+        if self._sub is not None and self._loop is not loop and self._ending:
+            self._end_watch()  # left by the tasks of a loop that is gone
         if self._sub is None and not self._waiters:
             # Where to tell, set before the engine may call: a put from another thread
             # can come at once.
@@ -225,7 +228,17 @@ class Dispatcher(Generic[T]):
             self._return(got)
 
     def _leave(self) -> None:
-        """A task stopped waiting for good: the last one ends the watch."""
+        """A task stopped waiting for good. After the last one the watch ends, at the
+        next turn of the loop: a consumer that waits again as soon as it has its item
+        keeps it, and the task goes on with its item first."""
+        if (self._sub is not None and self._loop is not None and not self._ending
+                and not self._ringing and not self._rung_tasks):
+            self._ending = True
+            self._loop.call_soon(self._end_watch)
+
+    def _end_watch(self) -> None:
+        """Stop watching, unless tasks wait again."""
+        self._ending = False
         if self._sub is not None and not self._ringing and not self._rung_tasks:
             sub, self._sub, self._loop, self._spare = self._sub, None, None, 0
             if self._timer is not None:
@@ -388,7 +401,7 @@ class Dispatcher(Generic[T]):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(Closed(f"{self._name} was closed while waiting"))
-        self._leave()
+        self._end_watch()
         # Polled, and only here: a close is rare, and this way an item still on its way
         # to this loop (a call_soon_threadsafe not run yet) is waited for too.
         end = time.monotonic() + 4 * SLICE
