@@ -283,8 +283,9 @@ class Dispatcher(Generic[T]):
         """Set the timer to the engine's next lease expiry (asking for it returns the
         items whose lease ended, which wakes tasks for them)."""
         sub, loop = self._sub, self._loop
-        if sub is None or loop is None or not self._ringing:
-            return
+        if sub is None or loop is None:
+            return  # (armed also while the watch outlives its tasks by a turn: a task
+            # that waits again in that turn keeps the watch, and needs the timer)
         try:
             due = sub.next_expiry()
         except Exception:  # closed: let every task find out with its own take
