@@ -1,9 +1,9 @@
 """The engine's core: its state, its lock, the reads, and what its parts share.
 
 Every part of the engine (``push.py``, ``take.py``, ``leases.py``, ``records.py``,
-``holds.py``, ``inherited.py``) is a subclass of :class:`Core`, typed over it; a method
-one part needs from another lives here, or, where it belongs to that part, is declared
-here once (the abstract methods at the end of :class:`Core`).
+``holds.py``, ``inherited.py``, ``watches.py``) is a subclass of :class:`Core`, typed
+over it; a method one part needs from another lives here, or, where it belongs to that
+part, is declared here once (the abstract methods at the end of :class:`Core`).
 """
 
 from __future__ import annotations
