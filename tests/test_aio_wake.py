@@ -5,17 +5,21 @@ another thread through ``call_soon_threadsafe``, and the task takes the item its
 it runs. So a task woken and cancelled before it ran took nothing and passes its
 wake-up on; a woken task that finds the item gone waits again at the front; a lease
 that ends wakes a task (also a lease made after it started waiting); and a directory
-closed under a waiting task fails it with ``Closed``.
+closed under a waiting task fails it with ``Closed``. A put by a client process, which
+the holder's socket server makes in this process, wakes a task the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
 
 import pytest
+from faults import REPO_ROOT, child_env
 
 import diskqueue as dq
 from diskqueue.aio import AsyncPriorityQueue, AsyncQueue, AsyncStack
@@ -164,3 +168,39 @@ def test_one_handle_waits_on_one_loop_after_another(tmp_path: Any) -> None:
     loop.close()  # with the end of its watch still scheduled on it
     assert asyncio.run(wait_for(3)) == 3
     asyncio.run(q.close())
+
+
+CLIENT_PUTS = """
+import sys
+import diskqueue as dq
+q = dq.Queue(sys.argv[1])
+assert q.role == "client", q.role
+for line in sys.stdin:
+    q.put(line.strip())
+q.close()
+"""
+
+
+def test_a_put_by_a_client_process_wakes_a_task_of_the_holder(tmp_path: Any) -> None:
+    path = str(tmp_path / "q")
+
+    async def main() -> None:
+        async with AsyncQueue(path) as q:
+            assert q.role == "owner"
+            client = subprocess.Popen([sys.executable, "-c", CLIENT_PUTS, path],
+                                      stdin=subprocess.PIPE, text=True, env=child_env(),
+                                      cwd=REPO_ROOT)
+            assert client.stdin is not None
+            try:
+                for i in range(5):
+                    waiting = asyncio.create_task(q.get())
+                    await settle()
+                    client.stdin.write(f"m{i}\n")
+                    client.stdin.flush()
+                    assert await asyncio.wait_for(waiting, 30) == f"m{i}"
+                    assert not aio_threads()
+            finally:
+                client.stdin.close()
+                assert client.wait(30) == 0
+
+    asyncio.run(main())
