@@ -10,8 +10,9 @@ async / blocking: by wall time, and by the CPU time of this thread (``thread_tim
 which on a shared machine leaves out the time other processes held the core, the larger
 part of the noise; the targets are read on the CPU ratio.
 Wake-up: a task awaits ``get()``; the time from the start of a ``put`` to the task
-running again, with the put made by another thread's blocking handle, by a holder
-process (this process a client), and by a client process (this process the holder).
+running again, with the put made by another task of the same loop, by another thread's
+blocking handle, by a holder process (this process a client), and by a client process
+(this process the holder).
 Idle: 10,000 tasks awaiting ``get()``: threads and RSS added (asyncio.Queue beside it).
 """
 
@@ -173,6 +174,24 @@ def wake_in_process(path: str, n: int) -> list[float]:
     return waits
 
 
+def wake_on_the_loop(path: str, n: int) -> list[float]:
+    """Another task of the same loop puts (``await q.put``); the awaiting task records
+    the time."""
+    waits: list[float] = []
+
+    async def run() -> None:
+        async with AsyncQueue(path) as aq:
+            for _ in range(n):
+                task = asyncio.ensure_future(aq.get())
+                await asyncio.sleep(0.0005)  # the task is waiting
+                await aq.put(time.perf_counter())
+                sent = await task
+                waits.append(time.perf_counter() - sent)
+
+    asyncio.run(run())
+    return waits
+
+
 def wake_blocking(path: str, n: int, putter_process: bool) -> list[float]:
     """The reference: a thread blocked in the blocking ``get()``, woken by a put from
     another thread, or (``putter_process``) by the holder process, this one a client."""
@@ -296,7 +315,9 @@ def main(argv: list[str] | None = None) -> None:
     root = tempfile.mkdtemp(prefix="dq-bench-aio-")
     try:
         tp = throughput(os.path.join(root, "tp"), n, rounds)
-        lat = [("put from another thread (blocking handle)",
+        lat = [("put by another task on the same loop",
+                wake_on_the_loop(os.path.join(root, "w0"), wakes), 0.2, 1.0),
+               ("put from another thread (blocking handle)",
                 wake_in_process(os.path.join(root, "w1"), wakes), 0.2, 1.0),
                ("reference: blocking get() in a thread, same put",
                 wake_blocking(os.path.join(root, "w1b"), wakes, False), None, None),

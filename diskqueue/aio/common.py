@@ -12,8 +12,9 @@ from ..errors import Empty
 from ..item import Item
 from .handle import AsyncHandle, nothing, now, unreserved
 
-# The lease of a reservation a dispatcher makes for a task that dequeues: it only has to
-# outlast the hand-over to the task (microseconds) on a loop that may be busy.
+# The lease of a reservation a dispatcher's thread makes for a task that dequeues (in a
+# client process): it only has to outlast the hand-over to the task (microseconds) on a
+# loop that may be busy.
 HANDOVER_LEASE = 600.0
 
 
@@ -80,13 +81,17 @@ class HeadTakes(Reliable):
         waiting, it took nothing, or its item is back at the front."""
         # The hot path, written out: what self._taking(...) does.
         timeout = check_timeout(block, timeout)
+        first = True
         if not block or self._idle(("dequeue", raw)):
             try:
                 return self._live().dequeue(raw=raw)  # type: ignore[no-any-return]
             except Empty as exc:
                 if not block:
                     raise nothing(exc) from None
-        return await self._waiting(("dequeue", raw), timeout, self._handing_over(raw),
+            first = False
+        q = self._q
+        return await self._waiting(("dequeue", raw), timeout, first,
+                                   lambda: q.dequeue(raw=raw), self._handing_over(raw),
                                    self._nacked, self._acked)
 
     def _handing_over(self, raw: bool) -> Callable[[float], Item]:

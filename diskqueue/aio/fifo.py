@@ -2,11 +2,13 @@
 :class:`diskqueue.Stack` for asyncio, and stand-ins for ``asyncio.Queue`` and
 ``asyncio.LifoQueue``.
 
-A Queue's waiting dequeue is handed a reservation, which the task acks once it has
-resumed with it, and which is nacked to the front when no task accepts it (its
-``attempts`` count keeps that reservation). A Stack has no reservations: its dispatcher
-pops the top, and pushes it again, on top where it was, when no task accepts it (with
-the same id unless another push came between).
+In the process that holds the directory a woken task takes for itself (see
+:mod:`.waiting`). In a client process the dispatcher's thread takes for it: a Queue's
+waiting dequeue is handed a reservation, which the task acks once it has resumed with
+it, and which is nacked to the front when no task accepts it (its ``attempts`` count
+keeps that reservation). A Stack has no reservations: there the dispatcher pops the top,
+and pushes it again, on top where it was, when no task accepts it (with the same id
+unless another push came between).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class _Line(AsyncHandle[Any], Draining, AsyncQueueFace):
         # 10,000 waiting tasks feel.
         key, take_now, take, give_back, accept = self._get_plan
         self._live()
-        return self._dispatcher(key, take, give_back).wait(None, accept, take_now)
+        return self._dispatcher(key, take, give_back).wait(None, take_now, accept)
 
     @property
     @abc.abstractmethod
@@ -137,14 +139,17 @@ class AsyncStack(_Line):
         timeout = check_timeout(block, timeout)
         if block:
             self._refuse_raw(raw)
+        first = True
         if not block or self._idle("pop"):
             try:
                 return self._live().pop(raw=raw)
             except Empty as exc:
                 if not block:
                     raise nothing(exc) from None
+            first = False
         q = self._q
-        return await self._waiting("pop", timeout, lambda s: q.pop(block=True, timeout=s),
+        return await self._waiting("pop", timeout, first, q.pop,
+                                   lambda s: q.pop(block=True, timeout=s),
                                    self._pushed_back, same)
 
     async def pop_many(self, n: int, *, block: bool = False,

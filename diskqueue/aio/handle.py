@@ -19,7 +19,7 @@ from .._checks import check_timeout
 from ..codecs import CodecSpec
 from ..errors import AsyncEmpty, Closed, Empty
 from ..item import Item
-from ..structures.handle import Handle
+from ..structures.handle import Handle, watch
 from .waiting import Dispatcher
 
 PathLike = str | os.PathLike[str]
@@ -139,7 +139,9 @@ class AsyncHandle(Generic[H]):
         dispatcher = self._dispatchers.get(key)
         if dispatcher is None:
             name = f"diskqueue.aio {os.path.basename(self._q.path)} {key!r}"
-            dispatcher = self._dispatchers[key] = Dispatcher(take, give_back, name)
+            q = self._q
+            dispatcher = self._dispatchers[key] = Dispatcher(
+                take, give_back, name, lambda callback: watch(q, callback))
         return dispatcher
 
     def _taking(self, key: Hashable, block: bool, timeout: Optional[float],
@@ -151,13 +153,15 @@ class AsyncHandle(Generic[H]):
         that a waiting task holds one frame less (10,000 of them add up)."""
         self._live()
         timeout = check_timeout(block, timeout)
+        first = True
         if not block or self._idle(key):
             try:
                 return done(nowait())
             except Empty as exc:
                 if not block:
                     raise nothing(exc) from None
-        return self._dispatcher(key, take, give_back).wait(timeout, accept)
+            first = False
+        return self._dispatcher(key, take, give_back).wait(timeout, nowait, accept, first)
 
     def _idle(self, key: Hashable) -> bool:
         """True when no task waits for this kind of take (and no item is on its way
@@ -165,12 +169,14 @@ class AsyncHandle(Generic[H]):
         dispatcher = self._dispatchers.get(key)
         return dispatcher is None or not dispatcher.busy
 
-    def _waiting(self, key: Hashable, timeout: Optional[float], take: Callable[[float], Any],
+    def _waiting(self, key: Hashable, timeout: Optional[float], first: bool,
+                 nowait: Callable[[], T], take: Callable[[float], Any],
                  give_back: Callable[[Any], None], accept: Callable[[Any], T]
                  ) -> Awaitable[T]:
-        """Wait through the dispatcher of ``key`` (a take that found nothing at once)."""
+        """Wait through the dispatcher of ``key`` (``first``: try ``nowait`` first; False:
+        the caller just found nothing with it)."""
         self._live()
-        return self._dispatcher(key, take, give_back).wait(timeout, accept)
+        return self._dispatcher(key, take, give_back).wait(timeout, nowait, accept, first)
 
 
 def done(result: T) -> asyncio.Future[T]:

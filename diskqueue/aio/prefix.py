@@ -1,5 +1,6 @@
 """``AsyncPrefixQueue``: :class:`diskqueue.PrefixQueue` for asyncio; tasks awaiting
-different prefixes use one dispatcher (and, while they wait, one thread) per prefix."""
+different prefixes use one dispatcher per prefix (in a client process, one thread per
+prefix while they wait)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from .handle import nothing, now
 class AsyncPrefixQueue(Reliable, Draining):
     """Many FIFO queues, one per prefix, in one directory, for asyncio. See
     :class:`diskqueue.PrefixQueue` for each method. Tasks awaiting different prefixes
-    use one dispatcher (and, while they wait, one thread) per prefix."""
+    use one dispatcher per prefix (in a client process, one thread per prefix while
+    they wait)."""
 
     _q: PrefixQueue
 
@@ -38,14 +40,17 @@ class AsyncPrefixQueue(Reliable, Draining):
         or its item is back at the front of its prefix."""
         q = self._live()
         timeout = check_timeout(block, timeout)
+        first = True
         if not block or self._idle(("dequeue", _lane(prefix), raw)):
             try:
                 return q.dequeue(prefix, raw=raw)
             except Empty as exc:
                 if not block:
                     raise nothing(exc) from None
+            first = False
         return await self._waiting(
-            ("dequeue", _lane(prefix), raw), timeout,
+            ("dequeue", _lane(prefix), raw), timeout, first,
+            lambda: q.dequeue(prefix, raw=raw),
             lambda s: q.reserve(prefix, lease=HANDOVER_LEASE, block=True, timeout=s, raw=raw),
             self._nacked, self._acked)
 

@@ -1,8 +1,10 @@
 """``AsyncPriorityQueue``: :class:`diskqueue.PriorityQueue` for asyncio.
 
-A waiting dequeue is handed a reservation, nacked to the front of its level when no task
-accepts it. ``dequeue_by_priority`` cannot reserve one level: an item it took and nobody
-accepted is enqueued again at its level, so at the *back* of that level.
+In a client process, where the dispatcher's thread takes for the waiting tasks (see
+:mod:`.waiting`), a waiting dequeue is handed a reservation, nacked to the front of its
+level when no task accepts it. ``dequeue_by_priority`` cannot reserve one level: an item
+it took and nobody accepted is enqueued again at its level, so at the *back* of that
+level.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class AsyncPriorityQueue(HeadTakes, Draining, AsyncQueueFace):
     async def dequeue_by_priority(self, priority: int, *, block: bool = False,
                                   timeout: Optional[float] = None, raw: bool = False) -> Item:
         """Remove the first item of one level. Cancelled while waiting, it took nothing,
-        or its item is back in its level, at the back (no reservation names one level:
-        use ``reserve`` where the place matters)."""
+        or (in a client process) its item is back in its level, at the back (no
+        reservation names one level: use ``reserve`` where the place matters)."""
         q = self._live()
         if block and raw:
             raise ValueError("dequeue_by_priority cannot wait with raw=True; without block "

@@ -192,6 +192,18 @@ class EngineAPI(WireAPI, Protocol):
     def destroy(self) -> None:
         """Close for every handle and delete the directory (``Locked`` for a client)."""
 
+    def watch(self, callback: Callable[[int], None]) -> bool:
+        """Call ``callback(n)`` whenever items may have become ready (see
+        :mod:`diskqueue.engine.watches`); False, and nothing is called, where the items
+        change in another process (a client's engine)."""
+
+    def unwatch(self, callback: Callable[[int], None]) -> None:
+        """Stop calling ``callback``."""
+
+    def next_expiry(self) -> Optional[float]:
+        """Return the reservations whose lease ended; when the next one ends (None: no
+        lease runs, or a client's engine)."""
+
 
 class HolderAPI(EngineAPI, Protocol):
     """An owner's engine as its socket server uses it: :class:`EngineAPI` and what the

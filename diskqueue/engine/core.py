@@ -1,9 +1,9 @@
 """The engine's core: its state, its lock, the reads, and what its parts share.
 
 Every part of the engine (``push.py``, ``take.py``, ``leases.py``, ``records.py``,
-``holds.py``, ``inherited.py``) is a subclass of :class:`Core`, typed over it; a method
-one part needs from another lives here, or, where it belongs to that part, is declared
-here once (the abstract methods at the end of :class:`Core`).
+``holds.py``, ``inherited.py``, ``watches.py``) is a subclass of :class:`Core`, typed
+over it; a method one part needs from another lives here, or, where it belongs to that
+part, is declared here once (the abstract methods at the end of :class:`Core`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 import time
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Optional
 
 import msgpack
@@ -79,6 +79,9 @@ class Core:
         self._outside = 0  # calls using the store outside the lock (sync, compaction)
         self._readers = 0  # threads waiting for an item (so notify only when someone waits)
         self._writers = 0  # threads waiting for room under maxsize
+        # Told of new ready items beside the threads (see watches.py); a tuple replaced
+        # whole, so that a change never meets an iteration.
+        self._watchers: tuple[Callable[[int], None], ...] = ()
         self._synced = threading.Condition(self._lock)
         self._sync_started = self._sync_done = 0  # fsync generations (group commit)
         self._sync_running = False
@@ -410,6 +413,8 @@ class Core:
                 return
             self.closed = True
             self._readable.notify_all()
+            if self._watchers:
+                self._tell(0)
             self._writable.notify_all()
             self._all_done.notify_all()
             self._synced.notify_all()
@@ -546,9 +551,11 @@ class Core:
             if lease is not None:
                 sp.reserved[(lane_key, seq)] = entry[4]
                 if lease != math.inf:
-                    heapq.heappush(self._leases, (time.monotonic() + lease,
-                                                  next(self._lease_ids), sp.ns, lane_key, seq,
-                                                  entry[4]))
+                    ends = time.monotonic() + lease
+                    if self._watchers and (not self._leases or ends < self._leases[0][0]):
+                        self._tell(0)  # the next lease to end is a new one: see watches.py
+                    heapq.heappush(self._leases, (ends, next(self._lease_ids), sp.ns,
+                                                  lane_key, seq, entry[4]))
                 if owner is not None:
                     self._own(owner, (sp.ns, lane_key, seq, entry[4]))
         sp.ready -= len(picked)
@@ -599,8 +606,25 @@ class Core:
         sp.aside[(lane, seq)] = attempts
         sp.ready += 1
         sp.recount(lane, ln)
+        self._ready(1)
+
+    # -- telling waiters (threads and watchers) ---------------------------------
+    def _ready(self, n: int) -> None:
+        """``n`` items became ready (lock held): wake as many waiting threads and tell
+        the watchers."""
         if self._readers:
-            self._readable.notify()
+            self._readable.notify(n)
+        if self._watchers:
+            self._tell(n)
+
+    def _tell(self, n: int) -> None:
+        """Call every watcher with ``n`` (lock held; see watches.py). A watcher that
+        raises is logged: the change it was told of has been made all the same."""
+        for watcher in self._watchers:
+            try:
+                watcher(n)
+            except Exception:
+                log.exception("%s: a watcher failed", self.path)
 
     # -- declared here, kept by the part they belong to --------------------------
     # (No ABCMeta: after fork() an Engine becomes a client by assigning ``__class__``,

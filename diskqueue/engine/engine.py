@@ -21,13 +21,14 @@ from .push import Pushes
 from .records import Records
 from .store import Store
 from .take import Takes
+from .watches import Watches
 
 log = logging.getLogger("diskqueue.engine")
 
 __all__ = ["Engine", "Entry", "FORMAT_VERSION"]
 
 
-class Engine(Pushes, Takes, Holds, Reservations, Records, Inheritance):
+class Engine(Pushes, Takes, Holds, Reservations, Records, Inheritance, Watches):
     """The owner of one directory in this process: its parts over
     :class:`~diskqueue.engine.core.Core`, and a server letting other processes in.
 

@@ -142,8 +142,8 @@ class Holds(Core):
                 sp.aside[(lane, seq)] = attempts
             sp.ready += 1
             sp.recount(lane, ln)
-        if placed and self._readers:
-            self._readable.notify(len(placed))
+        if placed:
+            self._ready(len(placed))
 
     def _restore_tops(self) -> None:
         """At open: put back on top what a holder that died was holding for clients."""

@@ -93,8 +93,7 @@ class Reservations(Core):
             sp.ready += 1
             sp.recount(lane, ln)
             self._leases_ended(1)
-            if self._readers:
-                self._readable.notify()
+            self._ready(1)
             return new_seq
 
     def in_flight(self, ns: bytes) -> int:

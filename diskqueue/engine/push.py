@@ -69,8 +69,8 @@ class Pushes(Core):
             sp.unfinished += 1
             if seq == ln.head and not ln.front:  # the lane was empty
                 sp.active.add(lane)
-            if self._readers:
-                self._readable.notify()
+            if self._readers or self._watchers:
+                self._ready(1)
             return seq, key
 
     def push(self, ns: bytes, entries: list[tuple[bytes, bytes]], *, maxsize: int = 0,
@@ -186,8 +186,8 @@ class Pushes(Core):
             sp.recount(lane, ln)
         sp.ready += n
         sp.unfinished += n
-        if n and self._readers:
-            self._readable.notify(n)
+        if n and (self._readers or self._watchers):
+            self._ready(n)
 
 
 def _receipt_put(receipt: Receipt, result: object) -> tuple[bytes, bytes]:

@@ -28,7 +28,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn, Optional, Protocol
 
 from ..engine import holders, store
@@ -528,6 +528,24 @@ class RemoteEngine:
             local.destroy()
             return
         raise Locked(self.path, None)
+
+    # -- watching (see diskqueue.engine.watches): only once this process holds it
+    def watch(self, callback: Callable[[int], None]) -> bool:
+        """Watch the engine this process took over; False while another process holds
+        the directory (its items change there: wait with a blocking take instead)."""
+        local = self._local
+        return local is not None and local.watch(callback)
+
+    def unwatch(self, callback: Callable[[int], None]) -> None:
+        """Stop calling ``callback`` (see :meth:`watch`)."""
+        local = self._local
+        if local is not None:
+            local.unwatch(callback)
+
+    def next_expiry(self) -> Optional[float]:
+        """See :meth:`EngineAPI.next_expiry`; None while another process holds it."""
+        local = self._local
+        return None if local is None else local.next_expiry()
 
     # -- the engine's calls (EngineAPI): required arguments by position, flags by name
     # ``receipt`` is the holder's own (it writes one for each numbered push): never sent.

@@ -398,3 +398,33 @@ class Reliable(abc.ABC):
     def in_flight(self) -> int:
         """How many items are reserved and not yet acked or nacked."""
         return self._engine.in_flight(self._ns)
+
+
+class Watch:
+    """A callback told of the new items of one directory: see :func:`watch`."""
+
+    def __init__(self, engine: EngineAPI, callback: Callable[[int], None]) -> None:
+        self._engine = engine
+        self._callback = callback
+
+    def stop(self) -> None:
+        """Stop calling the callback; idempotent, never raises."""
+        self._engine.unwatch(self._callback)
+
+    def next_expiry(self) -> Optional[float]:
+        """Return the reservations whose lease ended to the front now (the callback hears
+        of them), and the ``time.monotonic()`` at which the next lease ends, or None.
+        Raises ``Closed`` when the directory was closed."""
+        return self._engine.next_expiry()
+
+
+def watch(handle: Handle, callback: Callable[[int], None]) -> Optional[Watch]:
+    """Call ``callback(n)`` whenever items may have become ready in ``handle``'s
+    directory, as :mod:`diskqueue.engine.watches` says: from the thread that made the
+    change, under the directory's lock, so the callback only schedules work. None when
+    this process does not hold the directory (its items change in the holder's
+    process: a blocking take waits for them there). Raises ``Closed`` when closed."""
+    engine = handle._engine
+    if not engine.watch(callback):
+        return None
+    return Watch(engine, callback)
