@@ -301,6 +301,32 @@ def test_actors_can_prioritize_work(broker):
     assert calls == ["hi"] * 10 + ["lo"] * 10
 
 
+def test_a_fetched_burst_comes_out_most_urgent_first(broker):
+    """The consumer hands a fetched burst out by actor priority, so a worker thread that
+    takes the first message before the rest reach it still runs the urgent ones first;
+    what it never handed out goes back in the lane's order."""
+
+    @dramatiq.actor(priority=0)
+    def hi():
+        pass
+
+    @dramatiq.actor(priority=10)
+    def lo():
+        pass
+
+    for _ in range(3):
+        lo.send()
+        hi.send()
+    consumer = broker.consume(lo.queue_name, prefetch=6, timeout=100)
+    got = [next(consumer) for _ in range(4)]
+    assert [m.actor_name for m in got] == ["hi", "hi", "hi", "lo"]
+    consumer.close()  # the two lo messages it fetched but did not hand out go back
+    for message in got:
+        consumer.ack(message)
+    handle = broker.handle(lo.queue_name)
+    assert len(handle) == 2 and handle.in_flight() == 0
+
+
 @pytest.mark.parametrize("on_actor", [True, False])
 def test_messages_past_their_age_limit_are_skipped(broker, on_actor):
     runs = []

@@ -31,7 +31,13 @@ try:
     import dramatiq
     from dramatiq.broker import Broker, Consumer, MessageProxy
     from dramatiq.common import current_millis, dq_name, q_name
-    from dramatiq.errors import ConnectionClosed, DecodeError, QueueJoinTimeout, QueueNotFound
+    from dramatiq.errors import (
+        ActorNotFound,
+        ConnectionClosed,
+        DecodeError,
+        QueueJoinTimeout,
+        QueueNotFound,
+    )
     from dramatiq.message import Message
     from dramatiq.middleware import Middleware
 except ImportError as exc:  # pragma: no cover - the message is the point
@@ -260,7 +266,9 @@ class _DiskQueueConsumer(Consumer):
         self.lane = lane
         self.wait = timeout / 1000
         self.slots = threading.Semaphore(prefetch)
-        self.fetched: list[Item] = []
+        # Reserved, not yet handed to the worker, in the lane's order: (the actor's
+        # priority, the item, its message or None when it does not decode).
+        self.fetched: list[tuple[int, Item, Optional[Message]]] = []
 
     def __next__(self) -> Optional[MessageProxy]:
         """The next message (reserved until acked or nacked), or None when none came within the
@@ -268,16 +276,17 @@ class _DiskQueueConsumer(Consumer):
         if not self.fetched:
             self._fetch()
         while self.fetched:
-            item = self.fetched.pop(0)
-            try:
-                return _DiskQueueMessage(Message.decode(item.value), item)
-            except DecodeError:
-                # Not a Dramatiq message: kept among the dead letters rather than
-                # retried for ever or dropped.
-                log.error("message %d of %s does not decode; moved to its dead letters",
-                          item.id, self.handle.path, exc_info=True)
-                self.handle.enqueue(_DEAD, item.value)
-                self._settle(item)
+            # The most urgent of the burst first: the worker orders what it holds by
+            # actor priority, and a worker thread may take the first message before the
+            # rest of a burst reaches it.
+            first = min(range(len(self.fetched)), key=lambda i: self.fetched[i][0])
+            _, item, message = self.fetched.pop(first)
+            if message is not None:
+                return _DiskQueueMessage(message, item)
+            # Not a Dramatiq message: kept among the dead letters rather than retried
+            # for ever or dropped.
+            self.handle.enqueue(_DEAD, item.value)
+            self._settle(item)
         return None
 
     def _fetch(self) -> None:
@@ -287,11 +296,25 @@ class _DiskQueueConsumer(Consumer):
         if not self.slots.acquire(timeout=self.wait):
             return
         try:
-            self.fetched.append(self._reserve(block=True))
+            self._add(self._reserve(block=True))
             while self.slots.acquire(blocking=False):
-                self.fetched.append(self._reserve(block=False))
+                self._add(self._reserve(block=False))
         except Empty:
             self.slots.release()
+
+    def _add(self, item: Item) -> None:
+        try:
+            message = Message.decode(item.value)
+        except DecodeError:
+            log.error("message %d of %s does not decode; moved to its dead letters",
+                      item.id, self.handle.path, exc_info=True)
+            self.fetched.append((-1, item, None))
+            return
+        try:
+            priority = self.broker.get_actor(message.actor_name).priority
+        except ActorNotFound:
+            priority = 0  # the worker says what it makes of it
+        self.fetched.append((priority, item, message))
 
     def _reserve(self, *, block: bool) -> Item:
         try:
@@ -303,7 +326,7 @@ class _DiskQueueConsumer(Consumer):
     def close(self) -> None:
         """Put back what was fetched and never handed to the worker, in order."""
         while self.fetched:
-            item = self.fetched.pop()
+            _, item, _ = self.fetched.pop()
             try:
                 self.handle.nack(item, front=True)
             except (NotReserved, Locked):
