@@ -7,8 +7,11 @@ doing the same work in the same run.
 Cases (each in a child process of its own and a fresh temporary directory, rounds
 interleaved, median and p90 shown):
 
-- enqueue: one producer calling ``fn.delay(i)`` (huey: ``fn(i)``), jobs per second;
+- enqueue: one producer calling ``fn.delay(i)`` (huey: ``fn(i)``), jobs per second, and
+  the CPU time per call (all threads of the process, LevelDB's own included);
 - enqueue_many: the same in batches of 100 (huey has no bulk enqueue: not run);
+- plyvel put: the floor under a one-at-a-time enqueue: one raw LevelDB put per job of a
+  record of the same size, no queue item, no pointer;
 - drain: a worker with 4 threads started on N queued no-op jobs, until the last one ran
   (end to end: fetch, run, store the outcome), jobs per second, and the CPU time the
   worker process spent per job (all its threads: the steadier figure on a shared machine);
@@ -71,7 +74,7 @@ TARGETS = {
     ("diskqueue", "latency p99"): ("<=", 2.0),
 }
 UNITS = {"latency p50": "ms", "latency p99": "ms", "drain CPU": "us/job",
-         "sleep 1 ms CPU": "us/job"}
+         "sleep 1 ms CPU": "us/job", "enqueue CPU": "us/job", "enqueue_many CPU": "us/job"}
 
 
 def log(msg: str) -> None:
@@ -111,16 +114,37 @@ def dq_enqueue(d: str, n: int) -> dict[str, float]:
     tasks, (noop, _, _), _ = dq_queue(d)
     noop.delay(0)  # opens the directory
     gc.collect()
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     for i in range(n):
         noop.delay(i)
-    one = n / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
+    one, one_cpu = n / (time.perf_counter() - t0), (time.process_time() - c0) / n
+    c0, t0 = time.process_time(), time.perf_counter()
     for k in range(0, n, 100):
         tasks.enqueue_many("noop", [((i,), {}) for i in range(k, k + 100)])
-    many = n / (time.perf_counter() - t0)
+    many, many_cpu = n / (time.perf_counter() - t0), (time.process_time() - c0) / n
     tasks.close()
-    return {"enqueue": one, "enqueue_many": many}
+    return {"enqueue": one, "enqueue CPU": one_cpu * 1e6, "enqueue_many": many,
+            "enqueue_many CPU": many_cpu * 1e6}
+
+
+def raw_put(d: str, n: int) -> dict[str, float]:
+    """One plyvel put per job, of a record the size of a no-op job's."""
+    try:
+        import plyvel
+    except ImportError:  # Python 3.12+
+        import plyvel_next as plyvel
+    from diskqueue.tasks import layout
+    size = len(layout.pack(layout.new_record("0123456789000001", "noop", [n], {}, "default",
+                                             0, time.time())))
+    db = plyvel.DB(os.path.join(d, "raw"), create_if_missing=True)
+    value = b"v" * size
+    gc.collect()
+    t0 = time.perf_counter()
+    for i in range(n):
+        db.put(b"job%016x" % i, value)
+    rate = n / (time.perf_counter() - t0)
+    db.close()
+    return {"put, one job record": rate}
 
 
 def _drained(d: str, name: str, n: int, threads: int) -> tuple[float, float]:
@@ -440,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
             log("huey is not installed (pip install -e '.[bench]'): skipping it")
         else:
             subjects["huey"] = [(huey_enqueue, n), (huey_drain, n), (huey_latency, lat_jobs)]
+    subjects["plyvel"] = [(raw_put, n)]
     results = measure(subjects, rounds)
     big_n = args.rss_jobs or cfg["rss_jobs"]
     log(f"rss: a worker on 10,000 and on {big_n:,} queued jobs")

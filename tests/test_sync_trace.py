@@ -104,24 +104,30 @@ def unsynced_at_returns(trace: list[str]) -> tuple[int, list[str]]:
     return markers, problems
 
 
-@pytest.mark.timeout(300)
-def test_every_returned_sync_call_was_fsynced_across_log_switches(tmp_path):
+def traced(child: str, out: str, *args: str) -> tuple[list[str], int]:
+    """Run the Python source ``child`` with ``args`` under strace (skipped when strace is
+    missing); its trace lines, and how many LevelDB log files it wrote."""
     if shutil.which("strace") is None:
         pytest.skip("needs strace (CI installs it)")
-    path = str(tmp_path / "q")
-    out = str(tmp_path / "trace")
-    rounds = 8
     done = subprocess.run(
         ["strace", "-f", "-qq", "-y", "-s", "16", "-o", out,
          "-e", "trace=write,fsync,fdatasync,unlink,unlinkat",
-         sys.executable, "-c", textwrap.dedent(CHILD), path, str(rounds)],
+         sys.executable, "-c", textwrap.dedent(child), *args],
         env=faults.child_env(), capture_output=True, text=True, timeout=280,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     with open(out) as fh:
         trace = fh.read().splitlines()
     switches = {m for line in trace for m in re.findall(r"/(\d+)\.log", line)}
-    assert len(switches) >= 5, f"only {len(switches)} log files: no log switch to test"
+    return trace, len(switches)
+
+
+@pytest.mark.timeout(300)
+def test_every_returned_sync_call_was_fsynced_across_log_switches(tmp_path):
+    rounds = 8
+    trace, switches = traced(CHILD, str(tmp_path / "trace"), str(tmp_path / "q"),
+                             str(rounds))
+    assert switches >= 5, f"only {switches} log files: no log switch to test"
     markers, problems = unsynced_at_returns(trace)
     assert markers == rounds * 303
     assert not problems, f"{len(problems)} of {markers} sync=True calls returned with " \

@@ -10,7 +10,7 @@ from ..errors import Full
 from . import keys
 from .api import RECEIPTS, Receipt
 from .core import Core, deadline
-from .lanes import Space
+from .lanes import Lane, Space
 from .records import RecordOps, plan_records, record_key
 
 _pack = keys.POINTERS.pack
@@ -27,8 +27,9 @@ class Pushes(Core):
     def _roomy(self, ns: bytes, n: int, maxsize: int, block: bool,
                timeout: Optional[float]) -> Space:
         """The space of ``ns`` once it has room for ``n`` more items (lock held)."""
-        self._check()
-        sp = self._space(ns)
+        if self.closed or self.forked:  # _check() and _space() spelled out: every push
+            self._refuse()
+        sp = self._spaces.get(ns) or self._space(ns)
         if maxsize:
             self._wait_room(sp, n, maxsize, block, timeout)
         return sp
@@ -64,14 +65,19 @@ class Pushes(Core):
             key = ln.prefix + seq.to_bytes(8, "big")
             self._store.write2(key, data, ln.pointer_key, _pack(ln.head, seq + 1),
                                None if receipt is None else _receipt_put(receipt, (seq, key)))
-            ln.tail = seq + 1
-            sp.ready += 1
-            sp.unfinished += 1
-            if seq == ln.head and not ln.front:  # the lane was empty
-                sp.active.add(lane)
-            if self._readers or self._watchers:
-                self._ready(1)
+            self._pushed_one(sp, lane, ln, seq)
             return seq, key
+
+    def _pushed_one(self, sp: Space, lane: bytes, ln: Lane, seq: int) -> None:
+        """Move the pointers in memory after item ``seq`` was written at the tail of
+        ``lane`` (lock held)."""
+        ln.tail = seq + 1
+        sp.ready += 1
+        sp.unfinished += 1
+        if seq == ln.head and not ln.front:  # the lane was empty
+            sp.active.add(lane)
+        if self._readers or self._watchers:
+            self._ready(1)
 
     def push(self, ns: bytes, entries: list[tuple[bytes, bytes]], *, maxsize: int = 0,
              block: bool = False, timeout: Optional[float] = None,
@@ -84,7 +90,28 @@ class Pushes(Core):
         """
         with self._lock:
             sp = self._roomy(ns, len(entries), maxsize, block, timeout)
+            if len(entries) == 1 and receipt is None:  # a single job's enqueue
+                return [self._push_single(sp, entries[0], records)]
             return self._push(sp, entries, records, receipt)
+
+    def _push_single(self, sp: Space, entry: tuple[bytes, bytes], records: RecordOps
+                     ) -> tuple[int, bytes]:
+        """:meth:`_push` of one entry, without the bookkeeping of many lanes: the item,
+        its lane's pointer and ``records`` in one batch, then the pointers moved in memory
+        (lock held)."""
+        lane, data = entry
+        ln = sp.lanes.get(lane) or sp.lane(lane)
+        seq = ln.tail
+        key = ln.prefix + seq.to_bytes(8, "big")
+        pointer = _pack(ln.head, seq + 1)
+        puts: list[tuple[bytes, bytes]] = []
+        deletes = plan_records(records, puts)
+        if len(puts) == 1 and not deletes:  # a job and its record: the lightest write
+            self._store.write2(key, data, ln.pointer_key, pointer, puts[0])
+        else:
+            self._store.write([(key, data), (ln.pointer_key, pointer), *puts], deletes)
+        self._pushed_one(sp, lane, ln, seq)
+        return seq, key
 
     def push_run(self, ns: bytes, lane: bytes, datas: list[bytes], *, maxsize: int = 0,
                  block: bool = False, timeout: Optional[float] = None,
@@ -164,12 +191,22 @@ class Pushes(Core):
                    puts: list[tuple[bytes, bytes]]) -> list[tuple[int, bytes]]:
         """Give each entry the next seq of its lane (tracked in ``tails``), unapplied."""
         out: list[tuple[int, bytes]] = []
+        put, give = puts.append, out.append
+        # A run of entries of one lane (the usual batch) looks its lane up once.
+        lane_now: Optional[bytes] = None
+        prefix, seq = b"", 0
         for lane, data in entries:
-            seq = tails.get(lane) or (sp.lanes[lane].tail if lane in sp.lanes else 1)
-            tails[lane] = seq + 1
-            key = sp.item_prefix + lane + seq.to_bytes(8, "big")
-            puts.append((key, data))
-            out.append((seq, key))
+            if lane != lane_now:
+                if lane_now is not None:
+                    tails[lane_now] = seq
+                seq = tails.get(lane) or (sp.lanes[lane].tail if lane in sp.lanes else 1)
+                prefix, lane_now = sp.item_prefix + lane, lane
+            key = prefix + seq.to_bytes(8, "big")
+            put((key, data))
+            give((seq, key))
+            seq += 1
+        if lane_now is not None:
+            tails[lane_now] = seq
         return out
 
     @staticmethod

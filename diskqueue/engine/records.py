@@ -33,12 +33,13 @@ def record_key(ns: bytes, key: bytes) -> bytes:
 def plan_records(records: RecordOps, puts: list[tuple[bytes, bytes]]) -> list[bytes]:
     """Add the record puts of ``records`` to ``puts``; return the record keys to delete."""
     deletes = []
+    put = puts.append
     for ns, key, value in records:
-        full = record_key(ns, key)
+        prefix = _prefixes.get(ns) or record_key(ns, b"")  # (a call per record costs)
         if value is None:
-            deletes.append(full)
+            deletes.append(prefix + key)
         else:
-            puts.append((full, value))
+            put((prefix + key, value))
     return deletes
 
 

@@ -385,11 +385,11 @@ class Store:
     def write2(self, k1: bytes, v1: bytes, k2: bytes, v2: bytes,
                third: tuple[bytes, bytes] | None = None) -> None:
         """Two puts (and ``third``) as one batch: the hot path of a single enqueue (item
-        and pointer, and a client's receipt)."""
+        and pointer, and a client's receipt or a job's record)."""
         if self._broken is not None:
             self._usable()
         try:
-            if len(v1) < _REUSE_BELOW:
+            if len(v1) + (0 if third is None else len(third[1])) < _REUSE_BELOW:
                 wb = self._wb
                 wb.clear()
             else:

@@ -85,38 +85,54 @@ def _place(options: Optional[TaskOptions], queue: Optional[str], priority: Optio
             opts.priority if priority is None else R.check_priority(priority))
 
 
+PLACES = 1024  # (task, queue, priority) places an Enqueuer keeps made; more are made per call
+
+# What every new job of one task in one queue and priority shares: its record's constant
+# fields (a template), the queue's namespace and the lane of the priority.
+Place = tuple[dict[str, Any], bytes, bytes]
+
+
 class Enqueuer:
     """Writes the jobs of calls to the ``store``, with the ``hooks`` around each."""
 
     def __init__(self, store: JobStore, hooks: Hooks) -> None:
         self.store = store
         self.hooks = hooks
+        self._places: dict[tuple[str, str, int], Place] = {}
 
-    def _record(self, job_id: str, name: str, args: list[Any], kwargs: dict[str, Any],
-                queue: str, priority: int, now: float, **more: Any) -> dict[str, Any]:
+    def _where(self, name: str, queue: str, priority: int) -> Place:
+        """The :data:`Place` of the jobs of ``name`` in ``queue`` at ``priority``, made
+        once (the per-call part of an enqueue is then only what differs per job)."""
+        key = (name, queue, priority)
+        place = self._places.get(key)
+        if place is None:
+            place = (R.record_template(name, queue, priority), R.queue_ns(queue),
+                     R.lane_of(priority))
+            if len(self._places) < PLACES:  # a caller making up priorities does not grow it
+                self._places[key] = place
+        return place
+
+    def _record(self, template: dict[str, Any], job_id: str, name: str, args: list[Any],
+                kwargs: dict[str, Any], now: float, due: Optional[float],
+                unique_key: Optional[str]) -> dict[str, Any]:
         """A new job's record, its arguments encoded by the store's codec (TypeError
         naming the argument that cannot be)."""
-        args, kwargs, coded = self.store.payload.call(name, args, kwargs)
-        rec = R.new_record(job_id, name, args, kwargs, queue, priority, now, **more)
-        if coded is not None:
-            rec[CODED] = coded
+        payload = self.store.payload
+        if payload.name is None:  # the default codec: the values go in the record as they are
+            return R.fill_record(template, job_id, args, kwargs, now, due, unique_key)
+        coded_args, coded_kwargs, coded = payload.call(name, args, kwargs)
+        rec = R.fill_record(template, job_id, coded_args, coded_kwargs, now, due, unique_key)
+        rec[CODED] = coded
         return rec
 
     @staticmethod
-    def _plan(rec: dict[str, Any], due: Optional[float], entries: list[tuple[bytes, bytes]],
-              ops: R.Ops, lane: bytes, sched: bytes) -> None:
-        """Add a new job's record, and its queue entry in ``lane`` or (due later) its
-        schedule record of value ``sched``, to a write."""
-        jid = rec["id"].encode()
+    def _packed(rec: dict[str, Any]) -> bytes:
+        """A new job's record as stored; raises TypeError naming the argument that
+        cannot be (nothing was written)."""
         try:
-            data = R.pack(rec)
-        except TypeError as exc:  # nothing was written: name the argument
+            return R.pack(rec)
+        except TypeError as exc:
             raise Payload().blame(rec["task"], rec["args"], rec["kwargs"], exc) from exc
-        ops.append((R.NS_JOBS, jid, data))
-        if due is None:
-            entries.append((lane, jid))
-        else:
-            ops.append((R.NS_SCHED, R.sched_key(due, jid), sched))
 
     def _written(self, delayed: bool) -> None:
         """After a write of new jobs: sync it when asked, wake the schedulers for delays."""
@@ -139,26 +155,44 @@ class Enqueuer:
         queue, priority = _place(options, queue, priority)
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
             raise TypeError("unique_key must be a non-empty str")
-        store = self.store
-        now = store.clock()
+        now = self.store.clock()
         due = None if delay is None and eta is None else _due(delay, eta, now)
-        rec = self._record(store.new_id(), name, args, kwargs, queue, priority, now,
-                           due=due, unique_key=unique_key)
-        job: Job[Any] = Job(self, rec["id"], rec)
+        return self._one(name, queue, priority, args, kwargs, now, due, unique_key)
+
+    def call(self, name: str, options: Optional[TaskOptions], args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> Job:
+        """:meth:`one` of a call as Python passes one on (``fn.delay(*args, **kwargs)``:
+        a tuple, and a dict whose keys are str), to the task's queue and priority:
+        nothing to check but the codec. Raises as :meth:`one` does."""
+        opts = options or _DEFAULTS
+        return self._one(name, opts.queue, opts.priority, list(args), kwargs,
+                         self.store.clock(), None, None)
+
+    def _one(self, name: str, queue: str, priority: int, args: list[Any],
+             kwargs: dict[str, Any], now: float, due: Optional[float],
+             unique_key: Optional[str]) -> Job:
+        """:meth:`one` once its arguments are checked: one write of the job's record and
+        its queue entry (or schedule record)."""
+        template, ns, lane = self._where(name, queue, priority)
+        jid = self.store.new_id()
+        rec = self._record(template, jid, name, args, kwargs, now, due, unique_key)
+        job: Job[Any] = Job(self, jid, rec)
         hooks = self.hooks
         if hooks.wants("before_enqueue"):
             hooks.emit("before_enqueue", job)
-        entries: list[tuple[bytes, bytes]] = []
-        ops: R.Ops = []
-        self._plan(rec, due, entries, ops, R.lane_of(priority),
-                   b"" if due is None else R.sched_value(queue, priority, True))
-        eng = store.engine()
-        ns = R.queue_ns(queue)
+        jidb = jid.encode()
+        ops: R.Ops = [(R.NS_JOBS, jidb, self._packed(rec))]
+        if due is None:
+            entries = [(lane, jidb)]
+        else:
+            entries = []
+            ops.append((R.NS_SCHED, R.sched_key(due, jidb), R.sched_value(queue, priority, True)))
+        eng = self.store.engine()
         if unique_key is None:
             eng.push(ns, entries, records=ops)
         else:
             guard = unique_key.encode("utf-8")
-            ops.append((R.NS_UNIQUE, guard, rec["id"].encode()))
+            ops.append((R.NS_UNIQUE, guard, jidb))
             found = eng.push_unless(ns, entries, (R.NS_UNIQUE, guard), records=ops)
             if found is not None:
                 return Job(self, bytes(found).decode())
@@ -176,25 +210,37 @@ class Enqueuer:
         queue, priority = _place(options, queue, priority)
         now = self.store.clock()
         due = _due(delay, eta, now)
-        lane, sched = R.lane_of(priority), R.sched_value(queue, priority, True)
+        template, ns, lane = self._where(name, queue, priority)
+        sched = R.sched_value(queue, priority, True)
         jobs: list[Job] = []
         entries: list[tuple[bytes, bytes]] = []
         ops: R.Ops = []
-        hooked = self.hooks.wants("before_enqueue")
-        new_id = self.store.new_id
-        for call in calls:
+        hooks = self.hooks
+        hooked = hooks.wants("before_enqueue")
+        record, pack = self._record, R.packer()
+        calls = calls if isinstance(calls, (list, tuple)) else list(calls)
+        for jid, call in zip(self.store.new_ids(len(calls)), calls, strict=True):
             args, kwargs = check_call(*split_call(call))
-            rec = self._record(new_id(), name, args, kwargs, queue, priority, now, due=due)
-            job: Job[Any] = Job(self, rec["id"], rec)
+            rec = record(template, jid, name, args, kwargs, now, due, None)
+            job: Job[Any] = Job(self, jid, rec)
             if hooked:
-                self.hooks.emit("before_enqueue", job)
-            self._plan(rec, due, entries, ops, lane, sched)
+                hooks.emit("before_enqueue", job)
+            jidb = jid.encode()
+            try:
+                data = pack(rec)
+            except Exception:  # (msgpack's own error) the TypeError naming the argument
+                data = self._packed(rec)
+            ops.append((R.NS_JOBS, jidb, data))
+            if due is None:
+                entries.append((lane, jidb))
+            else:
+                ops.append((R.NS_SCHED, R.sched_key(due, jidb), sched))
             jobs.append(job)
         if not jobs:
             return []
-        self.store.engine().push(R.queue_ns(queue), entries, records=ops)
+        self.store.engine().push(ns, entries, records=ops)
         self._written(due is not None)
-        if self.hooks.wants("after_enqueue"):
+        if hooks.wants("after_enqueue"):
             for job in jobs:
-                self.hooks.emit("after_enqueue", job)
+                hooks.emit("after_enqueue", job)
         return jobs

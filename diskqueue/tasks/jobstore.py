@@ -66,9 +66,10 @@ class JobStore:
         self._eng: Optional[Engine] = None
         self._closed = False
         self._open_lock = threading.Lock()
-        self._id_fork = -1  # the _forks count its id space was made in
-        self._ids: Iterator[int] = iter(())
-        self._id_prefix = ""
+        # (the format of an id with its random prefix, the counter, the _forks count it
+        # was made in): read as one tuple, so a thread never pairs one space's prefix with
+        # another's counter while two threads make the first one at once
+        self._id_space: tuple[str, Iterator[int], int] = ("", iter(()), -1)
 
     # -- the directory ---------------------------------------------------------
     @property
@@ -127,11 +128,26 @@ class JobStore:
     # -- job records -----------------------------------------------------------
     def new_id(self) -> str:
         """A new job id: unique across processes (a random prefix per process)."""
-        if self._id_fork != _forks[0]:  # a new process (or first use): a fresh id space
-            self._id_fork = _forks[0]
-            self._id_prefix = os.urandom(5).hex()
-            self._ids = itertools.count(1)
-        return f"{self._id_prefix}{next(self._ids):06x}"
+        form, ids, fork = self._id_space
+        if fork != _forks[0]:
+            form, ids, fork = self._new_id_space()
+        return form % next(ids)
+
+    def new_ids(self, n: int) -> list[str]:
+        """``n`` new job ids, as :meth:`new_id` makes them (unique, not always in a row:
+        other threads may take ids meanwhile)."""
+        form, ids, fork = self._id_space
+        if fork != _forks[0]:
+            form, ids, fork = self._new_id_space()
+        return [form % i for i in itertools.islice(ids, n)]
+
+    def _new_id_space(self) -> tuple[str, Iterator[int], int]:
+        """A new process (or first use): a fresh random prefix, counting from 1. Two
+        threads doing this at once each use their own (both prefixes are random)."""
+        # % formats an id faster than an f-string does
+        space = (os.urandom(5).hex() + "%06x", itertools.count(1), _forks[0])
+        self._id_space = space
+        return space
 
     def read(self, job_id: str | bytes) -> Optional[dict[str, Any]]:
         """The job's record as stored now, or None when there is none."""

@@ -14,6 +14,7 @@ A task directory is one engine directory of kind ``"tasks"``:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 from ..codecs import TASK_MSGPACK, encoder
@@ -53,20 +54,35 @@ PRIORITY_MAX = 2**63 - 1
 # default codec of arguments and results, stored inline: see :mod:`.payload`).
 pack = encoder(TASK_MSGPACK.dumps)
 unpack = TASK_MSGPACK.loads
+# For a run of records packed by one thread (enqueue_many): the bytes of ``pack``, but a
+# value it cannot hold raises msgpack's error as it is (pack it with ``pack`` for the
+# TypeError that names it).
+packer = TASK_MSGPACK.packer
 
 
-def new_record(job_id: str, task: str, args: list[Any], kwargs: dict[str, Any], queue: str,
-               priority: int, now: float, *, due: Optional[float] = None,
-               unique_key: Optional[str] = None, tick: Optional[float] = None
-               ) -> dict[str, Any]:
-    """The record of a job just enqueued at ``now``: pending, or scheduled until ``due``;
-    ``tick`` marks the job of a periodic tick (it was ready at the tick). Raises nothing;
-    the values are checked by the caller."""
-    rec: dict[str, Any] = {
-        "id": job_id, "task": task, "args": args, "kwargs": kwargs, "queue": queue,
+def record_template(task: str, queue: str, priority: int) -> dict[str, Any]:
+    """The fields every new job of ``task`` in ``queue`` at ``priority`` starts with;
+    :func:`fill_record` makes each job's record from a copy of it (so a producer builds
+    it once per task and place, not once per job)."""
+    return {
+        "id": "", "task": task, "args": [], "kwargs": {}, "queue": queue,
         "priority": priority, "state": PENDING, "attempts": 0, "failures": 0,
-        "enqueued": now, "ready": now if tick is None else tick,
+        "enqueued": 0.0, "ready": 0.0,
     }
+
+
+def fill_record(template: dict[str, Any], job_id: str, args: Any, kwargs: Any, now: float,
+                due: Optional[float] = None, unique_key: Optional[str] = None,
+                tick: Optional[float] = None) -> dict[str, Any]:
+    """The record of a job just enqueued at ``now``, from a :func:`record_template`:
+    pending, or scheduled until ``due``; ``tick`` marks the job of a periodic tick (it
+    was ready at the tick). Raises nothing; the values are checked by the caller."""
+    rec = template.copy()
+    rec["id"] = job_id
+    rec["args"] = args
+    rec["kwargs"] = kwargs
+    rec["enqueued"] = now
+    rec["ready"] = now if tick is None else tick
     if due is not None:
         rec.update(state=SCHEDULED, ready=due, eta=due)
     if unique_key is not None:
@@ -74,6 +90,15 @@ def new_record(job_id: str, task: str, args: list[Any], kwargs: dict[str, Any], 
     if tick is not None:
         rec["tick"] = tick
     return rec
+
+
+def new_record(job_id: str, task: str, args: list[Any], kwargs: dict[str, Any], queue: str,
+               priority: int, now: float, *, due: Optional[float] = None,
+               unique_key: Optional[str] = None, tick: Optional[float] = None
+               ) -> dict[str, Any]:
+    """:func:`fill_record` of a template made for this one job."""
+    return fill_record(record_template(task, queue, priority), job_id, args, kwargs, now,
+                       due, unique_key, tick)
 
 
 def sched_value(queue: str, priority: int, delayed: bool) -> bytes:
@@ -132,8 +157,12 @@ def ms_bytes(t: float) -> bytes:
 
 
 def sched_key(due: float, job_id: bytes) -> bytes:
-    """The schedule key of a job due at ``due``."""
-    return ms_bytes(due) + job_id
+    """The schedule key of a job due at ``due``: its time in ms rounded *up*, since the
+    scheduler moves a job once the ms of its key has come, and must not start it before
+    its time (truncated, a job could start up to 1 ms early)."""
+    if not due < 1.8e16:  # as in ms_bytes: "never" sorts last
+        return b"\xff" * 8 + job_id
+    return max(math.ceil(due * 1000), 0).to_bytes(8, "big") + job_id
 
 
 def due_of(key: bytes) -> float:

@@ -52,7 +52,7 @@ class TaskFunction(Generic[P, R]):
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Enqueue a call with these arguments; return its Job at once. Raises TypeError
         naming the argument the codec cannot store (nothing is written)."""
-        return self.enqueuer.one(self.name, self.options, args, kwargs)
+        return self.enqueuer.call(self.name, self.options, args, kwargs)
 
     def apply(self, args: Any = (), kwargs: Optional[dict[str, Any]] = None, *,
               delay: Any = None, eta: Optional[dt.datetime] = None,

@@ -206,7 +206,7 @@ class TaskQueue:
         registered queue and priority apply when it is, else ``"default"`` and 0).
         Raises TypeError or ValueError for a bad name or arguments (nothing is written)."""
         task, options = self._target(name)
-        return self._enqueuer.one(task, options, args, kwargs)
+        return self._enqueuer.call(task, options, args, kwargs)
 
     async def aenqueue(self, name: str, *args: Any, **kwargs: Any) -> Job:
         """``enqueue`` for asyncio (one short write, made on the loop: docs/asyncio.md)."""
