@@ -15,6 +15,9 @@ interleaved, median and p90 shown):
 - drain, 1 and 2 processes: the same N jobs drained by one worker process, then by two
   started together on the same directory (the second a client of the first's), 4 threads
   each, from the moment they start their workers until both saw the queue empty;
+- drain, client: N/4 jobs drained by a worker process (4 threads) that is a client of
+  another process holding the directory (which runs no worker), and the CPU time per
+  job of each of the two processes;
 - sleep 1 ms, 32 threads: N jobs that each ``time.sleep(0.001)``, 32 worker threads (the
   ceiling is 32,000 jobs/s);
 - latency: an idle worker (4 threads), one job enqueued every 2 ms; time from the
@@ -71,7 +74,8 @@ TARGETS = {
     ("diskqueue", "latency p99"): ("<=", 2.0),
 }
 UNITS = {"latency p50": "ms", "latency p99": "ms", "drain CPU": "us/job",
-         "sleep 1 ms CPU": "us/job"}
+         "sleep 1 ms CPU": "us/job", "drain, client CPU": "us/job",
+         "drain, client: holder CPU": "us/job"}
 
 
 def log(msg: str) -> None:
@@ -195,6 +199,50 @@ def dq_drain_procs(d: str, n: int) -> dict[str, float]:
     one = _drained_by(os.path.join(d, "one"), n, 1)
     two = _drained_by(os.path.join(d, "two"), n, 2)
     return {"drain, 1 process": one, "drain, 2 processes": two}
+
+
+HOLDER_CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+import diskqueue as dq
+tasks = dq.TaskQueue(sys.argv[1], middleware=())
+tasks.stats()  # opens the directory: this process holds it
+print("ready", flush=True)
+sys.stdin.readline()
+c0 = time.process_time()
+sys.stdin.readline()
+print(time.process_time() - c0, flush=True)
+"""
+
+
+def dq_drain_client(d: str, n: int) -> dict[str, float]:
+    """A worker that is a client (another process holds the directory and runs no
+    worker) drains ``n`` jobs: its rate, and the CPU per job of both processes."""
+    tasks, _, _ = dq_queue(d)
+    dq_fill(tasks, "noop", n)
+    tasks.close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER_CHILD, tasks.path, ROOT],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdin is not None and holder.stdout is not None
+    assert holder.stdout.readline().strip() == "ready"
+    tasks, _, _ = dq_queue(d)
+    tasks.stats()  # opens the directory, as a client
+    assert tasks.store.engine().role == "client"
+    holder.stdin.write("go\n")
+    holder.stdin.flush()
+    c0, t0 = time.process_time(), time.perf_counter()
+    worker = tasks.start(concurrency=THREADS)
+    while worker.finished < n:
+        time.sleep(0.01)
+    rate = n / (time.perf_counter() - t0)
+    cpu = (time.process_time() - c0) / n
+    holder.stdin.write("done\n")
+    holder.stdin.flush()
+    held = float(holder.communicate()[0].split()[-1]) / n
+    worker.stop()
+    tasks.close()
+    return {"drain, client": rate, "drain, client CPU": cpu * 1e6,
+            "drain, client: holder CPU": held * 1e6}
 
 
 def dq_latency(d: str, jobs: int) -> dict[str, float]:
@@ -434,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or cfg["rounds"]
     n, lat_jobs = cfg["n"], cfg["lat_jobs"]
     subjects = {"diskqueue": [(dq_enqueue, n), (dq_drain, n), (dq_drain_procs, n),
-                              (dq_sleep, n), (dq_latency, lat_jobs)]}
+                              (dq_drain_client, n // 4), (dq_sleep, n), (dq_latency, lat_jobs)]}
     if not args.no_huey:
         if huey_mod is None:
             log("huey is not installed (pip install -e '.[bench]'): skipping it")
