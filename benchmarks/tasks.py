@@ -20,6 +20,9 @@ interleaved, median and p90 shown):
   job of each of the two processes;
 - sleep 1 ms, 32 threads: N jobs that each ``time.sleep(0.001)``, 32 worker threads (the
   ceiling is 32,000 jobs/s);
+- python (a model, no diskqueue): 32 plain threads whose jobs are a 1 ms sleep then 30 us of
+  Python, as is and with that Python broken by two calls that let go of the GIL (as the
+  LevelDB read and write of a job do): what the GIL alone allows the sleep case;
 - latency: an idle worker (4 threads), one job enqueued every 2 ms; time from the
   enqueue call to the task's first line, p50 and p99 in ms;
 - rss: a worker process started on a directory holding 10k jobs, and on one holding
@@ -75,7 +78,8 @@ TARGETS = {
 }
 UNITS = {"latency p50": "ms", "latency p99": "ms", "drain CPU": "us/job",
          "sleep 1 ms CPU": "us/job", "drain, client CPU": "us/job",
-         "drain, client: holder CPU": "us/job"}
+         "drain, client: holder CPU": "us/job", "sleep 1 ms + 30 us CPU": "us/job",
+         "the same, 2 GIL releases, CPU": "us/job"}
 
 
 def log(msg: str) -> None:
@@ -151,6 +155,48 @@ def dq_drain(d: str, n: int) -> dict[str, float]:
 def dq_sleep(d: str, n: int) -> dict[str, float]:
     rate, cpu = _drained(d, "nap", n, SLEEP_THREADS)
     return {f"sleep 1 ms, {SLEEP_THREADS} threads": rate, "sleep 1 ms CPU": cpu * 1e6}
+
+
+def _modelled(n: int, calls: int) -> tuple[float, float]:
+    """Jobs/s and CPU seconds per job of ``SLEEP_THREADS`` plain threads, each job a 1 ms
+    sleep then 30 us of Python, broken by ``calls`` calls that let go of the GIL."""
+    left = [n]
+    lock = threading.Lock()
+    piece = 30e-6 / (calls + 1)
+
+    def spin(seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    def body() -> None:
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            time.sleep(0.001)
+            spin(piece)
+            for _ in range(calls):
+                time.sleep(0)  # lets go of the GIL, as a LevelDB call does
+                spin(piece)
+
+    threads = [threading.Thread(target=body) for _ in range(SLEEP_THREADS)]
+    c0, t0 = time.process_time(), time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return n / (time.perf_counter() - t0), (time.process_time() - c0) / n
+
+
+def model_sleep(d: str, n: int) -> dict[str, float]:
+    """No diskqueue: what the GIL alone lets 32 threads of 1 ms sleeps do."""
+    plain, plain_cpu = _modelled(n, 0)
+    broken, broken_cpu = _modelled(n, 2)
+    return {"sleep 1 ms + 30 us, 32 threads": plain, "sleep 1 ms + 30 us CPU": plain_cpu * 1e6,
+            "the same, 2 GIL releases": broken,
+            "the same, 2 GIL releases, CPU": broken_cpu * 1e6}
 
 
 DRAIN_CHILD = """
@@ -482,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or cfg["rounds"]
     n, lat_jobs = cfg["n"], cfg["lat_jobs"]
     subjects = {"diskqueue": [(dq_enqueue, n), (dq_drain, n), (dq_drain_procs, n),
-                              (dq_drain_client, n // 4), (dq_sleep, n), (dq_latency, lat_jobs)]}
+                              (dq_drain_client, n // 4), (dq_sleep, n), (dq_latency, lat_jobs)],
+                "python": [(model_sleep, n)]}
     if not args.no_huey:
         if huey_mod is None:
             log("huey is not installed (pip install -e '.[bench]'): skipping it")
