@@ -163,3 +163,44 @@ def test_sigkill_of_a_client_worker_reruns_only_its_running_jobs(tmp_path):
         holder.kill()
     with dq.TaskQueue(path) as tq:
         rerun_once(tq, ids, log, running)
+
+
+def test_a_client_worker_groups_its_acks_and_its_counts_stay_exact(tmp_path):
+    """In-process client worker, 4 threads: successes, retried failures and dead jobs
+    all end once, the counts add up, and the acks went through the group."""
+    path = tmp_path / "jobs"
+    holder = faults.Child(TASK_HOLDER, str(path))
+    assert holder.wait_lines(1, timeout=30) == ["role owner"]
+    try:
+        tasks = dq.TaskQueue(path, middleware=())
+
+        @tasks.task(result_ttl=60)
+        def ok(n):
+            return n
+
+        @tasks.task(retries=1, backoff=0.01)
+        def boom(n):
+            raise ValueError(n)
+
+        with tasks:
+            jobs = [ok.delay(i) if i % 5 else boom.delay(i) for i in range(120)]
+            assert tasks.store.engine().role == "client"
+            worker = tasks.start(concurrency=THREADS)
+            try:
+                until(lambda: worker.finished == len(jobs), timeout=60, what="every job")
+                group = worker.runner.group
+                assert group is not None and 1 <= group.batches <= 120 + 24
+            finally:
+                worker.stop()
+            for i, job in enumerate(jobs):
+                info = job.info()
+                if i % 5:
+                    assert (info["state"], info["result"], info["attempts"]) == ("success", i, 1)
+                else:
+                    assert (info["state"], info["attempts"], info["failures"]) == ("dead", 2, 2)
+            stats = tasks.stats()["default"]
+            assert (stats["done"], stats["dead"]) == (96, 24)
+            assert (stats["failed"], stats["retried"]) == (48, 24)
+            assert stats["depth"] == stats["in_flight"] == 0
+    finally:
+        holder.kill()
