@@ -18,8 +18,14 @@ interleaved, median and p90 shown):
 - drain, 1 and 2 processes: the same N jobs drained by one worker process, then by two
   started together on the same directory (the second a client of the first's), 4 threads
   each, from the moment they start their workers until both saw the queue empty;
+- drain, client: N/4 jobs drained by a worker process (4 threads) that is a client of
+  another process holding the directory (which runs no worker), and the CPU time per
+  job of each of the two processes;
 - sleep 1 ms, 32 threads: N jobs that each ``time.sleep(0.001)``, 32 worker threads (the
   ceiling is 32,000 jobs/s);
+- python (a model, no diskqueue): 32 plain threads whose jobs are a 1 ms sleep then 30 us of
+  Python, as is and with that Python broken by two calls that let go of the GIL (as the
+  LevelDB read and write of a job do): what the GIL alone allows the sleep case;
 - latency: an idle worker (4 threads), one job enqueued every 2 ms; time from the
   enqueue call to the task's first line, p50 and p99 in ms;
 - rss: a worker process started on a directory holding 10k jobs, and on one holding
@@ -74,7 +80,9 @@ TARGETS = {
     ("diskqueue", "latency p99"): ("<=", 2.0),
 }
 UNITS = {"latency p50": "ms", "latency p99": "ms", "drain CPU": "us/job",
-         "sleep 1 ms CPU": "us/job", "enqueue CPU": "us/job", "enqueue_many CPU": "us/job"}
+         "sleep 1 ms CPU": "us/job", "enqueue CPU": "us/job", "enqueue_many CPU": "us/job",
+         "drain, client CPU": "us/job", "drain, client: holder CPU": "us/job",
+         "sleep 1 ms + 30 us CPU": "us/job", "the same, 2 GIL releases, CPU": "us/job"}
 
 
 def log(msg: str) -> None:
@@ -173,6 +181,48 @@ def dq_sleep(d: str, n: int) -> dict[str, float]:
     return {f"sleep 1 ms, {SLEEP_THREADS} threads": rate, "sleep 1 ms CPU": cpu * 1e6}
 
 
+def _modelled(n: int, calls: int) -> tuple[float, float]:
+    """Jobs/s and CPU seconds per job of ``SLEEP_THREADS`` plain threads, each job a 1 ms
+    sleep then 30 us of Python, broken by ``calls`` calls that let go of the GIL."""
+    left = [n]
+    lock = threading.Lock()
+    piece = 30e-6 / (calls + 1)
+
+    def spin(seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    def body() -> None:
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            time.sleep(0.001)
+            spin(piece)
+            for _ in range(calls):
+                time.sleep(0)  # lets go of the GIL, as a LevelDB call does
+                spin(piece)
+
+    threads = [threading.Thread(target=body) for _ in range(SLEEP_THREADS)]
+    c0, t0 = time.process_time(), time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return n / (time.perf_counter() - t0), (time.process_time() - c0) / n
+
+
+def model_sleep(d: str, n: int) -> dict[str, float]:
+    """No diskqueue: what the GIL alone lets 32 threads of 1 ms sleeps do."""
+    plain, plain_cpu = _modelled(n, 0)
+    broken, broken_cpu = _modelled(n, 2)
+    return {"sleep 1 ms + 30 us, 32 threads": plain, "sleep 1 ms + 30 us CPU": plain_cpu * 1e6,
+            "the same, 2 GIL releases": broken,
+            "the same, 2 GIL releases, CPU": broken_cpu * 1e6}
+
+
 DRAIN_CHILD = """
 import sys, time
 sys.path.insert(0, sys.argv[2])
@@ -219,6 +269,50 @@ def dq_drain_procs(d: str, n: int) -> dict[str, float]:
     one = _drained_by(os.path.join(d, "one"), n, 1)
     two = _drained_by(os.path.join(d, "two"), n, 2)
     return {"drain, 1 process": one, "drain, 2 processes": two}
+
+
+HOLDER_CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+import diskqueue as dq
+tasks = dq.TaskQueue(sys.argv[1], middleware=())
+tasks.stats()  # opens the directory: this process holds it
+print("ready", flush=True)
+sys.stdin.readline()
+c0 = time.process_time()
+sys.stdin.readline()
+print(time.process_time() - c0, flush=True)
+"""
+
+
+def dq_drain_client(d: str, n: int) -> dict[str, float]:
+    """A worker that is a client (another process holds the directory and runs no
+    worker) drains ``n`` jobs: its rate, and the CPU per job of both processes."""
+    tasks, _, _ = dq_queue(d)
+    dq_fill(tasks, "noop", n)
+    tasks.close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER_CHILD, tasks.path, ROOT],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdin is not None and holder.stdout is not None
+    assert holder.stdout.readline().strip() == "ready"
+    tasks, _, _ = dq_queue(d)
+    tasks.stats()  # opens the directory, as a client
+    assert tasks.store.engine().role == "client"
+    holder.stdin.write("go\n")
+    holder.stdin.flush()
+    c0, t0 = time.process_time(), time.perf_counter()
+    worker = tasks.start(concurrency=THREADS)
+    while worker.finished < n:
+        time.sleep(0.01)
+    rate = n / (time.perf_counter() - t0)
+    cpu = (time.process_time() - c0) / n
+    holder.stdin.write("done\n")
+    holder.stdin.flush()
+    held = float(holder.communicate()[0].split()[-1]) / n
+    worker.stop()
+    tasks.close()
+    return {"drain, client": rate, "drain, client CPU": cpu * 1e6,
+            "drain, client: holder CPU": held * 1e6}
 
 
 def dq_latency(d: str, jobs: int) -> dict[str, float]:
@@ -458,7 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or cfg["rounds"]
     n, lat_jobs = cfg["n"], cfg["lat_jobs"]
     subjects = {"diskqueue": [(dq_enqueue, n), (dq_drain, n), (dq_drain_procs, n),
-                              (dq_sleep, n), (dq_latency, lat_jobs)]}
+                              (dq_drain_client, n // 4), (dq_sleep, n), (dq_latency, lat_jobs)],
+                "python": [(model_sleep, n)]}
     if not args.no_huey:
         if huey_mod is None:
             log("huey is not installed (pip install -e '.[bench]'): skipping it")

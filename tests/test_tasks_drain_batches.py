@@ -29,12 +29,31 @@ def _in_flight(path) -> int:
 def test_sigkill_with_batches_taken_ahead_reruns_only_running_jobs(tmp_path):
     app = write_app(tmp_path)
     log, path = tmp_path / "log", tmp_path / "jobs"
+    ids = enqueue_work(path)
+    before, cut_short = kill_mid_drain(path, app, tmp_path, log)
+
+    with dq.TaskQueue(path) as tq:  # what the kill left on disk
+        running = left_by_kill(tq, ids, before, cut_short)
+
+    done = run_worker(path, f"{app}:tasks", "--drain", "--concurrency", str(THREADS),
+                      cwd=tmp_path, log=log, timeout=120)
+    assert done.returncode == 0, done.stderr
     with dq.TaskQueue(path) as tq:
-        ids = [job.id for job in tq.enqueue_many(
+        rerun_once(tq, ids, log, running)
+
+
+def enqueue_work(path) -> list[str]:
+    """Enqueue ``N`` jobs of 20 ms; their ids."""
+    with dq.TaskQueue(path) as tq:
+        return [job.id for job in tq.enqueue_many(
             "work", [((i,), {"secs": 0.02}) for i in range(N)])]
 
-    first = worker(path, f"{app}:tasks", "--concurrency", str(THREADS), cwd=tmp_path,
-                   log=log)
+
+def kill_mid_drain(path, app: str, cwd, log) -> tuple[dict[int, list[int]], set[int]]:
+    """Start a worker on ``path``, SIGKILL it once jobs ran and more are in flight than
+    it has threads (taken ahead); returns the jobs that started and those that did not
+    end."""
+    first = worker(path, f"{app}:tasks", "--concurrency", str(THREADS), cwd=cwd, log=log)
     try:
         until(lambda: len(ends(log)) >= 40, timeout=60, what="40 finished jobs")
         # more jobs in flight than threads: jobs were taken ahead, in batches
@@ -45,40 +64,47 @@ def test_sigkill_with_batches_taken_ahead_reruns_only_running_jobs(tmp_path):
     before, finished_before = starts(log), ends(log)
     cut_short = {n for n in before if n not in finished_before}
     assert cut_short, "no job was running at the kill (the test proves nothing)"
+    return before, cut_short
 
-    with dq.TaskQueue(path) as tq:  # what the kill left on disk
-        records = [tq.job(job_id).info() for job_id in ids]
-        # running at the kill: started, outcome not stored (the task may have returned)
-        running = {n for n, rec in enumerate(records) if rec["state"] == "started"}
-        assert cut_short <= running <= set(before) and len(running) <= THREADS
-        for n, record in enumerate(records):
-            if n in running:
-                assert record["attempts"] == 1, record
-            elif n in before:
-                assert (record["state"], record["attempts"]) == ("success", 1), record
-            else:  # taken ahead or still queued: not started, not an attempt
-                assert (record["state"], record["attempts"]) == ("pending", 0), record
-        stats = tq.stats()["default"]
-        stored = len(before) - len(running)
-        assert stats["done"] == stored
-        assert stats["depth"] == N - stored and stats["in_flight"] == 0
 
-    done = run_worker(path, f"{app}:tasks", "--drain", "--concurrency", str(THREADS),
-                      cwd=tmp_path, log=log, timeout=120)
-    assert done.returncode == 0, done.stderr
+def left_by_kill(tq: dq.TaskQueue, ids: list[str], before: dict[int, list[int]],
+                 cut_short: set[int]) -> set[int]:
+    """Check what a SIGKILL of a worker draining the ``N`` jobs ``ids`` left on disk
+    (``before``: the jobs that started, ``cut_short``: those that did not end); returns
+    the jobs that were running."""
+    records = [tq.job(job_id).info() for job_id in ids]
+    # running at the kill: started, outcome not stored (the task may have returned)
+    running = {n for n, rec in enumerate(records) if rec["state"] == "started"}
+    assert cut_short <= running <= set(before) and len(running) <= THREADS
+    for n, record in enumerate(records):
+        if n in running:
+            assert record["attempts"] == 1, record
+        elif n in before:
+            assert (record["state"], record["attempts"]) == ("success", 1), record
+        else:  # taken ahead or still queued: not started, not an attempt
+            assert (record["state"], record["attempts"]) == ("pending", 0), record
+    stats = tq.stats()["default"]
+    stored = len(before) - len(running)
+    assert stats["done"] == stored
+    assert stats["depth"] == N - stored and stats["in_flight"] == 0
+    return running
+
+
+def rerun_once(tq: dq.TaskQueue, ids: list[str], log, running: set[int]) -> None:
+    """Check the end of the drain after the kill: every job ended, those running at
+    the kill ran twice and no other, one attempt per start, the counts exact."""
     after = starts(log)
     assert set(ends(log)) == set(range(N)), "a job was lost"
     twice = {n for n, pids in after.items() if len(pids) > 1}
     assert twice == running  # what was running at the kill ran again, nothing else
     assert all(len(pids) <= 2 for pids in after.values())
-    with dq.TaskQueue(path) as tq:
-        for n, job_id in enumerate(ids):
-            record = tq.job(job_id).info()
-            assert record["state"] == "success" and record["result"] == n
-            assert record["attempts"] == len(after[n]), record  # one per start, no more
-        stats = tq.stats()["default"]
-        assert stats["done"] == N
-        assert stats["depth"] == stats["in_flight"] == stats["scheduled"] == 0
+    for n, job_id in enumerate(ids):
+        record = tq.job(job_id).info()
+        assert record["state"] == "success" and record["result"] == n
+        assert record["attempts"] == len(after[n]), record  # one per start, no more
+    stats = tq.stats()["default"]
+    assert stats["done"] == N
+    assert stats["depth"] == stats["in_flight"] == stats["scheduled"] == 0
 
 
 def test_every_outcome_is_exact_when_jobs_of_a_batch_end_in_different_ways(tmp_path):

@@ -30,6 +30,8 @@ RecordOps = Iterable[tuple[bytes, bytes, Optional[bytes]]]
 items."""
 Held = tuple[bytes, bytes, int, int]
 """``(ns, lane, seq, attempts)`` of a held or reserved item."""
+Ack = tuple[bytes, bytes, int, Optional[int], RecordOps]
+"""``(ns, lane, seq, attempts, records)``: a reserved item to delete, with its records."""
 LOCAL_ONLY = frozenset({"owner", "check", "holder", "held", "receipt"})
 """Parameters only the holder's own process passes (objects that cannot travel)."""
 Receipt = tuple[bytes, Callable[[Any], bytes]]
@@ -106,6 +108,10 @@ class WireAPI(Protocol):
 
     def ack_many(self, held: list[Held]) -> None:
         """Delete reserved items in one batch."""
+
+    def ack_each(self, acks: list[Ack]) -> list[bool]:
+        """Delete reserved items, each with its records, in one batch; for each, False
+        when it was not reserved so (nothing of it is written, the others are)."""
 
     def nack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
              front: bool = True) -> int:

@@ -12,6 +12,7 @@ from typing import Any, Optional
 import msgpack
 
 from ..errors import NotReserved
+from .api import Ack
 from .core import Core
 from .lanes import Lane, Space
 from .records import RecordOps, plan_records
@@ -116,6 +117,36 @@ class Reservations(Core):
                 del sp.reserved[(lane, seq)]
                 self._count_deletes(sp, (lane,), 1)
             self._leases_ended(len(held))
+
+    def ack_each(self, acks: list[Ack]) -> list[bool]:
+        """Delete reserved ``(ns, lane, seq, attempts, records)`` items, each with its
+        ``records``, all in one batch: the acks of several callers that came together.
+        For each, False when it was not reserved so (nothing of it is written, and the
+        others are); ``Closed`` when the engine is closed."""
+        with self._lock:
+            self._check()
+            puts: list[tuple[bytes, bytes]] = []
+            deletes: list[bytes] = []
+            done: list[tuple[Space, bytes, int]] = []
+            stored: list[bool] = []
+            for ns, lane, seq, attempts, records in acks:
+                sp = self._space(ns)
+                try:
+                    self._reservation(sp, lane, seq, attempts)
+                except NotReserved:
+                    stored.append(False)
+                    continue
+                deletes += [sp.item_key(lane, seq), sp.aside_key(lane, seq)]
+                deletes += plan_records(records, puts)
+                done.append((sp, lane, seq))
+                stored.append(True)
+            if done:
+                self._store.write(puts, deletes)
+                for sp, lane, seq in done:
+                    del sp.reserved[(lane, seq)]
+                    self._count_deletes(sp, (lane,), 1)
+                self._leases_ended(len(done))
+            return stored
 
     def release_owner(self, owner: Any) -> int:
         """Return every reservation ``owner`` still holds to the front; count them."""

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn, Optional, Protocol
 
 from ..engine import holders, store
-from ..engine.api import Check, EngineAPI, Entry, Held, Receipt, RecordOps
+from ..engine.api import Ack, Check, EngineAPI, Entry, Held, Receipt, RecordOps
 from ..engine.holders import running
 from ..errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
 from . import peercred, protocol, receipts
@@ -628,6 +628,10 @@ class RemoteEngine:
     def ack_many(self, held: list[Held]) -> None:
         """See :meth:`EngineAPI.ack_many`."""
         self.call("ack_many", [held], {})
+
+    def ack_each(self, acks: list[Ack]) -> list[bool]:
+        """See :meth:`EngineAPI.ack_each`."""
+        return self.call("ack_each", [acks], {})  # type: ignore[no-any-return]
 
     def nack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
              front: bool = True) -> int:

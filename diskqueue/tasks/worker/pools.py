@@ -17,6 +17,7 @@ from typing import Optional, Protocol
 
 from ...errors import Closed
 from . import outcome as O
+from .groupack import GroupAck
 from .runner import FETCH_WAIT, Lease, Run, Runner
 
 log = logging.getLogger("diskqueue.worker")
@@ -72,7 +73,12 @@ class ThreadPool:
         self.runner = runner
         self.concurrency = concurrency
         self.batch = batch
-        runner.disk = threading.Lock()  # see Runner.disk
+        if runner.eng.role == "client":
+            # each ack is a round trip to the owner: the acks of the threads that end
+            # their jobs meanwhile go together in one (see groupack)
+            runner.group = GroupAck(runner.eng, runner.store.sync)
+        else:
+            runner.disk = threading.Lock()  # see Runner.disk
         self.threads: set[threading.Thread] = set()
         self.pending: dict[threading.Thread, deque[Lease]] = {}  # each thread's batch
         self._lock = threading.Lock()

@@ -33,6 +33,7 @@ from ..stats import Counters
 from ..task import TaskFunction
 from . import joblog
 from . import outcome as O
+from .groupack import GroupAck
 
 log = logging.getLogger("diskqueue.worker")
 
@@ -118,6 +119,9 @@ class Runner:
         # and threads queueing for it there cost many more switches than queueing once
         # here per step. Hooks and the task itself always run outside it.
         self.disk: Any = contextlib.nullcontext()
+        # When set, the acks of the threads sharing this runner are written together
+        # (see groupack); the disk lock is then not used.
+        self.group: Optional[GroupAck] = None
 
     # -- fetch and start -------------------------------------------------------
     def fetch(self, timeout: float) -> Optional[Lease]:
@@ -435,9 +439,13 @@ class Runner:
                    ops: R.Ops) -> bool:
         """Delete a reserved job with ``ops`` in one batch; False when it was not."""
         try:
-            self.eng.ack(ns, lane, seq, attempts=held, records=ops)
-            if self.store.sync:
-                self.eng.sync()
+            if self.group is not None:
+                if not self.group.ack((ns, lane, seq, held, ops)):
+                    raise NotReserved(f"item {seq} is not reserved")
+            else:
+                self.eng.ack(ns, lane, seq, attempts=held, records=ops)
+                if self.store.sync:
+                    self.eng.sync()
         except (NotReserved, Closed) as exc:
             log.warning("could not store the outcome of a job (%s); it will run again", exc)
             return False
