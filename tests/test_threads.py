@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import itertools
 import threading
+import time
 
 import pytest
 
@@ -190,3 +191,59 @@ def test_concurrent_reserve_ack_and_nack(tmp_path, kind):
             refused = nacks[tuple(item.value)]
             assert refused == (1 if item.value[1] % 4 == 0 else 0)
             assert item.attempts == 1 + refused
+
+
+def test_a_thread_waiting_for_ever_gets_an_item_whose_lease_made_later_ended(tmp_path):
+    """A thread in ``dequeue(block=True)`` woken by a push whose item another thread
+    reserved first sleeps on until that lease ends, then takes the item back."""
+    with dq.Queue(tmp_path / "q") as q:
+        for _ in range(50):
+            got: list[object] = []
+            waiter = threading.Thread(target=lambda: got.append(q.dequeue(block=True).value))
+            waiter.start()
+            time.sleep(0.05)  # it waits, with no lease to wait for
+            q.enqueue("b")
+            try:
+                q.reserve(lease=0.3)
+            except dq.Empty:  # the waiter took it first: the case to test did not arise
+                waiter.join(5)
+                assert got == ["b"]
+                continue
+            started = time.monotonic()
+            waiter.join(5)
+            assert got == ["b"], "the waiting thread missed the item whose lease ended"
+            assert time.monotonic() - started >= 0.25
+            assert q.in_flight() == 0
+            return
+        pytest.fail("the waiting thread took the item first in every attempt")
+
+
+def test_a_push_wakes_the_thread_waiting_for_its_prefix_not_only_the_oldest_waiter(tmp_path):
+    """Threads wait on different prefixes; the oldest waits for one that gets nothing.
+    A push for the newest must wake the newest (waking only the oldest would leave it
+    asleep until its timeout)."""
+    q = dq.PrefixQueue(tmp_path / "q")
+    got: dict[bytes, object] = {}
+
+    def wait(prefix: bytes) -> None:
+        try:
+            got[prefix] = q.dequeue(prefix, block=True, timeout=5).value
+        except dq.Empty:
+            got[prefix] = None
+
+    waiters = {}
+    for prefix in (b"c", b"b", b"a"):  # oldest first
+        waiters[prefix] = threading.Thread(target=wait, args=(prefix,))
+        waiters[prefix].start()
+        time.sleep(0.05)
+    started = time.monotonic()
+    q.enqueue(b"a", "for a")
+    waiters[b"a"].join(10)
+    assert got.get(b"a") == "for a"
+    assert time.monotonic() - started < 2, "the waiter of b'a' slept until its timeout"
+    q.enqueue(b"b", "for b")
+    q.enqueue(b"c", "for c")
+    for thread in waiters.values():
+        thread.join(10)
+    assert got == {b"a": "for a", b"b": "for b", b"c": "for c"}
+    q.close()

@@ -79,6 +79,11 @@ class Core:
         self._outside = 0  # calls using the store outside the lock (sync, compaction)
         self._readers = 0  # threads waiting for an item (so notify only when someone waits)
         self._writers = 0  # threads waiting for room under maxsize
+        # What the waiting readers and writers wait for (a queue, a lane of it, or any
+        # change), and how many of each: while they all wait for the same, a change wakes
+        # as many as it can serve; else it wakes them all, since the ones woken could be
+        # waiting for another queue and the one it serves would sleep on.
+        self._wants: tuple[dict[object, int], dict[object, int]] = ({}, {})
         # Told of new ready items beside the threads (see watches.py); a tuple replaced
         # whole, so that a change never meets an iteration.
         self._watchers: tuple[Callable[[int], None], ...] = ()
@@ -472,10 +477,12 @@ class Core:
                 self._expire_leases()
             if (sp.ready if lane is None else (lane in sp.active)):
                 return
-            self._wait_readable(block, end, "empty")
+            self._wait_readable(block, end, "empty", (sp.ns, lane))
 
-    def _wait_readable(self, block: bool, end: Optional[float], what: str) -> None:
-        """Wait (lock held) for a push or the next lease expiry; Empty when out of time."""
+    def _wait_readable(self, block: bool, end: Optional[float], what: str,
+                       want: object) -> None:
+        """Wait (lock held) for a push or the next lease expiry; Empty when out of time.
+        ``want``: what the caller waits for (see ``_wants``)."""
         if not block:
             raise Empty(f"{self.path}: {what}")
         now = time.monotonic()
@@ -485,24 +492,33 @@ class Core:
         if self._leases:
             until_lease = max(self._leases[0][0] - now, 0.0)
             remaining = until_lease if remaining is None else min(remaining, until_lease)
-        self._sleep(False, remaining)
+        self._sleep(False, remaining, want)
         self._check()
 
-    def _sleep(self, room: bool, timeout: Optional[float]) -> bool:
+    def _sleep(self, room: bool, timeout: Optional[float], want: object = None) -> bool:
         """Wait (lock held) for a push (``room``: for room under maxsize) or ``timeout``;
         True when woken. The waiters are counted so that writers notify only when
-        someone waits."""
-        if room:
-            self._writers += 1
-            try:
-                return self._writable.wait(timeout)
-            finally:
-                self._writers -= 1
-        self._readers += 1
+        someone waits, and ``want`` (what the caller waits for: None, any change) is
+        counted in ``_wants``."""
+        wants = self._wants[room]
+        wants[want] = wants.get(want, 0) + 1
         try:
-            return self._readable.wait(timeout)
+            if room:
+                self._writers += 1
+                try:
+                    return self._writable.wait(timeout)
+                finally:
+                    self._writers -= 1
+            self._readers += 1
+            try:
+                return self._readable.wait(timeout)
+            finally:
+                self._readers -= 1
         finally:
-            self._readers -= 1
+            if wants[want] == 1:
+                del wants[want]
+            else:
+                wants[want] -= 1
 
     # -- taking (shared by take.py and holds.py) ---------------------------------
     def _pick(self, sp: Space, n: int, lane: Optional[bytes], desc: bool,
@@ -613,9 +629,20 @@ class Core:
         """``n`` items became ready (lock held): wake as many waiting threads and tell
         the watchers."""
         if self._readers:
-            self._readable.notify(n)
+            if len(self._wants[False]) == 1:
+                self._readable.notify(n)
+            else:
+                self._readable.notify_all()
         if self._watchers:
             self._tell(n)
+
+    def _room(self, n: int) -> None:
+        """``n`` items were taken (lock held): wake as many threads waiting for room (all
+        of them when they wait for different queues)."""
+        if len(self._wants[True]) == 1:
+            self._writable.notify(n)
+        else:
+            self._writable.notify_all()
 
     def _tell(self, n: int) -> None:
         """Call every watcher with ``n`` (lock held; see watches.py). A watcher that

@@ -84,7 +84,7 @@ class Holds(Core):
                 self._tops[hold] = (ns, lane_key)
             self._count_deletes(sp, {lane_key for lane_key, _ in picked}, len(picked), True)
             if self._writers:
-                self._writable.notify(len(picked))
+                self._room(len(picked))
             return entries, holds
 
     def settle_tops(self, holds: Iterable[int], *, put_back: bool) -> int:

@@ -45,7 +45,7 @@ class Pushes(Core):
             remaining = None if end is None else end - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise Full(f"{self.path} stayed full for {timeout} s")
-            self._sleep(True, remaining)
+            self._sleep(True, remaining, sp.ns)
             self._check()
 
     def push_one(self, ns: bytes, lane: bytes, data: bytes, *, maxsize: int = 0,

@@ -90,7 +90,8 @@ class Takes(Core):
                     if sp.ready:
                         return ns, self._take(sp, 1, None, False, False, lease, owner,
                                               check, held)[0]
-                self._wait_readable(block, end, f"nothing ready in {len(nss)} queues")
+                self._wait_readable(block, end, f"nothing ready in {len(nss)} queues",
+                                    tuple(nss))
 
     def pop_one(self, ns: bytes, lane: Optional[bytes], *, desc: bool = False,
                 from_tail: bool = False, block: bool = False,
@@ -155,7 +156,7 @@ class Takes(Core):
             self._count_deletes(sp, {lane_key for lane_key, _ in picked}, len(picked),
                                 from_tail)
         if self._writers:
-            self._writable.notify(len(picked))
+            self._room(len(picked))
         return entries
 
     def _plan_runs(self, sp: Space, n: int, lane: Optional[bytes], desc: bool,
