@@ -199,7 +199,8 @@ def test_a_thread_waiting_for_ever_gets_an_item_whose_lease_made_later_ended(tmp
     with dq.Queue(tmp_path / "q") as q:
         for _ in range(50):
             got: list[object] = []
-            waiter = threading.Thread(target=lambda: got.append(q.dequeue(block=True).value))
+            waiter = threading.Thread(
+                target=lambda out=got: out.append(q.dequeue(block=True).value))
             waiter.start()
             time.sleep(0.05)  # it waits, with no lease to wait for
             q.enqueue("b")
