@@ -160,7 +160,8 @@ class Holds(Core):
                 holder = (pid, start)
                 if holder not in living:
                     living[holder] = holders.alive(holder)
-                if living[holder]:
+                # (a dead client's that it handed out: settled at the first check)
+                if living[holder] or self._handed_out(holder, (sp.ns, lane, seq)):
                     self._tops[hold] = (sp.ns, lane)
                     self._inherited_tops[(sp.ns, lane, seq)] = (holder, hold)
                     continue

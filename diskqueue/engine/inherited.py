@@ -22,7 +22,7 @@ from typing import Optional
 
 import msgpack
 
-from . import holders
+from . import handed, holders
 from .core import Core
 from .holders import Holder
 from .holds import held_key
@@ -31,6 +31,7 @@ from .lanes import Lane, Space
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of a take, as its client saw it
 
 
+LEDGER_SWEEP_EVERY = 10.0  # seconds between deletions of dead clients' notes
 _FEW_ATTEMPTS = [msgpack.packb(n) for n in range(64)]  # packed once: every reserve writes one
 
 
@@ -59,7 +60,10 @@ class Inheritance(Core):
             if seq < ln.head and (expiry is None or expiry > time.time()):
                 if holder not in living:
                     living[holder] = holders.alive(holder)
-                if living[holder]:
+                # A dead client's take that it handed out stays held too: the first
+                # check_holders deletes it.
+                if living[holder] or expiry is None and self._handed_out(
+                        holder, (sp.ns, lane, seq)):
                     sp.reserved[(lane, seq)] = attempts
                     self._inherited[(sp.ns, lane, seq)] = (holder, expiry, attempts)
                     if expiry is not None and expiry != math.inf:
@@ -87,11 +91,30 @@ class Inheritance(Core):
             who = {h for h, _, _ in self._inherited.values()}
             who.update(h for h, _ in self._inherited_tops.values())
             dead = {h for h in who if not holders.alive(h)}
+            self._sweep_ledgers(who)
             if not dead:
                 return 0
-            return self._give_back(
+            for h in dead:
+                self._handed.pop(h, None)  # read afresh: it noted more since open
+            heads = [k for k, (h, end, _) in self._inherited.items()
+                     if h in dead and end is None and self._handed_out(h, k)]
+            tops = [k for k, (h, _) in self._inherited_tops.items()
+                    if h in dead and self._handed_out(h, k)]
+            self._settle_inherited(heads, tops)  # the dead client had these
+            returned = self._give_back(
                 [k for k, (h, _, _) in self._inherited.items() if h in dead],
                 [k for k, (h, _) in self._inherited_tops.items() if h in dead])
+            for h in dead:
+                self._handed.pop(h, None)
+                handed.forget(self.path, h)
+            return returned
+
+    def _sweep_ledgers(self, keep: set[Holder]) -> None:
+        """Now and then, delete the notes of clients that ended (lock held)."""
+        now = time.monotonic()
+        if now >= self._next_ledger_sweep:
+            self._next_ledger_sweep = now + LEDGER_SWEEP_EVERY
+            handed.sweep(self.path, keep)
 
     def confirm(self, takes: list[tuple[bytes, bytes, int]],
                 keep: list[tuple[bytes, bytes, int]], *, delivered: bool,

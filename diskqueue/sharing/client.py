@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional, Protocol
 
-from ..engine import holders, store
+from ..engine import handed, holders, store
 from ..engine.api import Check, EngineAPI, Entry, Held, Receipt, RecordOps
 from ..engine.holders import running
 from ..errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
@@ -116,6 +116,8 @@ class RemoteEngine:
         # Takes whose "got it" the owner may not have read (see _resettle_now): the keys
         # of each connection's last reply, until that connection's next reply.
         self._unsettled: dict[Any, list[Key]] = {}
+        # ... noted in a file, for the next holder should this process die first
+        self._ledger = handed.ledger(self.path)
         self._receiving: dict[object, list[Key]] = {}  # replies being settled now
         self._resettle = False  # a connection broke: settle with the next owner
         self._gen = 0  # resettles so far
@@ -381,6 +383,7 @@ class RemoteEngine:
             self._receiving.pop(token, None)
             if self._gen != gen:
                 self._resettle = True  # one went by while we read: it kept these
+        self._ledger.note(taken)  # handed out from here on, whoever dies next
         self._put_back(conn, taken)
         return True
 
@@ -409,11 +412,14 @@ class RemoteEngine:
             if conn is None:
                 if self._local is not None:
                     self._local.confirm(taken, keep, delivered=True)
+                    self._ledger.drop(taken)
                 return
             reply = self._exchange(conn, "confirm", [taken, keep], {"delivered": True}, 0.0,
                                    until=until)
             if reply[0] != 0:
                 log.warning("%s: the owner did not take confirm(): %s", self.path, reply[2])
+            else:
+                self._ledger.drop(taken)
         except BaseException:
             with self._lock:
                 self._unsettled[_Lost()] = taken
@@ -424,14 +430,16 @@ class RemoteEngine:
         """An idle connection again, for the next call (a reply on it also says the
         owner read the "got it" before: ``unsettled`` are the takes of the last)."""
         with self._lock:
+            settled = self._unsettled.pop(conn, None) if self._unsettled else None
             if unsettled:
                 self._unsettled[conn] = unsettled
-            elif self._unsettled:
-                self._unsettled.pop(conn, None)
-            if not self.closed and self.pid == os.getpid():
+            idle = not self.closed and self.pid == os.getpid()
+            if idle:
                 self._idle.append(conn)
-                return
-        self._discard(conn, goodbye=self.pid == os.getpid())
+        if settled:
+            self._ledger.drop(settled)
+        if not idle:
+            self._discard(conn, goodbye=self.pid == os.getpid())
 
     def _discard(self, conn: Connection, goodbye: bool = False) -> None:
         with self._lock:
