@@ -11,12 +11,14 @@ the directory is opened again.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 from faults import Child
 
 import diskqueue as dq
+from diskqueue.engine import inherited
 
 HOLDER = """
 import sys, time, diskqueue as dq
@@ -77,6 +79,7 @@ def test_a_handed_out_take_stays_taken_when_holder_then_client_die(tmp_path, kin
             # takes about once a second), but it never comes back
             _settled(q)
             left = [item.value for item in q]
+            assert _notes_of(path, client.proc.pid) == []  # used, then deleted
         assert got not in left
         with getattr(dq, kind)(path, codec="json") as q:  # nor at the next open
             assert [item.value for item in q] == left
@@ -107,6 +110,31 @@ def test_a_take_whose_reply_never_arrived_comes_back_when_holder_then_client_die
             assert [item.value for item in q] == ["first", "second", "third"]
     finally:
         _end(holder, client)
+
+
+def test_the_notes_of_clients_that_ended_are_deleted(tmp_path, monkeypatch):
+    """A client's file of notes outlives it only until the holder's next sweep."""
+    monkeypatch.setattr(inherited, "LEDGER_SWEEP_EVERY", 0.0)
+    path = str(tmp_path / "q")
+    with dq.Queue(path) as q:
+        q.enqueue_many(["a", "b"])
+        client = Child("""
+import sys, diskqueue as dq
+q = dq.Queue(sys.argv[1])
+print(q.role, q.dequeue().value, flush=True)
+q.close()
+""", path)
+        rc, lines = client.finish()
+        assert (rc, lines) == (0, ["client a"])
+        end = time.monotonic() + 10
+        while _notes_of(path, client.proc.pid) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert _notes_of(path, client.proc.pid) == []
+        assert [item.value for item in q] == ["b"]
+
+
+def _notes_of(path: str, pid: int) -> list[str]:
+    return [name for name in os.listdir(path) if name.startswith(f"diskqueue.handed.{pid}.")]
 
 
 def _end(*children: Child | None) -> None:
