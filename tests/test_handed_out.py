@@ -50,7 +50,13 @@ class StopsTheHolder:
         if not self.stopped:
             self.stopped = True
             with open(os.path.join(sys.argv[1], "diskqueue.pid")) as fh:
-                os.kill(int(fh.read().split()[0]), signal.SIGSTOP)
+                pid = int(fh.read().split()[0])
+            os.kill(pid, signal.SIGSTOP)
+            while True:  # stopped for sure before the word goes out
+                with open(f"/proc/{pid}/stat") as fh:
+                    if fh.read().rsplit(")", 1)[1].split()[0] == "T":
+                        break
+                time.sleep(0.001)
         return json.loads(data)
 
 kind = getattr(dq, sys.argv[2])

@@ -91,7 +91,11 @@ class RemoteEngine:
         self.refs = 0
         self.adopt(registry=registry, connect_timeout=connect_timeout)
         if connect:
-            conn = self._reach(time.monotonic() + connect_timeout)
+            # An open is one call: when the owner goes during its first request (the
+            # handle's ensure_kind), looking for the next one ends where the open does.
+            opening = time.monotonic() + connect_timeout
+            self._opening: Optional[float] = opening
+            conn = self._reach(opening)
             if conn is not None:
                 self._idle.append(conn)
 
@@ -122,6 +126,7 @@ class RemoteEngine:
         self._resettle = False  # a connection broke: settle with the next owner
         self._gen = 0  # resettles so far
         self._slots: list[int] = []  # free receipt slots (see receipts)
+        self._opening = None  # see __init__
         self._slot_count = 0
 
     @property
@@ -239,6 +244,9 @@ class RemoteEngine:
         """Run a call, again after a takeover; ``numbered``: a push's ``[slot, seq,
         sent before]`` (its receipt tells whether a holder that went had written it)."""
         deadline: Optional[float] = None  # to reach an owner after the last one went
+        opening: Optional[float] = None
+        if method == "ensure_kind":
+            opening, self._opening = self._opening, None
         while True:
             local = self._local
             if local is not None:
@@ -277,7 +285,7 @@ class RemoteEngine:
                     # Its sockets live on in a process it forked: it is gone all the same.
                     self._resettle = True
                     self._drop_idle()
-                    deadline = deadline or time.monotonic() + self.connect_timeout
+                    deadline = deadline or self._search_end(opening)
                     continue
                 if exc.sent:
                     raise OutcomeUnknown(self.path, conn.pid, wait + self.connect_timeout) \
@@ -288,7 +296,7 @@ class RemoteEngine:
                 self._resettle = True
                 self._discard(conn)
                 self._drop_idle()  # the owner went away: its other connections are dead
-                deadline = deadline or time.monotonic() + self.connect_timeout
+                deadline = deadline or self._search_end(opening)
                 continue
             if reply[0] != 0:
                 self._put_back(conn)
@@ -301,11 +309,17 @@ class RemoteEngine:
                     conn, method, result, check, _taken(method, args, kwargs, result), gen):
                 # The items were not this process's any more when it asked (see
                 # _settle): handing them out would deliver them twice; take again.
-                deadline = deadline or time.monotonic() + self.connect_timeout
+                deadline = deadline or self._search_end(opening)
                 continue
             if method not in _TAKES:
                 self._put_back(conn)
             return result
+
+    def _search_end(self, opening: Optional[float]) -> float:
+        """When a call whose owner went gives up looking for the next one: after
+        connect_timeout, or where the open it belongs to ends (``opening``)."""
+        end = time.monotonic() + self.connect_timeout
+        return end if opening is None else min(end, opening)
 
     def _exchange(self, conn: Connection, method: str, args: Any, kwargs: dict[str, Any],
                   wait: float, numbered: Optional[list[Any]] = None,
@@ -481,7 +495,10 @@ class RemoteEngine:
                 idle = [conn for conn in self._idle if conn in self._unsettled]
             if any(_ended(conn) for conn in idle):
                 self._resettle = True  # its owner may not have read our last "got it"
-        if self._resettle and not self.closed and self.pid == os.getpid():
+        # Only takes handed out are worth a search for the next owner: what else it
+        # holds for this process goes back when the process ends (see handed.py).
+        if self._resettle and any(self._unsettled.values()) and not self.closed \
+                and self.pid == os.getpid():
             try:  # an owner went: settle what it held for us with the next, while we can
                 self._call("confirm", [[], []], {"delivered": False}, 0.0, None)
             except DiskQueueError as exc:
