@@ -12,10 +12,12 @@ the directory is opened again.
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import pytest
 from faults import Child
+from test_confirm_on_full_disk import HOLDER as FULL_DISK_HOLDER
 
 import diskqueue as dq
 from diskqueue.engine import inherited
@@ -116,6 +118,46 @@ def test_a_take_whose_reply_never_arrived_comes_back_when_holder_then_client_die
             assert [item.value for item in q] == ["first", "second", "third"]
     finally:
         _end(holder, client)
+
+
+FULL_DISK_CLIENT = """
+import os, signal, sys, time, diskqueue as dq
+holder = int(sys.argv[2])
+
+def fill_the_disk(_datas):  # runs before the client says "got it"
+    os.kill(holder, signal.SIGUSR1)
+    time.sleep(0.3)
+
+q = dq.Queue(sys.argv[1])
+assert q.role == "client"
+taken = q._engine.take(q._ns, 1, check=fill_the_disk)
+print("handed out", flush=True)
+time.sleep(0.3)
+try:
+    len(q)  # a reply: the holder read the "got it" (and could not write it)
+except dq.DiskQueueError:
+    pass
+q.close()
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_take_confirmed_on_a_full_disk_stays_taken_when_client_then_holder_go(tmp_path):
+    """The holder reads the client's "got it" and cannot write it; the client leaves
+    while the disk is still full, and later the holder dies too: the item stays taken."""
+    path = str(tmp_path / "q")
+    holder = Child(FULL_DISK_HOLDER, path)
+    try:
+        holder.wait_lines(1)
+        client = Child(FULL_DISK_CLIENT, path, str(holder.proc.pid))
+        assert client.finish()[0] == 0
+        os.kill(holder.proc.pid, signal.SIGUSR2)  # room again
+        time.sleep(1.5)  # the holder may write the confirmation meanwhile, or not
+    finally:
+        holder.kill()
+    with dq.Queue(path) as q:
+        _settled(q)
+        assert len(q) == 0  # the item does not come back
 
 
 def test_the_notes_of_clients_that_ended_are_deleted(tmp_path, monkeypatch):

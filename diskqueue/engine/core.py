@@ -606,13 +606,16 @@ class Core:
         if self._readers:
             self._readable.notify()
 
-    def _handed_out(self, holder: Holder, key: tuple[bytes, bytes, int]) -> bool:
-        """Whether the dead client ``holder`` noted that it handed out its take at
+    def _handed_out(self, holder: Holder, key: tuple[bytes, bytes, int],
+                    data: Optional[bytes]) -> bool:
+        """Whether client ``holder`` noted that it handed out its take of ``data`` at
         ``key`` (handed.py)."""
+        if data is None:
+            return False
         notes = self._handed.get(holder)
         if notes is None:
             notes = self._handed[holder] = handed.read(self.path, holder)
-        return handed.note(key) in notes
+        return handed.note(key, data) in notes
 
     # -- declared here, kept by the part they belong to --------------------------
     # (No ABCMeta: after fork() an Engine becomes a client by assigning ``__class__``,

@@ -4,19 +4,23 @@ A holder keeps a client's dequeue or pop until the client's "got it" arrives. Wh
 holder dies after sending the reply but before reading that word, the next holder keeps
 the take for the client, which settles it at its next call. A client that dies before
 that call cannot say any more whether it had the item, so each client process notes,
-before it hands a take out, its key in a small file of its own in the directory
+before it hands a take out, a note of it in a small file of its own in the directory
 (``diskqueue.handed.<pid>.<start time>``), mapped into its memory: the note is one store
-into the page cache, and it outlives the process, however it dies. It drops the note
-once a holder has read its "got it" (or settled the take with it). A holder that finds
-a dead client's take held reads the client's file: a noted take was handed out and is
-deleted, any other goes back to the front (its reply never arrived, or was never read).
+into the page cache, and it outlives the process, however it dies. The notes are a
+ring: the last :data:`SLOTS` takes, dropped early only once a holder settled them with
+the client after a handover. (A reply to the client's next request says that its holder
+read the "got it", not that it could write it down: on a full disk it could not.) A
+holder about to put back a take it holds for a client, because the client died or did
+not name it when it settled after a handover, reads the client's file first: a noted
+take was handed out and is deleted; any other goes back to the front (its reply never
+arrived, or was never read).
 
-A note is ``(seq, crc32 of ns and lane, 1)``: the file holds the keys of the client's
-unsettled takes only, so a match by chance needs two of them with one seq and one
-checksum. The file's blocks are allocated when it is made, so a store into the map
+A note is ``(seq, crc32 of ns and lane, crc32 of the data)``, so an old note matches a
+later item at the same key (a Stack pushes where it popped) only if that item holds the
+same bytes. The file's blocks are allocated when it is made, so a store into the map
 never needs room on a full disk. A client that cannot make its file (no room, no
-permission) notes nothing: its takes come back as before if it and its holder both die.
-The holder deletes the files of processes that ended (:func:`sweep`).
+permission) notes nothing: what it held goes back as before. The holder deletes the
+files of processes that ended (:func:`sweep`).
 """
 
 from __future__ import annotations
@@ -34,17 +38,18 @@ from .holders import Holder
 from .permissions import file_mode
 
 PREFIX = "diskqueue.handed."
-SLOTS = 1024  # unsettled takes a process can note at once (more come back, as before)
-_NOTE = struct.Struct(">QII")  # seq, crc32 of ns and lane, 1 (an empty slot is zeros)
+SLOTS = 1024  # the takes a process noted last
+_NOTE = struct.Struct(">QII")  # seq, crc32 of ns and lane, crc32 of data (empty: zeros)
 SIZE = SLOTS * _NOTE.size
 _EMPTY = bytes(_NOTE.size)
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of a take
 
 
-def note(key: Key) -> bytes:
-    """The note of the take at ``key``."""
+def note(key: Key, data: bytes) -> bytes:
+    """The note of the take of ``data`` at ``key``."""
     ns, lane, seq = key
-    return _NOTE.pack(seq, zlib.crc32(lane, zlib.crc32(len(ns).to_bytes(4, "big") + ns)), 1)
+    return _NOTE.pack(seq, zlib.crc32(lane, zlib.crc32(len(ns).to_bytes(4, "big") + ns)),
+                      zlib.crc32(data))
 
 
 def file_of(path: str, holder: Holder) -> str:
@@ -139,29 +144,33 @@ class Ledger:
         self._map: Optional[mmap.mmap] = None
         self._pid = 0  # the process that mapped it
         self._slots: dict[Key, int] = {}
-        self._free: list[int] = []
-        self._used = 0
+        self._keys: list[Optional[Key]] = []  # by slot
+        self._next = 0  # the slot of the next note (the oldest one's, once all are used)
 
-    def note(self, keys: Iterable[Key]) -> None:
-        """Note takes about to be handed out."""
+    def note(self, keys: list[Key], datas: list[bytes]) -> None:
+        """Note takes (their keys and data) about to be handed out."""
         with self._lock:
             mm = self._mapped()
             if mm is None:
                 return
-            for key in keys:
-                if key in self._slots:
-                    continue
-                if self._free:
-                    slot = self._free.pop()
-                elif self._used < SLOTS:
-                    slot, self._used = self._used, self._used + 1
+            for key, data in zip(keys, datas, strict=True):
+                old = self._slots.pop(key, None)
+                if old is not None:
+                    self._keys[old] = None
+                slot = self._next
+                self._next = (slot + 1) % SLOTS
+                if slot < len(self._keys):
+                    gone = self._keys[slot]
+                    if gone is not None:
+                        del self._slots[gone]
+                    self._keys[slot] = key
                 else:
-                    return  # full: these come back if both this process and its holder die
+                    self._keys.append(key)
                 self._slots[key] = slot
-                mm[slot * _NOTE.size:(slot + 1) * _NOTE.size] = note(key)
+                mm[slot * _NOTE.size:(slot + 1) * _NOTE.size] = note(key, data)
 
     def drop(self, keys: Iterable[Key]) -> None:
-        """Drop the notes of takes a holder settled (it read the "got it")."""
+        """Drop the notes of takes a holder settled with this process (deleted)."""
         with self._lock:
             if self._map is None or self._pid != os.getpid():
                 return
@@ -169,14 +178,14 @@ class Ledger:
                 slot = self._slots.pop(key, None)
                 if slot is not None:
                     self._map[slot * _NOTE.size:(slot + 1) * _NOTE.size] = _EMPTY
-                    self._free.append(slot)
+                    self._keys[slot] = None
 
     def _mapped(self) -> Optional[mmap.mmap]:
         if self._pid == os.getpid():
             return self._map
         # First note in this process (a child's map is its parent's file: not its own)
         self._pid, self._map = os.getpid(), None
-        self._slots, self._free, self._used = {}, [], 0
+        self._slots, self._keys, self._next = {}, [], 0
         try:
             fd = os.open(file_of(self.path, holders.me()),
                          os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,

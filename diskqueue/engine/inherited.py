@@ -25,7 +25,7 @@ import msgpack
 from . import handed, holders
 from .core import Core
 from .holders import Holder
-from .holds import held_key
+from .holds import held_data, held_key
 from .lanes import Lane, Space
 
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of a take, as its client saw it
@@ -63,7 +63,7 @@ class Inheritance(Core):
                 # A dead client's take that it handed out stays held too: the first
                 # check_holders deletes it.
                 if living[holder] or expiry is None and self._handed_out(
-                        holder, (sp.ns, lane, seq)):
+                        holder, (sp.ns, lane, seq), self._store.get(sp.item_key(lane, seq))):
                     sp.reserved[(lane, seq)] = attempts
                     self._inherited[(sp.ns, lane, seq)] = (holder, expiry, attempts)
                     if expiry is not None and expiry != math.inf:
@@ -97,9 +97,9 @@ class Inheritance(Core):
             for h in dead:
                 self._handed.pop(h, None)  # read afresh: it noted more since open
             heads = [k for k, (h, end, _) in self._inherited.items()
-                     if h in dead and end is None and self._handed_out(h, k)]
+                     if h in dead and end is None and self._noted(h, k)]
             tops = [k for k, (h, _) in self._inherited_tops.items()
-                    if h in dead and self._handed_out(h, k)]
+                    if h in dead and self._noted(h, k)]
             self._settle_inherited(heads, tops)  # the dead client had these
             returned = self._give_back(
                 [k for k, (h, _, _) in self._inherited.items() if h in dead],
@@ -151,13 +151,33 @@ class Inheritance(Core):
                 return False
             self._settle_inherited(heads, tops)
             if delivered:
+                # The rest goes back, but what the client noted it handed out (before
+                # it closed and opened the directory again, say): its own word, kept
+                # in a file for the next holders.
                 kept = {(ns, lane, seq) for ns, lane, seq in keep}
-                self._give_back(
-                    [k for k, (h, end, _) in self._inherited.items()
-                     if h == holder and end is None and k not in kept],
-                    [k for k, (h, _) in self._inherited_tops.items()
-                     if h == holder and k not in kept])
+                heads = [k for k, (h, end, _) in self._inherited.items()
+                         if h == holder and end is None and k not in kept]
+                tops = [k for k, (h, _) in self._inherited_tops.items()
+                        if h == holder and k not in kept]
+                self._handed.pop(holder, None)
+                noted = {k for k in heads + tops if self._noted(holder, k)}
+                self._handed.pop(holder, None)
+                self._settle_inherited([k for k in heads if k in noted],
+                                       [k for k in tops if k in noted])
+                self._give_back([k for k in heads if k not in noted],
+                                [k for k in tops if k not in noted])
             return not missing
+
+    def _noted(self, holder: Holder, key: Key) -> bool:
+        """Whether client ``holder`` noted that it handed out the take at ``key`` that
+        this holder inherited for it (lock held)."""
+        ns, lane, seq = key
+        sp = self._spaces[ns]
+        top = self._inherited_tops.get(key)
+        if top is None:
+            return self._handed_out(holder, key, self._store.get(sp.item_key(lane, seq)))
+        value = self._store.get(held_key(sp, lane, top[1]))
+        return self._handed_out(holder, key, None if value is None else held_data(value))
 
     def _settle_inherited(self, heads: Iterable[Key], tops: Iterable[Key]) -> None:
         """Delete inherited held takes: their client has them."""

@@ -120,7 +120,7 @@ class RemoteEngine:
         # Takes whose "got it" the owner may not have read (see _resettle_now): the keys
         # of each connection's last reply, until that connection's next reply.
         self._unsettled: dict[Any, list[Key]] = {}
-        # ... noted in a file, for the next holder should this process die first
+        # ... and the takes handed out, noted in a file for the next holders (handed.py)
         self._ledger = handed.ledger(self.path)
         self._receiving: dict[object, list[Key]] = {}  # replies being settled now
         self._resettle = False  # a connection broke: settle with the next owner
@@ -397,7 +397,8 @@ class RemoteEngine:
             self._receiving.pop(token, None)
             if self._gen != gen:
                 self._resettle = True  # one went by while we read: it kept these
-        self._ledger.note(taken)  # handed out from here on, whoever dies next
+        if taken:  # handed out from here on, whoever dies next
+            self._ledger.note(taken, _taken_data(method, result))
         self._put_back(conn, taken)
         return True
 
@@ -444,16 +445,14 @@ class RemoteEngine:
         """An idle connection again, for the next call (a reply on it also says the
         owner read the "got it" before: ``unsettled`` are the takes of the last)."""
         with self._lock:
-            settled = self._unsettled.pop(conn, None) if self._unsettled else None
             if unsettled:
                 self._unsettled[conn] = unsettled
-            idle = not self.closed and self.pid == os.getpid()
-            if idle:
+            elif self._unsettled:
+                self._unsettled.pop(conn, None)
+            if not self.closed and self.pid == os.getpid():
                 self._idle.append(conn)
-        if settled:
-            self._ledger.drop(settled)
-        if not idle:
-            self._discard(conn, goodbye=self.pid == os.getpid())
+                return
+        self._discard(conn, goodbye=self.pid == os.getpid())
 
     def _discard(self, conn: Connection, goodbye: bool = False) -> None:
         with self._lock:
