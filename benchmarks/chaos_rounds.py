@@ -445,8 +445,13 @@ class Chaos:
             rnd.done = True
             return
         path = os.path.join(self.run_dir, rnd.d)
-        logs = [os.path.getsize(os.path.join(path, n)) for n in os.listdir(path)
-                if n.endswith(".log")]
+        logs = []
+        for name in os.listdir(path):
+            if name.endswith(".log"):
+                try:
+                    logs.append(os.path.getsize(os.path.join(path, name)))
+                except FileNotFoundError:
+                    pass  # an old log LevelDB deleted meanwhile
         try:
             old = resource.prlimit(rnd.pid, resource.RLIMIT_FSIZE)
             resource.prlimit(rnd.pid, resource.RLIMIT_FSIZE, (max(logs, default=0), old[1]))

@@ -23,7 +23,7 @@ from typing import Any, Optional
 import msgpack
 
 from ..errors import Closed, Corrupted, DiskQueueError, Empty, IncompatibleType, OutOfBounds
-from . import keys
+from . import handed, keys
 from .api import Entry, Receipt
 from .compaction import COMPACT_EVERY, Compactor
 from .groupcommit import GroupCommit
@@ -109,6 +109,9 @@ class Core:
         self._inherited: dict[tuple[bytes, bytes, int], tuple[Holder, Optional[float], int]] = {}
         # (ns, lane, seq) -> (holder, hold id)
         self._inherited_tops: dict[tuple[bytes, bytes, int], tuple[Holder, int]] = {}
+        # What dead clients noted they handed out (handed.py), read once each
+        self._handed: dict[Holder, frozenset[bytes]] = {}
+        self._next_ledger_sweep = 0.0
         try:
             self._load()
         except BaseException:
@@ -127,6 +130,7 @@ class Core:
         except (ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
             raise Corrupted(self.path, f"unreadable pointer record: {exc}") from exc
         self._restore_tops()
+        self._handed.clear()  # check_holders reads the notes of the kept ones again
 
     def _parse_pointers(self) -> None:
         for key, value in self._store.iter_prefix(keys.POINTER):
@@ -652,6 +656,17 @@ class Core:
                 watcher(n)
             except Exception:
                 log.exception("%s: a watcher failed", self.path)
+
+    def _handed_out(self, holder: Holder, key: tuple[bytes, bytes, int],
+                    data: Optional[bytes]) -> bool:
+        """Whether client ``holder`` noted that it handed out its take of ``data`` at
+        ``key`` (handed.py)."""
+        if data is None:
+            return False
+        notes = self._handed.get(holder)
+        if notes is None:
+            notes = self._handed[holder] = handed.read(self.path, holder)
+        return handed.note(key, data) in notes
 
     # -- declared here, kept by the part they belong to --------------------------
     # (No ABCMeta: after fork() an Engine becomes a client by assigning ``__class__``,

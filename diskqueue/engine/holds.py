@@ -35,6 +35,12 @@ def held_key(sp: Space, lane: bytes, hold: int) -> bytes:
     return keys.HELD + keys.ns_bytes(sp.ns) + lane + hold.to_bytes(8, "big")
 
 
+def held_data(value: bytes) -> bytes:
+    """The item's data in the value of a held record."""
+    (attempts,) = _ATTEMPTS.unpack_from(value)
+    return value[_ATTEMPTS.size + (_HOLDER.size if attempts & _CLIENT else 0):]
+
+
 class Holds(Core):
     """The engine's takes held for clients: hold_top, settle_tops, unreserve, and
     wait_for_change (how a server waits for the calls it parked).
@@ -160,7 +166,9 @@ class Holds(Core):
                 holder = (pid, start)
                 if holder not in living:
                     living[holder] = holders.alive(holder)
-                if living[holder]:
+                # (a dead client's that it handed out: settled at the first check)
+                if living[holder] or self._handed_out(holder, (sp.ns, lane, seq),
+                                                      held_data(value)):
                     self._tops[hold] = (sp.ns, lane)
                     self._inherited_tops[(sp.ns, lane, seq)] = (holder, hold)
                     continue

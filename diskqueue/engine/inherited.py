@@ -22,15 +22,16 @@ from typing import Optional
 
 import msgpack
 
-from . import holders
+from . import handed, holders
 from .core import Core
 from .holders import Holder
-from .holds import held_key
+from .holds import held_data, held_key
 from .lanes import Lane, Space
 
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of a take, as its client saw it
 
 
+LEDGER_SWEEP_EVERY = 10.0  # seconds between deletions of dead clients' notes
 _FEW_ATTEMPTS = [msgpack.packb(n) for n in range(64)]  # packed once: every reserve writes one
 
 
@@ -59,7 +60,10 @@ class Inheritance(Core):
             if seq < ln.head and (expiry is None or expiry > time.time()):
                 if holder not in living:
                     living[holder] = holders.alive(holder)
-                if living[holder]:
+                # A dead client's take that it handed out stays held too: the first
+                # check_holders deletes it.
+                if living[holder] or expiry is None and self._handed_out(
+                        holder, (sp.ns, lane, seq), self._store.get(sp.item_key(lane, seq))):
                     sp.reserved[(lane, seq)] = attempts
                     self._inherited[(sp.ns, lane, seq)] = (holder, expiry, attempts)
                     if expiry is not None and expiry != math.inf:
@@ -87,11 +91,30 @@ class Inheritance(Core):
             who = {h for h, _, _ in self._inherited.values()}
             who.update(h for h, _ in self._inherited_tops.values())
             dead = {h for h in who if not holders.alive(h)}
+            self._sweep_ledgers(who)
             if not dead:
                 return 0
-            return self._give_back(
+            for h in dead:
+                self._handed.pop(h, None)  # read afresh: it noted more since open
+            heads = [k for k, (h, end, _) in self._inherited.items()
+                     if h in dead and end is None and self._noted(h, k)]
+            tops = [k for k, (h, _) in self._inherited_tops.items()
+                    if h in dead and self._noted(h, k)]
+            self._settle_inherited(heads, tops)  # the dead client had these
+            returned = self._give_back(
                 [k for k, (h, _, _) in self._inherited.items() if h in dead],
                 [k for k, (h, _) in self._inherited_tops.items() if h in dead])
+            for h in dead:
+                self._handed.pop(h, None)
+                handed.forget(self.path, h)
+            return returned
+
+    def _sweep_ledgers(self, keep: set[Holder]) -> None:
+        """Now and then, delete the notes of clients that ended (lock held)."""
+        now = time.monotonic()
+        if now >= self._next_ledger_sweep:
+            self._next_ledger_sweep = now + LEDGER_SWEEP_EVERY
+            handed.sweep(self.path, keep)
 
     def confirm(self, takes: list[tuple[bytes, bytes, int]],
                 keep: list[tuple[bytes, bytes, int]], *, delivered: bool,
@@ -128,13 +151,33 @@ class Inheritance(Core):
                 return False
             self._settle_inherited(heads, tops)
             if delivered:
+                # The rest goes back, but what the client noted it handed out (before
+                # it closed and opened the directory again, say): its own word, kept
+                # in a file for the next holders.
                 kept = {(ns, lane, seq) for ns, lane, seq in keep}
-                self._give_back(
-                    [k for k, (h, end, _) in self._inherited.items()
-                     if h == holder and end is None and k not in kept],
-                    [k for k, (h, _) in self._inherited_tops.items()
-                     if h == holder and k not in kept])
+                heads = [k for k, (h, end, _) in self._inherited.items()
+                         if h == holder and end is None and k not in kept]
+                tops = [k for k, (h, _) in self._inherited_tops.items()
+                        if h == holder and k not in kept]
+                self._handed.pop(holder, None)
+                noted = {k for k in heads + tops if self._noted(holder, k)}
+                self._handed.pop(holder, None)
+                self._settle_inherited([k for k in heads if k in noted],
+                                       [k for k in tops if k in noted])
+                self._give_back([k for k in heads if k not in noted],
+                                [k for k in tops if k not in noted])
             return not missing
+
+    def _noted(self, holder: Holder, key: Key) -> bool:
+        """Whether client ``holder`` noted that it handed out the take at ``key`` that
+        this holder inherited for it (lock held)."""
+        ns, lane, seq = key
+        sp = self._spaces[ns]
+        top = self._inherited_tops.get(key)
+        if top is None:
+            return self._handed_out(holder, key, self._store.get(sp.item_key(lane, seq)))
+        value = self._store.get(held_key(sp, lane, top[1]))
+        return self._handed_out(holder, key, None if value is None else held_data(value))
 
     def _settle_inherited(self, heads: Iterable[Key], tops: Iterable[Key]) -> None:
         """Delete inherited held takes: their client has them."""

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn, Optional, Protocol
 
-from ..engine import holders, store
+from ..engine import handed, holders, store
 from ..engine.api import Ack, Check, EngineAPI, Entry, Held, Receipt, RecordOps
 from ..engine.holders import running
 from ..errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
@@ -101,7 +101,11 @@ class RemoteEngine:
         self.refs = 0
         self.adopt(registry=registry, connect_timeout=connect_timeout)
         if connect:
-            conn = self._reach(time.monotonic() + connect_timeout)
+            # An open is one call: when the owner goes during its first request (the
+            # handle's ensure_kind), looking for the next one ends where the open does.
+            opening = time.monotonic() + connect_timeout
+            self._opening: Optional[float] = opening
+            conn = self._reach(opening)
             if conn is not None:
                 self._idle.append(conn)
 
@@ -126,10 +130,13 @@ class RemoteEngine:
         # Takes whose "got it" the owner may not have read (see _resettle_now): the keys
         # of each connection's last reply, until that connection's next reply.
         self._unsettled: dict[Any, list[Key]] = {}
+        # ... and the takes handed out, noted in a file for the next holders (handed.py)
+        self._ledger = handed.ledger(self.path)
         self._receiving: dict[object, list[Key]] = {}  # replies being settled now
         self._resettle = False  # a connection broke: settle with the next owner
         self._gen = 0  # resettles so far
         self._slots: list[int] = []  # free receipt slots (see receipts)
+        self._opening = None  # see __init__
         self._slot_count = 0
 
     @property
@@ -247,6 +254,9 @@ class RemoteEngine:
         """Run a call, again after a takeover; ``numbered``: a push's ``[slot, seq,
         sent before]`` (its receipt tells whether a holder that went had written it)."""
         deadline: Optional[float] = None  # to reach an owner after the last one went
+        opening: Optional[float] = None
+        if method == "ensure_kind":
+            opening, self._opening = self._opening, None
         while True:
             local = self._local
             if local is not None:
@@ -285,7 +295,7 @@ class RemoteEngine:
                     # Its sockets live on in a process it forked: it is gone all the same.
                     self._resettle = True
                     self._drop_idle()
-                    deadline = deadline or time.monotonic() + self.connect_timeout
+                    deadline = deadline or self._search_end(opening)
                     continue
                 if exc.sent:
                     raise OutcomeUnknown(self.path, conn.pid, wait + self.connect_timeout) \
@@ -299,7 +309,7 @@ class RemoteEngine:
                 self._resettle = True
                 self._discard(conn)
                 self._drop_idle()  # the owner went away: its other connections are dead
-                deadline = deadline or time.monotonic() + self.connect_timeout
+                deadline = deadline or self._search_end(opening)
                 continue
             if reply[0] != 0:
                 self._put_back(conn)
@@ -309,7 +319,7 @@ class RemoteEngine:
                     conn, method, result, check, _taken(method, args, kwargs, result), gen):
                 # The items were not this process's any more when it asked (see
                 # _settle): handing them out would deliver them twice; take again.
-                deadline = deadline or time.monotonic() + self.connect_timeout
+                deadline = deadline or self._search_end(opening)
                 continue
             if method not in _TAKES:
                 self._put_back(conn)
@@ -322,6 +332,12 @@ class RemoteEngine:
                          "before its deadline; nothing was done")
         protocol.raise_reply(reply[1], reply[2])
         raise AssertionError("raise_reply returned")  # for the type checker
+
+    def _search_end(self, opening: Optional[float]) -> float:
+        """When a call whose owner went gives up looking for the next one: after
+        connect_timeout, or where the open it belongs to ends (``opening``)."""
+        end = time.monotonic() + self.connect_timeout
+        return end if opening is None else min(end, opening)
 
     def _exchange(self, conn: Connection, method: str, args: Any, kwargs: dict[str, Any],
                   wait: float, numbered: Optional[list[Any]] = None,
@@ -409,6 +425,8 @@ class RemoteEngine:
             self._receiving.pop(token, None)
             if self._gen != gen:
                 self._resettle = True  # one went by while we read: it kept these
+        if taken:  # handed out from here on, whoever dies next
+            self._ledger.note(taken, _taken_data(method, result))
         self._put_back(conn, taken)
         return True
 
@@ -437,11 +455,13 @@ class RemoteEngine:
             if conn is None:
                 if self._local is not None:
                     self._local.confirm(taken, keep, delivered=True)
+                    self._ledger.drop(taken)
                 return
             reply = self._exchange(conn, "confirm", [taken, keep], {"delivered": True}, 0.0,
                                    until=until)
             if reply[0] != 0:  # kept for the next owner, or for this one once it takes it
                 raise _Refused(reply)
+            self._ledger.drop(taken)
         except BaseException:
             with self._lock:
                 self._unsettled[_Lost()] = taken
@@ -501,7 +521,10 @@ class RemoteEngine:
                 idle = [conn for conn in self._idle if conn in self._unsettled]
             if any(_ended(conn) for conn in idle):
                 self._resettle = True  # its owner may not have read our last "got it"
-        if self._resettle and not self.closed and self.pid == os.getpid():
+        # Only takes handed out are worth a search for the next owner: what else it
+        # holds for this process goes back when the process ends (see handed.py).
+        if self._resettle and any(self._unsettled.values()) and not self.closed \
+                and self.pid == os.getpid():
             try:  # an owner went: settle what it held for us with the next, while we can
                 self._call("confirm", [[], []], {"delivered": False}, 0.0, None)
             except DiskQueueError as exc:

@@ -242,7 +242,7 @@ def same_user(conn: socket.socket) -> bool:
 def settle(engine: HolderAPI, client: Client, put_back: bool) -> None:
     """The client's word on its last reply: let go of its takes, or return them."""
     if client.confirmed:
-        client.confirmed = _ack(engine, client.confirmed)
+        client.confirmed = confirm_takes(engine, client.confirmed)
     held, tops, reserved = client.held, client.tops, client.reserved
     if not (held or tops or reserved):
         return
@@ -251,14 +251,14 @@ def settle(engine: HolderAPI, client: Client, put_back: bool) -> None:
         if put_back:
             engine.unreserve(held + reserved)
         elif held:
-            client.confirmed += _ack(engine, held)
+            client.confirmed += confirm_takes(engine, held)
         if tops:
             engine.settle_tops(tops, put_back=put_back)
     except DiskQueueError as exc:
         log.debug("settling a client's takes: %s", exc)
 
 
-def _ack(engine: HolderAPI, held: list[Held]) -> list[Held]:
+def confirm_takes(engine: HolderAPI, held: list[Held]) -> list[Held]:
     """Let go of confirmed takes; those whose delete failed (not written: a full disk),
     to try again. One cleared meanwhile (``NotReserved``) is let go."""
     try:
@@ -277,22 +277,27 @@ def _ack(engine: HolderAPI, held: list[Held]) -> list[Held]:
         return failed
 
 
-def let_go(engine: HolderAPI, client: Client, closing: bool) -> None:
+def let_go(engine: HolderAPI, client: Client, closing: bool) -> list[Held]:
     """A connection ended: what it held and its reservations go back (but when the holder
     is closing, they stay on disk for the next one, which keeps them while the client
-    lives: its "got it" may be on the way)."""
+    lives: its "got it" may be on the way). Returns the client's confirmations that
+    still cannot be written (a full disk), for the holder to write later."""
     if engine.closed or engine.forked or closing and client.holder is not None:
-        return  # held items stay on disk, and the next open returns them
+        return []  # held items stay on disk, and the next open returns them
     if client.confirmed:  # the client has these: never return them
-        client.confirmed = _ack(engine, client.confirmed)
+        client.confirmed = confirm_takes(engine, client.confirmed)
     try:
         returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, put_back=True)
-        returned += engine.release_owner(client)
+        if not client.confirmed:
+            returned += engine.release_owner(client)
+        # else confirmations that cannot be written yet (a full disk) must not come
+        # back with them: its reservations come back when their leases end instead.
     except DiskQueueError as exc:
         log.debug("returning a client's items: %s", exc)
-        return
+        return client.confirmed
     if returned:
         log.info("returned %d items of a client that went away", returned)
+    return client.confirmed
 
 
 def listen(path: str, sock_path: str) -> tuple[socket.socket, int]:

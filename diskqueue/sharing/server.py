@@ -54,8 +54,10 @@ from . import peercred, protocol, receipts, requests
 from .connection import (
     MAX_PENDING,
     Client,
+    Held,
     Inbox,
     Parked,
+    confirm_takes,
     let_go,
     listen,
     refuse,
@@ -108,6 +110,8 @@ class Server:
         self._hot: Optional[Client] = None  # the client served last
         # when to delete the receipts of ended clients next
         self._next_sweep = time.monotonic() + receipts.SWEEP_EVERY
+        # Confirmations of clients that left, not yet written (a full disk)
+        self._unwritten: list[Held] = []
         self._kick = {False: threading.Event(), True: threading.Event()}  # waiters
         self._sock, self._ino = self._listen()
         self._sel = selectors.DefaultSelector()
@@ -384,6 +388,8 @@ class Server:
             return
         if returned:
             log.info("returned %d items of clients that died", returned)
+        if self._unwritten:
+            self._unwritten = confirm_takes(self._engine, self._unwritten)
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + receipts.SWEEP_EVERY
@@ -393,7 +399,7 @@ class Server:
                 log.warning("deleting the receipts of clients that ended: %s", exc)
 
     def _let_go(self, client: Client) -> None:
-        let_go(self._engine, client, self._closing)
+        self._unwritten += let_go(self._engine, client, self._closing)
 
     # -- calls ------------------------------------------------------------------
     def _call(self, client: Client, request: object) -> None:

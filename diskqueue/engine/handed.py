@@ -1,0 +1,203 @@
+"""What a client process handed out, readable by the next holder after the client died.
+
+A holder keeps a client's dequeue or pop until the client's "got it" arrives. When the
+holder dies after sending the reply but before reading that word, the next holder keeps
+the take for the client, which settles it at its next call. A client that dies before
+that call cannot say any more whether it had the item, so each client process notes,
+before it hands a take out, a note of it in a small file of its own in the directory
+(``diskqueue.handed.<pid>.<start time>``), mapped into its memory: the note is one store
+into the page cache, and it outlives the process, however it dies. The notes are a
+ring: the last :data:`SLOTS` takes, dropped early only once a holder settled them with
+the client after a handover. (A reply to the client's next request says that its holder
+read the "got it", not that it could write it down: on a full disk it could not.) A
+holder about to put back a take it holds for a client, because the client died or did
+not name it when it settled after a handover, reads the client's file first: a noted
+take was handed out and is deleted; any other goes back to the front (its reply never
+arrived, or was never read).
+
+A note is ``(seq, crc32 of ns and lane, crc32 of the data)``, so an old note matches a
+later item at the same key (a Stack pushes where it popped) only if that item holds the
+same bytes. The file's blocks are allocated when it is made, so a store into the map
+never needs room on a full disk. A client that cannot make its file (no room, no
+permission) notes nothing: what it held goes back as before. The holder deletes the
+files of processes that ended (:func:`sweep`).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterable
+from typing import Optional
+
+from . import holders
+from .holders import Holder
+from .permissions import file_mode
+
+PREFIX = "diskqueue.handed."
+SLOTS = 1024  # the takes a process noted last
+_NOTE = struct.Struct(">QII")  # seq, crc32 of ns and lane, crc32 of data (empty: zeros)
+SIZE = SLOTS * _NOTE.size
+_EMPTY = bytes(_NOTE.size)
+Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of a take
+
+
+def note(key: Key, data: bytes) -> bytes:
+    """The note of the take of ``data`` at ``key``."""
+    ns, lane, seq = key
+    return _NOTE.pack(seq, zlib.crc32(lane, zlib.crc32(len(ns).to_bytes(4, "big") + ns)),
+                      zlib.crc32(data))
+
+
+def file_of(path: str, holder: Holder) -> str:
+    """The file where process ``holder`` notes its takes of directory ``path``."""
+    return os.path.join(path, f"{PREFIX}{holder[0]}.{holder[1]}")
+
+
+def read(path: str, holder: Holder) -> frozenset[bytes]:
+    """The notes process ``holder`` left in ``path`` (none when it left no file)."""
+    try:
+        fd = os.open(file_of(path, holder), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return frozenset()
+    try:
+        data = os.pread(fd, SIZE, 0)
+    except OSError:
+        return frozenset()
+    finally:
+        os.close(fd)
+    size = _NOTE.size
+    return frozenset(data[i:i + size] for i in range(0, len(data) - size + 1, size)) - {_EMPTY}
+
+
+def forget(path: str, holder: Holder) -> None:
+    """Delete the file of a process that ended (its notes were used)."""
+    try:
+        os.unlink(file_of(path, holder))
+    except OSError:
+        pass
+
+
+def sweep(path: str, keep: Iterable[Holder]) -> int:
+    """Delete the files of processes that ended, but those of ``keep`` (whose takes are
+    still to be settled); how many."""
+    kept = set(keep)
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return 0
+    gone = 0
+    for name in names:
+        if not name.startswith(PREFIX):
+            continue
+        try:
+            pid, start = (int(part) for part in name[len(PREFIX):].split("."))
+        except ValueError:
+            continue
+        if (pid, start) in kept or holders.alive((pid, start)):
+            continue
+        forget(path, (pid, start))
+        gone += 1
+    return gone
+
+
+_ledgers: dict[str, Ledger] = {}
+_ledgers_lock = threading.Lock()
+
+
+def ledger(path: str) -> Ledger:
+    """This process's ledger of directory ``path`` (one per process and directory, so
+    that a handle opened again keeps the notes of the one before)."""
+    with _ledgers_lock:
+        found = _ledgers.get(path)
+        if found is None:
+            found = _ledgers[path] = Ledger(path)
+        return found
+
+
+def _after_fork_in_child() -> None:
+    """A thread of the parent may have held a ledger's lock at fork(): fresh locks, and
+    fresh ledgers for the child's own notes."""
+    global _ledgers_lock
+    _ledgers_lock = threading.Lock()
+    for old in _ledgers.values():
+        old._lock = threading.Lock()
+    _ledgers.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Ledger:
+    """This process's file of notes in one directory, made at its first note.
+
+    Thread-safe. After fork() a child makes one of its own (its takes are its own); a
+    ledger that cannot be made notes nothing.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._map: Optional[mmap.mmap] = None
+        self._pid = 0  # the process that mapped it
+        self._slots: dict[Key, int] = {}
+        self._keys: list[Optional[Key]] = []  # by slot
+        self._next = 0  # the slot of the next note (the oldest one's, once all are used)
+
+    def note(self, keys: list[Key], datas: list[bytes]) -> None:
+        """Note takes (their keys and data) about to be handed out."""
+        with self._lock:
+            mm = self._mapped()
+            if mm is None:
+                return
+            for key, data in zip(keys, datas, strict=True):
+                old = self._slots.pop(key, None)
+                if old is not None:
+                    self._keys[old] = None
+                slot = self._next
+                self._next = (slot + 1) % SLOTS
+                if slot < len(self._keys):
+                    gone = self._keys[slot]
+                    if gone is not None:
+                        del self._slots[gone]
+                    self._keys[slot] = key
+                else:
+                    self._keys.append(key)
+                self._slots[key] = slot
+                mm[slot * _NOTE.size:(slot + 1) * _NOTE.size] = note(key, data)
+
+    def drop(self, keys: Iterable[Key]) -> None:
+        """Drop the notes of takes a holder settled with this process (deleted)."""
+        with self._lock:
+            if self._map is None or self._pid != os.getpid():
+                return
+            for key in keys:
+                slot = self._slots.pop(key, None)
+                if slot is not None:
+                    self._map[slot * _NOTE.size:(slot + 1) * _NOTE.size] = _EMPTY
+                    self._keys[slot] = None
+
+    def _mapped(self) -> Optional[mmap.mmap]:
+        if self._pid == os.getpid():
+            return self._map
+        # First note in this process (a child's map is its parent's file: not its own)
+        self._pid, self._map = os.getpid(), None
+        self._slots, self._keys, self._next = {}, [], 0
+        try:
+            fd = os.open(file_of(self.path, holders.me()),
+                         os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600)
+        except OSError:
+            return None
+        try:
+            os.fchmod(fd, file_mode(os.stat(self.path).st_mode))  # a group's holder reads it
+            os.posix_fallocate(fd, 0, SIZE)  # the blocks now: a store never faults later
+            self._map = mmap.mmap(fd, SIZE)
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+        return self._map

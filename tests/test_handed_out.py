@@ -1,0 +1,208 @@
+"""A take a client handed out stays taken when its holder and then the client die.
+
+The holder sends a client's dequeue (or pop) reply, the client hands the item out and
+sends its "got it", and the holder is killed before it reads that word. The next
+holder keeps the take for the client while it lives; these tests kill the client too,
+before it makes another call, which used to put the item back at the front: a
+dequeued item came back. The client's codec stops the holder (SIGSTOP) while the reply
+is being decoded, so the "got it" reliably lands unread; then both are SIGKILLed, and
+the directory is opened again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from faults import Child
+from test_confirm_on_full_disk import HOLDER as FULL_DISK_HOLDER
+
+import diskqueue as dq
+from diskqueue.engine import inherited
+
+HOLDER = """
+import sys, time, diskqueue as dq
+kind = getattr(dq, sys.argv[2])
+q = kind(sys.argv[1], codec="json")
+for n, value in enumerate(["first", "second", "third"]):
+    if kind is dq.Stack:
+        q.put(value)
+    elif kind is dq.PriorityQueue:
+        q.enqueue(n, value)
+    else:
+        q.enqueue(value)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+CLIENT = """
+import json, os, signal, sys, time, diskqueue as dq
+
+class StopsTheHolder:
+    # Decoding runs before the client's "got it" goes out: stop the holder now, and
+    # the word waits in its socket unread.
+    stopped = False
+
+    def dumps(self, obj):
+        return json.dumps(obj).encode()
+
+    def loads(self, data):
+        if not self.stopped:
+            self.stopped = True
+            with open(os.path.join(sys.argv[1], "diskqueue.pid")) as fh:
+                pid = int(fh.read().split()[0])
+            os.kill(pid, signal.SIGSTOP)
+            while True:  # stopped for sure before the word goes out
+                with open(f"/proc/{pid}/stat") as fh:
+                    if fh.read().rsplit(")", 1)[1].split()[0] == "T":
+                        break
+                time.sleep(0.001)
+        return json.loads(data)
+
+kind = getattr(dq, sys.argv[2])
+q = kind(sys.argv[1], codec=StopsTheHolder())
+assert q.role == "client"
+value = q.pop() if kind is dq.Stack else q.dequeue()
+print("handed out", getattr(value, "value", value), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("kind", ["Queue", "Stack", "PriorityQueue"])
+def test_a_handed_out_take_stays_taken_when_holder_then_client_die(tmp_path, kind):
+    path = str(tmp_path / "q")
+    holder = Child(HOLDER, path, kind)
+    client = None
+    try:
+        holder.wait_lines(1)
+        client = Child(CLIENT, path, kind)
+        got = client.wait_lines(1)[0].split(" ", 2)[2]
+        holder.kill()  # stopped: the client's "got it" is still unread
+        client.kill()  # before it could settle with another holder
+        with getattr(dq, kind)(path, codec="json") as q:
+            assert q.role == "owner"
+            # the take may stay held a moment (the new holder looks at dead clients'
+            # takes about once a second), but it never comes back
+            _settled(q)
+            left = [item.value for item in q]
+            assert _notes_of(path, client.proc.pid) == []  # used, then deleted
+        assert got not in left
+        with getattr(dq, kind)(path, codec="json") as q:  # nor at the next open
+            assert [item.value for item in q] == left
+        assert sorted(left + [got]) == ["first", "second", "third"]
+    finally:
+        _end(holder, client)
+
+
+def test_a_take_whose_reply_never_arrived_comes_back_when_holder_then_client_die(tmp_path):
+    """The other side of the same handover: a client killed before it read its reply
+    (so it never handed the item out) loses nothing."""
+    path = str(tmp_path / "q")
+    holder = Child(HOLDER, path, "Queue")
+    client = None
+    try:
+        holder.wait_lines(1)
+        stuck = CLIENT.replace("return json.loads(data)", "time.sleep(120)")
+        client = Child(stuck, path, "Queue")
+        end = time.monotonic() + 30
+        while _state(holder.proc.pid) != "T" and time.monotonic() < end:
+            time.sleep(0.02)
+        assert _state(holder.proc.pid) == "T"  # stopped while the client decodes
+        holder.kill()
+        client.kill()
+        assert client.lines == []
+        with dq.Queue(path, codec="json") as q:
+            _settled(q)
+            assert [item.value for item in q] == ["first", "second", "third"]
+    finally:
+        _end(holder, client)
+
+
+FULL_DISK_CLIENT = """
+import os, signal, sys, time, diskqueue as dq
+holder = int(sys.argv[2])
+
+def fill_the_disk(_datas):  # runs before the client says "got it"
+    os.kill(holder, signal.SIGUSR1)
+    time.sleep(0.3)
+
+q = dq.Queue(sys.argv[1])
+assert q.role == "client"
+taken = q._engine.take(q._ns, 1, check=fill_the_disk)
+print("handed out", flush=True)
+time.sleep(0.3)
+try:
+    len(q)  # a reply: the holder read the "got it" (and could not write it)
+except dq.DiskQueueError:
+    pass
+q.close()
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_take_confirmed_on_a_full_disk_stays_taken_when_client_then_holder_go(tmp_path):
+    """The holder reads the client's "got it" and cannot write it; the client leaves
+    while the disk is still full, and later the holder dies too: the item stays taken."""
+    path = str(tmp_path / "q")
+    holder = Child(FULL_DISK_HOLDER, path)
+    try:
+        holder.wait_lines(1)
+        client = Child(FULL_DISK_CLIENT, path, str(holder.proc.pid))
+        assert client.finish()[0] == 0
+        os.kill(holder.proc.pid, signal.SIGUSR2)  # room again
+        time.sleep(1.5)  # the holder may write the confirmation meanwhile, or not
+    finally:
+        holder.kill()
+    with dq.Queue(path) as q:
+        _settled(q)
+        assert len(q) == 0  # the item does not come back
+
+
+def test_the_notes_of_clients_that_ended_are_deleted(tmp_path, monkeypatch):
+    """A client's file of notes outlives it only until the holder's next sweep."""
+    monkeypatch.setattr(inherited, "LEDGER_SWEEP_EVERY", 0.0)
+    path = str(tmp_path / "q")
+    with dq.Queue(path) as q:
+        q.enqueue_many(["a", "b"])
+        client = Child("""
+import sys, diskqueue as dq
+q = dq.Queue(sys.argv[1])
+print(q.role, q.dequeue().value, flush=True)
+q.close()
+""", path)
+        rc, lines = client.finish()
+        assert (rc, lines) == (0, ["client a"])
+        end = time.monotonic() + 10
+        while _notes_of(path, client.proc.pid) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert _notes_of(path, client.proc.pid) == []
+        assert [item.value for item in q] == ["b"]
+
+
+def _notes_of(path: str, pid: int) -> list[str]:
+    return [name for name in os.listdir(path) if name.startswith(f"diskqueue.handed.{pid}.")]
+
+
+def _end(*children: Child | None) -> None:
+    for child in children:
+        if child is not None:
+            child.kill()  # SIGKILL ends a stopped process too
+
+
+def _settled(q) -> None:
+    """Wait until the new holder settled what it inherited for dead clients (a Stack's
+    held pops are not counted anywhere: wait for two of its looks)."""
+    if not hasattr(q, "in_flight"):
+        time.sleep(2.5)
+        return
+    end = time.monotonic() + 5
+    while q.in_flight() and time.monotonic() < end:
+        time.sleep(0.05)
+    assert q.in_flight() == 0
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0]
