@@ -256,7 +256,9 @@ class RemoteEngine:
         deadline: Optional[float] = None  # to reach an owner after the last one went
         opening: Optional[float] = None
         if method == "ensure_kind":
+            # The open's first request: its answer has what is left of the open's bound.
             opening, self._opening = self._opening, None
+            deadline = opening
         while True:
             local = self._local
             if local is not None:
