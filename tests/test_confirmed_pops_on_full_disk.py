@@ -40,8 +40,11 @@ s.close()
 """
 
 
+@pytest.mark.parametrize("leaves", [False, True],
+                         ids=["client stays", "client leaves while the disk is full"])
 @pytest.mark.timeout(60)
-def test_a_pop_confirmation_the_full_disk_refused_is_written_once_there_is_room(tmp_path):
+def test_a_pop_confirmation_the_full_disk_refused_is_written_once_there_is_room(
+        tmp_path, leaves):
     path = str(tmp_path / "s")
     holder = Child(HOLDER, path)
     try:
@@ -56,9 +59,12 @@ def test_a_pop_confirmation_the_full_disk_refused_is_written_once_there_is_room(
         popped = stack._engine.take(stack._ns, 1, from_tail=True, check=full_before_got_it)
         assert len(popped) == 1
         time.sleep(0.5)  # the holder read "got it" and could not delete the held record
+        if leaves:
+            stack.close()  # the holder cannot write it then either
+            time.sleep(0.3)
         os.kill(holder.proc.pid, signal.SIGUSR2)
         deadline = time.monotonic() + 10
-        while True:  # each call carries the word again; the first may meet the full disk
+        while not leaves:  # each call carries the word again; the first may meet the full disk
             try:
                 assert len(stack) == 1
                 break
@@ -66,6 +72,7 @@ def test_a_pop_confirmation_the_full_disk_refused_is_written_once_there_is_room(
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         stack.close()
+        time.sleep(1.5)  # the holder tries again at its next check (every second)
         holder.proc.send_signal(signal.SIGTERM)
         code, lines = holder.finish()
         assert (code, lines) == (0, ["ready", "held 0"])  # the confirmation was written
