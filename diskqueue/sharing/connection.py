@@ -138,7 +138,7 @@ class Client:
     reply. The object is also the owner of the connection's reservations."""
 
     __slots__ = ("sock", "inbox", "out", "pending", "held", "tops", "reserved", "parked",
-                 "busy", "writing", "holder", "confirmed", "__weakref__")
+                 "busy", "writing", "holder", "confirmed", "confirmed_tops", "__weakref__")
 
     def __init__(self, sock: socket.socket, inbox: Inbox,
                  holder: Optional[Holder] = None) -> None:
@@ -153,6 +153,7 @@ class Client:
         # takes the client confirmed whose delete failed (a full disk): tried again at
         # its next word, and never returned, since the client has them
         self.confirmed: list[Held] = []
+        self.confirmed_tops: list[int] = []  # the same for pops from the top
         self.parked: Optional[Parked] = None
         self.busy = False  # a call of it runs in the pool, or is parked
         self.writing = False  # registered for EVENT_WRITE
@@ -243,6 +244,8 @@ def settle(engine: HolderAPI, client: Client, put_back: bool) -> None:
     """The client's word on its last reply: let go of its takes, or return them."""
     if client.confirmed:
         client.confirmed = confirm_takes(engine, client.confirmed)
+    if client.confirmed_tops:
+        client.confirmed_tops = confirm_tops(engine, client.confirmed_tops)
     held, tops, reserved = client.held, client.tops, client.reserved
     if not (held or tops or reserved):
         return
@@ -252,8 +255,10 @@ def settle(engine: HolderAPI, client: Client, put_back: bool) -> None:
             engine.unreserve(held + reserved)
         elif held:
             client.confirmed += confirm_takes(engine, held)
-        if tops:
-            engine.settle_tops(tops, put_back=put_back)
+        if tops and put_back:
+            engine.settle_tops(tops, put_back=True)
+        elif tops:
+            client.confirmed_tops += confirm_tops(engine, tops)
     except DiskQueueError as exc:
         log.debug("settling a client's takes: %s", exc)
 
@@ -277,6 +282,18 @@ def confirm_takes(engine: HolderAPI, held: list[Held]) -> list[Held]:
         return failed
 
 
+def confirm_tops(engine: HolderAPI, tops: list[int]) -> list[int]:
+    """Let go of confirmed pops from the top; all of them again when their delete failed
+    (not written: a full disk), to try again: left held, the next holder would push
+    them back."""
+    try:
+        engine.settle_tops(tops, put_back=False)
+        return []
+    except DiskQueueError as exc:
+        log.debug("confirming a client's pops: %s", exc)
+        return tops
+
+
 def let_go(engine: HolderAPI, client: Client, closing: bool) -> list[Held]:
     """A connection ended: what it held and its reservations go back (but when the holder
     is closing, they stay on disk for the next one, which keeps them while the client
@@ -286,6 +303,8 @@ def let_go(engine: HolderAPI, client: Client, closing: bool) -> list[Held]:
         return []  # held items stay on disk, and the next open returns them
     if client.confirmed:  # the client has these: never return them
         client.confirmed = confirm_takes(engine, client.confirmed)
+    if client.confirmed_tops:
+        client.confirmed_tops = confirm_tops(engine, client.confirmed_tops)
     try:
         returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, put_back=True)
         if not client.confirmed:

@@ -58,6 +58,7 @@ from .connection import (
     Inbox,
     Parked,
     confirm_takes,
+    confirm_tops,
     let_go,
     listen,
     refuse,
@@ -112,6 +113,7 @@ class Server:
         self._next_sweep = time.monotonic() + receipts.SWEEP_EVERY
         # Confirmations of clients that left, not yet written (a full disk)
         self._unwritten: list[Held] = []
+        self._unwritten_tops: list[int] = []  # the same for pops from the top
         self._kick = {False: threading.Event(), True: threading.Event()}  # waiters
         self._sock, self._ino = self._listen()
         self._sel = selectors.DefaultSelector()
@@ -390,6 +392,8 @@ class Server:
             log.info("returned %d items of clients that died", returned)
         if self._unwritten:
             self._unwritten = confirm_takes(self._engine, self._unwritten)
+        if self._unwritten_tops:
+            self._unwritten_tops = confirm_tops(self._engine, self._unwritten_tops)
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + receipts.SWEEP_EVERY
@@ -400,6 +404,8 @@ class Server:
 
     def _let_go(self, client: Client) -> None:
         self._unwritten += let_go(self._engine, client, self._closing)
+        self._unwritten_tops += client.confirmed_tops  # what let_go could not write either
+        client.confirmed_tops = []
 
     # -- calls ------------------------------------------------------------------
     def _call(self, client: Client, request: object) -> None:
