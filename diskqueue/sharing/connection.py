@@ -138,7 +138,7 @@ class Client:
     reply. The object is also the owner of the connection's reservations."""
 
     __slots__ = ("sock", "inbox", "out", "pending", "held", "tops", "reserved", "parked",
-                 "busy", "writing", "holder", "confirmed", "confirmed_tops", "__weakref__")
+                 "busy", "writing", "holder", "confirmed", "__weakref__")
 
     def __init__(self, sock: socket.socket, inbox: Inbox,
                  holder: Optional[Holder] = None) -> None:
@@ -152,8 +152,7 @@ class Client:
         self.reserved: list[Held] = []  # reservations the last reply made (reserve)
         # takes the client confirmed whose delete failed (a full disk): tried again at
         # its next word, and never returned, since the client has them
-        self.confirmed: list[Held] = []
-        self.confirmed_tops: list[int] = []  # the same for pops from the top
+        self.confirmed = Unwritten()
         self.parked: Optional[Parked] = None
         self.busy = False  # a call of it runs in the pool, or is parked
         self.writing = False  # registered for EVENT_WRITE
@@ -242,10 +241,7 @@ def same_user(conn: socket.socket) -> bool:
 
 def settle(engine: HolderAPI, client: Client, put_back: bool) -> None:
     """The client's word on its last reply: let go of its takes, or return them."""
-    if client.confirmed:
-        client.confirmed = confirm_takes(engine, client.confirmed)
-    if client.confirmed_tops:
-        client.confirmed_tops = confirm_tops(engine, client.confirmed_tops)
+    client.confirmed.retry(engine)
     held, tops, reserved = client.held, client.tops, client.reserved
     if not (held or tops or reserved):
         return
@@ -254,13 +250,41 @@ def settle(engine: HolderAPI, client: Client, put_back: bool) -> None:
         if put_back:
             engine.unreserve(held + reserved)
         elif held:
-            client.confirmed += confirm_takes(engine, held)
+            client.confirmed.takes += confirm_takes(engine, held)
         if tops and put_back:
             engine.settle_tops(tops, put_back=True)
         elif tops:
-            client.confirmed_tops += confirm_tops(engine, tops)
+            client.confirmed.tops += confirm_tops(engine, tops)
     except DiskQueueError as exc:
         log.debug("settling a client's takes: %s", exc)
+
+
+class Unwritten:
+    """Confirmed takes (``takes``) and pops from the top (``tops``) whose delete failed
+    (not written: a full disk): tried again, and never returned, since the client has
+    them (left held, the next holder would give them back)."""
+
+    __slots__ = ("takes", "tops")
+
+    def __init__(self) -> None:
+        self.takes: list[Held] = []
+        self.tops: list[int] = []
+
+    def __bool__(self) -> bool:
+        """Whether anything is left to write."""
+        return bool(self.takes or self.tops)
+
+    def retry(self, engine: HolderAPI) -> None:
+        """Try the deletes again; what still fails stays."""
+        if self.takes:
+            self.takes = confirm_takes(engine, self.takes)
+        if self.tops:
+            self.tops = confirm_tops(engine, self.tops)
+
+    def add(self, other: Unwritten) -> None:
+        """Take over ``other``'s (a client's that left)."""
+        self.takes += other.takes
+        self.tops += other.tops
 
 
 def confirm_takes(engine: HolderAPI, held: list[Held]) -> list[Held]:
@@ -294,20 +318,17 @@ def confirm_tops(engine: HolderAPI, tops: list[int]) -> list[int]:
         return tops
 
 
-def let_go(engine: HolderAPI, client: Client, closing: bool) -> list[Held]:
+def let_go(engine: HolderAPI, client: Client, closing: bool) -> Unwritten:
     """A connection ended: what it held and its reservations go back (but when the holder
     is closing, they stay on disk for the next one, which keeps them while the client
     lives: its "got it" may be on the way). Returns the client's confirmations that
     still cannot be written (a full disk), for the holder to write later."""
     if engine.closed or engine.forked or closing and client.holder is not None:
-        return []  # held items stay on disk, and the next open returns them
-    if client.confirmed:  # the client has these: never return them
-        client.confirmed = confirm_takes(engine, client.confirmed)
-    if client.confirmed_tops:
-        client.confirmed_tops = confirm_tops(engine, client.confirmed_tops)
+        return Unwritten()  # held items stay on disk, and the next open returns them
+    client.confirmed.retry(engine)  # the client has these: never return them
     try:
         returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, put_back=True)
-        if not client.confirmed:
+        if not client.confirmed.takes:
             returned += engine.release_owner(client)
         # else confirmations that cannot be written yet (a full disk) must not come
         # back with them: its reservations come back when their leases end instead.

@@ -54,11 +54,9 @@ from . import peercred, protocol, receipts, requests
 from .connection import (
     MAX_PENDING,
     Client,
-    Held,
     Inbox,
     Parked,
-    confirm_takes,
-    confirm_tops,
+    Unwritten,
     let_go,
     listen,
     refuse,
@@ -112,8 +110,7 @@ class Server:
         # when to delete the receipts of ended clients next
         self._next_sweep = time.monotonic() + receipts.SWEEP_EVERY
         # Confirmations of clients that left, not yet written (a full disk)
-        self._unwritten: list[Held] = []
-        self._unwritten_tops: list[int] = []  # the same for pops from the top
+        self._unwritten = Unwritten()
         self._kick = {False: threading.Event(), True: threading.Event()}  # waiters
         self._sock, self._ino = self._listen()
         self._sel = selectors.DefaultSelector()
@@ -390,10 +387,7 @@ class Server:
             return
         if returned:
             log.info("returned %d items of clients that died", returned)
-        if self._unwritten:
-            self._unwritten = confirm_takes(self._engine, self._unwritten)
-        if self._unwritten_tops:
-            self._unwritten_tops = confirm_tops(self._engine, self._unwritten_tops)
+        self._unwritten.retry(self._engine)
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + receipts.SWEEP_EVERY
@@ -403,9 +397,7 @@ class Server:
                 log.warning("deleting the receipts of clients that ended: %s", exc)
 
     def _let_go(self, client: Client) -> None:
-        self._unwritten += let_go(self._engine, client, self._closing)
-        self._unwritten_tops += client.confirmed_tops  # what let_go could not write either
-        client.confirmed_tops = []
+        self._unwritten.add(let_go(self._engine, client, self._closing))
 
     # -- calls ------------------------------------------------------------------
     def _call(self, client: Client, request: object) -> None:
