@@ -126,7 +126,7 @@ def test_group_ack_raises_the_write_error_in_every_waiting_thread(tmp_path):
         for ack in acks:
             with pytest.raises(dq.Closed):
                 group.ack(ack)
-        assert group.ack is not None and not group._waiting and not group._leading
+        assert group.ack is not None and not group.group._waiting and not group.group._leading
 
 
 TASK_HOLDER = r"""
