@@ -136,12 +136,13 @@ CALLS = {
     "take": [b"", 1], "take_run": [b"", b"", 1], "take_first": [[b""]],
     "pop_one": [b"", b""], "ack": [b"", b"", 1], "nack": [b"", b"", 1], "peek": [b"", 0],
     "lanes": [b""], "scan": [b""], "join": [b""], "scan_records": [b"", b"", None],
-    "confirm": [[], []],
+    "confirm": [[], []], "ack_each": [[]],
 }
 FLAG_VALUES = {
     "maxsize": 5, "block": True, "timeout": 0.05, "records": [[b"r", b"k", b"v"]],
     "lane": b"l", "desc": True, "from_tail": True, "lease": 30.0, "attempts": 3,
     "front": False, "after": [b"", 0], "limit": 7, "delivered": True,
+    "guarded": [[b"r", b"k", None, []]],
 }
 
 

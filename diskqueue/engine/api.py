@@ -32,6 +32,9 @@ Held = tuple[bytes, bytes, int, int]
 """``(ns, lane, seq, attempts)`` of a held or reserved item."""
 Ack = tuple[bytes, bytes, int, Optional[int], RecordOps]
 """``(ns, lane, seq, attempts, records)``: a reserved item to delete, with its records."""
+Guarded = tuple[bytes, bytes, Optional[bytes], RecordOps]
+"""``(ns, key, expected, records)``: ``records`` to write only if record ``key`` of
+namespace ``ns`` still holds ``expected`` (None: there is none)."""
 LOCAL_ONLY = frozenset({"owner", "check", "holder", "held", "receipt"})
 """Parameters only the holder's own process passes (objects that cannot travel)."""
 Receipt = tuple[bytes, Callable[[Any], bytes]]
@@ -109,9 +112,11 @@ class WireAPI(Protocol):
     def ack_many(self, held: list[Held]) -> None:
         """Delete reserved items in one batch."""
 
-    def ack_each(self, acks: list[Ack]) -> list[bool]:
+    def ack_each(self, acks: list[Ack], *, guarded: Sequence[Guarded] = ()) -> list[bool]:
         """Delete reserved items, each with its records, in one batch; for each, False
-        when it was not reserved so (nothing of it is written, the others are)."""
+        when it was not reserved so (nothing of it is written, the others are). Each of
+        ``guarded`` writes its records in the same batch only if its record is still as
+        expected; its bool follows those of ``acks``."""
 
     def nack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
              front: bool = True) -> int:
@@ -158,6 +163,9 @@ class WireAPI(Protocol):
 
     def get_record(self, ns: bytes, key: bytes) -> Optional[bytes]:
         """One record's value, or None."""
+
+    def get_records(self, ns: bytes, keys: list[bytes]) -> list[Optional[bytes]]:
+        """The values of several records of ``ns`` (None for each there is not)."""
 
     def scan_records(self, ns: bytes, start: bytes = b"", stop: Optional[bytes] = None,
                      *, limit: int = 1000) -> list[tuple[bytes, bytes]]:

@@ -7,15 +7,16 @@ holding reservations loses nothing: the next open puts them back at the front.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import msgpack
 
 from ..errors import NotReserved
-from .api import Ack
+from .api import Ack, Guarded
 from .core import Core
 from .lanes import Lane, Space
-from .records import RecordOps, plan_records
+from .records import RecordOps, plan_records, record_key
 
 
 class Reservations(Core):
@@ -118,11 +119,17 @@ class Reservations(Core):
                 self._count_deletes(sp, (lane,), 1)
             self._leases_ended(len(held))
 
-    def ack_each(self, acks: list[Ack]) -> list[bool]:
+    def ack_each(self, acks: list[Ack], *, guarded: Sequence[Guarded] = ()) -> list[bool]:
         """Delete reserved ``(ns, lane, seq, attempts, records)`` items, each with its
         ``records``, all in one batch: the acks of several callers that came together.
         For each, False when it was not reserved so (nothing of it is written, and the
-        others are); ``Closed`` when the engine is closed."""
+        others are); ``Closed`` when the engine is closed.
+
+        Each ``(ns, key, expected, records)`` of ``guarded`` writes its ``records`` in
+        the same batch only if record ``key`` of ``ns`` holds ``expected`` (None: none)
+        before it; its bool (False: nothing of it written) follows those of ``acks``.
+        (A task worker starts a job read ahead so: the start is not written over an
+        outcome another copy of the job stored meanwhile.)"""
         with self._lock:
             self._check()
             puts: list[tuple[bytes, bytes]] = []
@@ -140,8 +147,15 @@ class Reservations(Core):
                 deletes += plan_records(records, puts)
                 done.append((sp, lane, seq))
                 stored.append(True)
-            if done:
+            get = self._store.get
+            for ns, key, expected, records in guarded:
+                landed = get(record_key(ns, key)) == expected
+                if landed:
+                    deletes += plan_records(records, puts)
+                stored.append(landed)
+            if puts or deletes:
                 self._store.write(puts, deletes)
+            if done:
                 for sp, lane, seq in done:
                     del sp.reserved[(lane, seq)]
                     self._count_deletes(sp, (lane,), 1)

@@ -61,6 +61,15 @@ class Records(Core):
             self._check()
             return self._store.get(record_key(ns, key))
 
+    def get_records(self, ns: bytes, keys: list[bytes]) -> list[Optional[bytes]]:
+        """The values of records ``keys`` of namespace ``ns`` (None where there is
+        none), read together: one call for a batch of jobs taken at once."""
+        prefix = record_key(ns, b"")
+        with self._lock:
+            self._check()
+            get = self._store.get
+            return [get(prefix + key) for key in keys]
+
     def scan_records(self, ns: bytes, start: bytes = b"", stop: Optional[bytes] = None,
                      *, limit: int = 1000) -> list[tuple[bytes, bytes]]:
         """Records of a namespace with ``start <= key < stop``, in key order."""

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn, Optional, Protocol
 
 from ..engine import handed, holders, store
-from ..engine.api import Ack, Check, EngineAPI, Entry, Held, Receipt, RecordOps
+from ..engine.api import Ack, Check, EngineAPI, Entry, Guarded, Held, Receipt, RecordOps
 from ..engine.holders import running
 from ..errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
 from . import peercred, protocol, receipts
@@ -654,9 +654,10 @@ class RemoteEngine:
         """See :meth:`EngineAPI.ack_many`."""
         self.call("ack_many", [held], {})
 
-    def ack_each(self, acks: list[Ack]) -> list[bool]:
+    def ack_each(self, acks: list[Ack], *, guarded: Sequence[Guarded] = ()) -> list[bool]:
         """See :meth:`EngineAPI.ack_each`."""
-        return self.call("ack_each", [acks], {})  # type: ignore[no-any-return]
+        return self.call("ack_each", [acks], {"guarded": guarded} if guarded else {}
+                         )  # type: ignore[no-any-return]
 
     def nack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
              front: bool = True) -> int:
@@ -721,6 +722,10 @@ class RemoteEngine:
     def get_record(self, ns: bytes, key: bytes) -> Optional[bytes]:
         """See :meth:`EngineAPI.get_record`."""
         return self.call("get_record", [ns, key], {})  # type: ignore[no-any-return]
+
+    def get_records(self, ns: bytes, keys: list[bytes]) -> list[Optional[bytes]]:
+        """See :meth:`EngineAPI.get_records`."""
+        return self.call("get_records", [ns, keys], {})  # type: ignore[no-any-return]
 
     def scan_records(self, ns: bytes, start: bytes = b"", stop: Optional[bytes] = None,
                      *, limit: int = 1000) -> list[tuple[bytes, bytes]]:

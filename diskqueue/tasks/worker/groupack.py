@@ -7,6 +7,10 @@ wrote its own, and a job is still deleted only in the batch that stores its outc
 What changes is who writes: the engine's group commit (``engine/groupcommit.py``) lets
 the first thread to arrive write, in one ``ack_each`` (and one ``sync`` when the store
 syncs), what every thread that came while the disk was busy left for it.
+
+A thread's work may also carry the start of its next job (a *guarded* write: only if
+the job's record is still the one read when it was taken, see ``Runner.fetch_batch``),
+in the same batch as its outcome, or on its own.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from .. import layout as R
 
 # (namespace, lane, seq, attempts, record ops) of one reserved job to delete
 Ack = tuple[bytes, bytes, int, Optional[int], R.Ops]
+# (records namespace, key, value expected there, record ops written only if it is)
+Guarded = tuple[bytes, bytes, Optional[bytes], R.Ops]
+_Work = tuple[Optional[Ack], Optional[Guarded]]
 
 
 class GroupAck:
@@ -36,11 +43,27 @@ class GroupAck:
         that batch is written: True, or False when the job was not reserved so (nothing
         of it written). Raises what the write raised (``Closed``, ``DiskQueueError``):
         then nothing of the batch was written."""
-        return bool(self.group.submit(ack))
+        return bool(self.group.submit((ack, None))[0])
 
-    def _write(self, acks: list[Ack]) -> list[bool]:
-        stored = list(self.engine.ack_each(acks))
-        if self.sync and any(stored):
+    def ack_and_start(self, ack: Ack, guarded: Guarded) -> tuple[bool, bool]:
+        """:meth:`ack`, and write ``guarded`` in the same batch if its record is as
+        expected: whether each was written. Raises as :meth:`ack`."""
+        stored, landed = self.group.submit((ack, guarded))
+        return bool(stored), bool(landed)
+
+    def guarded(self, guarded: Guarded) -> bool:
+        """Write ``guarded`` alone (in the next batch) if its record is as expected;
+        whether it was. Raises as :meth:`ack`."""
+        return bool(self.group.submit((None, guarded))[1])
+
+    def _write(self, works: list[_Work]) -> list[tuple[bool, bool]]:
+        acks = [ack for ack, _ in works if ack is not None]
+        guards = [guard for _, guard in works if guard is not None]
+        done = iter(self.engine.ack_each(acks, guarded=guards) if guards
+                    else self.engine.ack_each(acks))
+        stored = [next(done) if ack is not None else False for ack, _ in works]
+        landed = [next(done) if guard is not None else False for _, guard in works]
+        if self.sync and (any(stored) or any(landed)):
             self.engine.sync()
         self.batches += 1
-        return stored
+        return list(zip(stored, landed, strict=True))

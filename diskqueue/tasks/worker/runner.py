@@ -47,7 +47,7 @@ class Run:
     """One job being run by this worker: its lease, record, task and deadline."""
 
     __slots__ = ("ns", "lane", "seq", "held", "jid", "record", "task", "deadline", "lock",
-                 "finished", "job", "thread", "began", "duration")
+                 "finished", "job", "thread", "began", "duration", "ahead")
 
     def __init__(self, lease: Lease, record: dict[str, Any], task: Optional[TaskFunction],
                  tasks: TaskApp) -> None:
@@ -62,6 +62,8 @@ class Run:
         self.thread = threading.current_thread()
         self.began = time.perf_counter()  # reset when the call itself starts
         self.duration: Optional[float] = None  # seconds the call took, once it ended
+        # (record as read ahead, start latency): a start still to be written guarded
+        self.ahead: Optional[tuple[bytes, float]] = None
 
     def took(self) -> float:
         """Seconds the call took (so far, when it has not ended: a timeout)."""
@@ -122,6 +124,9 @@ class Runner:
         # When set, the acks of the threads sharing this runner are written together
         # (see groupack); the disk lock is then not used.
         self.group: Optional[GroupAck] = None
+        # With a group (a client's threads): the records of the jobs of a batch, read
+        # with it (one round trip), by job id; a start written from one is guarded.
+        self.ahead: dict[bytes, bytes] = {}
 
     # -- fetch and start -------------------------------------------------------
     def fetch(self, timeout: float) -> Optional[Lease]:
@@ -149,15 +154,33 @@ class Runner:
                         entries = eng.take(ns, min(most, ready // share), lease=math.inf)
                     except Empty:
                         continue
-                    return [(ns, tuple(entry)) for entry in entries]  # type: ignore[misc]
+                    leases = [(ns, tuple(entry)) for entry in entries]
+                    if self.group is not None:
+                        self._read_ahead(leases)  # type: ignore[arg-type]
+                    return leases  # type: ignore[return-value]
                 if ready:
                     break  # a few in this queue: one at a time keeps the strict order
         lease = self.fetch(timeout)
         return [] if lease is None else [lease]
 
+    def _read_ahead(self, leases: list[Lease]) -> None:
+        """Read the records of a batch's jobs in one call (a client's round trip each
+        otherwise); a job whose record cannot be read so is read when it begins."""
+        jids = [bytes(entry[3]) for _, entry in leases]
+        try:
+            found = self.eng.get_records(R.NS_JOBS, jids)
+        except DiskQueueError:
+            return
+        ahead = self.ahead
+        for jid, data in zip(jids, found, strict=True):
+            if data is not None:
+                ahead[jid] = data
+
     def give_back(self, lease: Lease) -> None:
         """Return a fetched job that was not started to the front of its queue."""
-        ns, (lane, seq, _, _, held) = lease
+        ns, (lane, seq, _, jid, held) = lease
+        if self.ahead:
+            self.ahead.pop(bytes(jid), None)
         self._nack(ns, lane, seq, held)
 
     def begin(self, lease: Lease) -> Optional[Run]:
@@ -173,22 +196,32 @@ class Runner:
 
     def _begin(self, lease: Lease, start: Optional[R.Ops] = None) -> Optional[Run]:
         """Mark a fetched job started (disk lock held). ``start``: the write of its
-        started record is added there (to ride in the caller's batch) instead of made."""
+        started record is added there (to ride in the caller's batch) instead of made.
+
+        A job whose record was read ahead (``self.ahead``) starts from that record, and
+        its start is written only if the record is still that one (a guarded write; a
+        second copy of the job may have ended meanwhile): with ``start``, the caller
+        writes it so (``Run.ahead``); when it was not, the record is read again."""
         ns, (lane, seq, _, jid, held) = lease
+        ahead = self.ahead.pop(bytes(jid), None) if self.ahead else None
         if self.stopping.is_set():
             self._nack(ns, lane, seq, held)
             return None
-        record = self.store.read(bytes(jid))
+        record = self.store.read(bytes(jid)) if ahead is None else R.unpack(ahead)
         if record is None:
             log.warning("job %s has no record (purged?); dropping it", bytes(jid).decode())
             self._ack_lease(ns, lane, seq, held, [])
             return None
+        if record["state"] in (SUCCESS, DEAD) and ahead is not None:
+            return self._begin(lease, start)  # what the record says now decides
         if record["state"] in (SUCCESS, DEAD):  # a second copy of a finished job's entry
             log.warning("job %s is already %s; dropping a second copy of it", record["id"],
                         record["state"])
             self._ack_lease(ns, lane, seq, held, [])
             return None
         run = Run(lease, record, self.tasks.registry.get(record["task"]), self.tasks)
+        if ahead is not None and (run.task is None or run.task.options.rate_limit is not None):
+            return self._begin(lease, start)  # these write from the record: read it now
         if run.task is None:
             return run  # finished as dead by begin(), outside the disk lock
         now = self.clock()
@@ -197,11 +230,18 @@ class Runner:
         record.update(state=STARTED, attempts=record.get("attempts", 0) + 1, started=now)
         record.pop("eta", None)
         record.pop("progress", None)
-        if start is None:
-            self.store.save(record)
-        else:
+        latency = now - record.get("ready", now)
+        if start is not None:
             start.append((R.NS_JOBS, run.jid, R.pack(record)))
-        self.counters.started(record["queue"], now - record.get("ready", now))
+            if ahead is not None:
+                run.ahead = (ahead, latency)  # counted once the caller wrote it (_ended)
+        elif ahead is None:
+            self.store.save(record)
+        elif self.group is None or not self.group.guarded(
+                (R.NS_JOBS, run.jid, ahead, [(R.NS_JOBS, run.jid, R.pack(record))])):
+            return self._begin(lease)  # the record changed since it was read: read it
+        if run.ahead is None:
+            self.counters.started(record["queue"], latency)
         timeout = run.task.options.timeout
         if timeout is not None:
             run.deadline = time.monotonic() + timeout
@@ -370,15 +410,26 @@ class Runner:
                     nxt = self._begin(then, start)
             finally:  # the outcome is stored even when beginning the next job failed
                 try:
-                    stored = self.counters.counted(
-                        run.record["queue"], counts,
-                        lambda more: self._ack(run, ops + more + start))
-                    if start and not stored:  # the outcome was not stored; the start is
-                        self.store.write(start)
+                    if nxt is not None and nxt.ahead is not None:
+                        guarded = nxt
+                        stored = self.counters.counted(
+                            run.record["queue"], counts,
+                            lambda more: self._ack_and_start(run, ops + more, guarded, start))
+                    else:
+                        stored = self.counters.counted(
+                            run.record["queue"], counts,
+                            lambda more: self._ack(run, ops + more + start))
+                        if start and not stored:  # the outcome was not; the start is
+                            self.store.write(start)
                 except BaseException:
                     if nxt is not None:  # its start was not written: it was not started
                         self.release(nxt)
                     raise
+            if nxt is not None and nxt.ahead is not None and then is not None:
+                # its record changed since it was read: not started; read it again
+                nxt.end()
+                self.active.discard(nxt)
+                nxt = self._begin(then)
         with self._count_lock:  # += is not atomic across threads
             self.finished += 1
         self.shared.notify_finished()
@@ -434,6 +485,27 @@ class Runner:
 
     def _ack(self, run: Run, ops: R.Ops) -> bool:
         return self._ack_lease(run.ns, run.lane, run.seq, run.held, ops)
+
+    def _ack_and_start(self, run: Run, ops: R.Ops, nxt: Run, start: R.Ops) -> bool:
+        """:meth:`_ack` ``run`` and, in the same batch, write the ``start`` of ``nxt``
+        (begun from a record read ahead) if its record is still the one read: then
+        ``nxt.ahead`` is cleared and its start counted. Returns what ``_ack`` does."""
+        assert self.group is not None and nxt.ahead is not None
+        expected, latency = nxt.ahead
+        try:
+            stored, landed = self.group.ack_and_start(
+                (run.ns, run.lane, run.seq, run.held, ops),
+                (R.NS_JOBS, nxt.jid, expected, start))
+        except Closed as exc:
+            log.warning("could not store the outcome of a job (%s); it will run again", exc)
+            return False
+        if landed:
+            nxt.ahead = None
+            self.counters.started(nxt.record["queue"], latency)
+        if not stored:
+            log.warning("could not store the outcome of a job (item %d is not reserved); "
+                        "it will run again", run.seq)
+        return stored
 
     def _ack_lease(self, ns: bytes, lane: bytes, seq: int, held: int,
                    ops: R.Ops) -> bool:
