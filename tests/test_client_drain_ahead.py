@@ -1,15 +1,19 @@
 """A client worker reads the records of a batch of jobs with the batch (one round trip,
 ``get_records``) and writes each job's start guarded (``ack_each(guarded=...)``): only if
 the record is still the one it read, so a second copy of a job that ended meanwhile is
-still recognised and not run again."""
+still recognised and not run again. And both ends of a client's socket sleep instead of
+polling while every core is busy."""
 
 from __future__ import annotations
 
 import math
+import socket
+import threading
 
 import pytest
 
 import diskqueue as dq
+from diskqueue.sharing import protocol
 
 try:
     from . import faults
@@ -120,3 +124,43 @@ def test_a_job_read_ahead_that_another_copy_ended_meanwhile_is_not_run(tmp_path,
             assert sum(worker.runner.counters.latency()["default"].values()) == 19
     finally:
         holder.kill()
+
+
+class _Counting:
+    """A socket's reading side that counts its receives."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.calls = 0
+
+    def recv_into(self, *args: object) -> int:
+        self.calls += 1
+        return self.sock.recv_into(*args)  # type: ignore[arg-type]
+
+    def recv(self, n: int) -> bytes:
+        self.calls += 1
+        return self.sock.recv(n)
+
+
+def test_a_read_does_not_poll_while_every_core_is_busy(monkeypatch):
+    a, b = socket.socketpair()
+    try:
+        counting = _Counting(b)
+        reader = protocol.FrameReader(counting)  # type: ignore[arg-type]
+        for busy, most in ((True, 2), (False, protocol.POLLS + 1)):
+            monkeypatch.setattr(protocol, "spinning_pays", lambda busy=busy: not busy)
+            counting.calls = 0
+            threading.Timer(0.02, a.sendall, [protocol.pack("late")]).start()
+            assert reader.read() == "late"
+            assert (counting.calls <= 2) if busy else (counting.calls > 2)
+            assert counting.calls <= most
+    finally:
+        a.close()
+        b.close()
+
+
+def test_spinning_pays_only_while_a_core_is_free(monkeypatch):
+    for load, pays in ((0.2, True), (protocol._CPUS + 0.5, False)):
+        monkeypatch.setattr(protocol.os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        monkeypatch.setattr(protocol, "_load", [-protocol.LOAD_EVERY - 1, not pays])
+        assert protocol.spinning_pays() is pays

@@ -39,7 +39,8 @@ def test_frames_split_across_sends_arrive_whole(pair):
     sender.join()
 
 
-def test_an_idle_peer_stops_the_polling_and_a_quick_one_brings_it_back(pair):
+def test_an_idle_peer_stops_the_polling_and_a_quick_one_brings_it_back(pair, monkeypatch):
+    monkeypatch.setattr(protocol, "spinning_pays", lambda: True)  # a core is free
     a, b = pair
     reader = protocol.FrameReader(b)
     for _ in range(12):  # a peer that answers only after 20 ms, again and again

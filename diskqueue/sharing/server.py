@@ -85,6 +85,12 @@ _LISTENER, _WAKE = "listener", "wake"
 _KILL_BEFORE_REPLY = os.environ.get("DISKQUEUE_TEST_KILL_BEFORE_REPLY")  # a test hook
 
 
+def _spins() -> int:
+    """How many times the loop polls before it sleeps, after an event: none while every
+    core is busy (:func:`protocol.spinning_pays`: it would take the clients' time)."""
+    return _POLLS if protocol.spinning_pays() else 0
+
+
 class Server:
     """Serves ``engine`` to other processes through the socket in its directory, from
     the moment it is made until :meth:`close` (or, in a forked child,
@@ -205,17 +211,17 @@ class Server:
                 if hot is not None and polls % 8:  # between selects, poll the client
                     polls -= 1  # served last: its next call is the likeliest next event
                     if self._read(hot):
-                        polls = _POLLS
+                        polls = _spins()
                     continue
                 events = self._sel.select(0)
                 if events:
-                    polls = _POLLS
+                    polls = _spins()
                 elif polls:
                     polls -= 1
                     continue
                 else:
                     events = self._sel.select(self._sleep_for(next_retry))
-                    polls = _POLLS if events else 0
+                    polls = _spins() if events else 0
                 for key, mask in events:
                     if key.data is _LISTENER:
                         self._accept()
