@@ -70,7 +70,12 @@ def test_a_malformed_guarded_write_is_refused_by_the_holder(tmp_path):
                 q._engine.call("ack_each", [[]], {"guarded": bad})
         with pytest.raises(TypeError):
             q._engine.call("get_records", [b"r", [b"k", 3]], {})
+        for bad_row in ([b"r", None, b"x"], [None, b"k", b"x"], [b"r", b"k"]):
+            with pytest.raises(TypeError):  # None only where a value may be deleted
+                q._engine.call("write_records", [[bad_row]], {})
         assert q._engine.get_record(b"r", b"k") == b"v"
+        q._engine.call("write_records", [[[b"r", b"k", None]]], {})
+        assert q._engine.get_record(b"r", b"k") is None
 
 
 def test_a_job_read_ahead_that_another_copy_ended_meanwhile_is_not_run(tmp_path, caplog):

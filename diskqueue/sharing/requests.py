@@ -169,15 +169,17 @@ def _check(method: str, param: _Param, value: object) -> None:
 _SEQS = (list, tuple)
 
 
-def _byte_rows(width: int) -> Check:
+def _byte_rows(width: int, nullable: frozenset[int] = frozenset()) -> Check:
+    """Rows of ``width`` bytes each (None allowed at the places in ``nullable``),
+    checked in one loop: a batch's entries, or its record writes."""
     def rows(value: Any) -> bool:
         if type(value) not in _SEQS:
             return False
         for row in value:
             if type(row) not in _SEQS or len(row) != width:
                 return False
-            for cell in row:
-                if type(cell) is not bytes:
+            for at, cell in enumerate(row):
+                if type(cell) is not bytes and not (cell is None and at in nullable):
                     return False
         return True
     return rows
@@ -215,17 +217,31 @@ def _checker(wanted: Any) -> Check:
             return simple
         parts = [_checker(p) for p in params]
 
-        def fixed(value: Any) -> bool:
-            return type(value) in (list, tuple) and len(value) == len(parts) and all(
-                check(v) for check, v in zip(parts, value, strict=True))
+        def fixed(value: Any) -> bool:  # a loop: a generator per call costs more
+            if type(value) not in _SEQS or len(value) != len(parts):
+                return False
+            for check, v in zip(parts, value):  # noqa: B905 (lengths checked)
+                if not check(v):
+                    return False
+            return True
         return fixed
     if origin in (list, Iterable, Sequence):
         inner = typing.get_args(params[0])
-        if typing.get_origin(params[0]) is tuple and all(p is bytes for p in inner):
-            return _byte_rows(len(inner))  # a batch's entries: checked in one loop
+        if typing.get_origin(params[0]) is tuple and all(
+                p in (bytes, Optional[bytes]) for p in inner):
+            # a batch's entries, or record writes: checked in one loop
+            return _byte_rows(len(inner), frozenset(
+                at for at, p in enumerate(inner) if p is not bytes))
         each = _checker(params[0])
-        return lambda value: type(value) in (list, tuple) and all(
-            each(v) for v in value)  # type: ignore[attr-defined]
+
+        def every(value: Any) -> bool:
+            if type(value) not in _SEQS:
+                return False
+            for v in value:
+                if not each(v):
+                    return False
+            return True
+        return every
     return lambda value: False  # a type the wire has no use for (a dict, a callable)
 
 
