@@ -89,7 +89,12 @@ class Pushes(Core):
         and so is ``receipt`` (see :meth:`push_one`).
         """
         with self._lock:
-            sp = self._roomy(ns, len(entries), maxsize, block, timeout)
+            # _roomy() spelled out, as in push_one: a single job's enqueue comes here
+            if self.closed or self.forked:
+                self._refuse()
+            sp = self._spaces.get(ns) or self._space(ns)
+            if maxsize:
+                self._wait_room(sp, len(entries), maxsize, block, timeout)
             if len(entries) == 1 and receipt is None:  # a single job's enqueue
                 return [self._push_single(sp, entries[0], records)]
             return self._push(sp, entries, records, receipt)
@@ -104,11 +109,13 @@ class Pushes(Core):
         seq = ln.tail
         key = ln.prefix + seq.to_bytes(8, "big")
         pointer = _pack(ln.head, seq + 1)
-        puts: list[tuple[bytes, bytes]] = []
-        deletes = plan_records(records, puts)
-        if len(puts) == 1 and not deletes:  # a job and its record: the lightest write
-            self._store.write2(key, data, ln.pointer_key, pointer, puts[0])
+        if type(records) is list and len(records) == 1 and records[0][2] is not None:
+            # a job and its record: the lightest write
+            rns, rkey, value = records[0]
+            self._store.write2(key, data, ln.pointer_key, pointer, (record_key(rns, rkey), value))
         else:
+            puts: list[tuple[bytes, bytes]] = []
+            deletes = plan_records(records, puts)
             self._store.write([(key, data), (ln.pointer_key, pointer), *puts], deletes)
         self._pushed_one(sp, lane, ln, seq)
         return seq, key

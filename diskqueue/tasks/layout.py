@@ -15,6 +15,7 @@ A task directory is one engine directory of kind ``"tasks"``:
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any, Optional
 
 from ..codecs import TASK_MSGPACK, encoder
@@ -54,6 +55,9 @@ PRIORITY_MAX = 2**63 - 1
 # default codec of arguments and results, stored inline: see :mod:`.payload`).
 pack = encoder(TASK_MSGPACK.dumps)
 unpack = TASK_MSGPACK.loads
+# ``pack`` without its wrapper: raises msgpack's own errors as they are (pack the value
+# again with ``pack`` for the TypeError that names it).
+pack_raw = TASK_MSGPACK.dumps
 # For a run of records packed by one thread (enqueue_many): the bytes of ``pack``, but a
 # value it cannot hold raises msgpack's error as it is (pack it with ``pack`` for the
 # TypeError that names it).
@@ -90,6 +94,57 @@ def fill_record(template: dict[str, Any], job_id: str, args: Any, kwargs: Any, n
     if tick is not None:
         rec["tick"] = tick
     return rec
+
+
+# The fields of a new pending job's record that differ from job to job, in their order.
+_PER_JOB = ("id", "args", "kwargs", "enqueued", "ready")
+# What a new pending job's record holds around :data:`_PER_JOB`: its five constant runs of
+# bytes (see :func:`record_frame`).
+Frame = tuple[bytes, bytes, bytes, bytes, bytes]
+_F64 = struct.Struct(">Bd").pack  # a float as msgpack packs it (float 64)
+_STR_HEADS = tuple(bytes((0xA0 | n,)) for n in range(32))  # msgpack fixstr headers
+NO_KWARGS = pack({})
+
+
+def record_frame(template: dict[str, Any]) -> Frame:
+    """The bytes of every new pending record of a :func:`record_template` around the
+    fields that differ per job: ``pack(fill_record(template, id, args, kwargs, now))``
+    is ``f0 + pack(id) + f1 + pack(args) + f2 + pack(kwargs) + f3 + pack(now) + f4 +
+    pack(now)`` (a msgpack map is its header, then each key and value packed in turn),
+    so a producer packs only what differs (:func:`framed`)."""
+    assert list(template)[-1] == "ready" and len(template) < 16  # a fixmap, ready last
+    runs: list[bytes] = []
+    run = bytearray((0x80 | len(template),))
+    for key, value in template.items():
+        run += pack(key)
+        if key in _PER_JOB:
+            runs.append(bytes(run))
+            run = bytearray()
+        else:
+            run += pack(value)
+    f0, f1, f2, f3, f4 = runs
+    return f0, f1, f2, f3, f4
+
+
+def framed(frame: Frame, job_id: bytes, args: bytes, kwargs: bytes, now: float,
+           tail: Optional[bytes] = None) -> bytes:
+    """The bytes of a new pending record (:func:`record_frame`) of the job ``job_id``
+    (ASCII) with its packed ``args`` and ``kwargs``, enqueued at ``now``; ``tail``: its
+    :func:`frame_tail`, when the caller made it for a batch."""
+    f0, f1, f2, f3, f4 = frame
+    if tail is None:  # frame_tail() spelled out: a call per delay() costs
+        at = _F64(0xCB, now) if type(now) is float else pack(now)
+        tail = f3 + at + f4 + at
+    n = len(job_id)
+    return b"".join((f0, _STR_HEADS[n] if n < 32 else pack(job_id.decode())[:-n], job_id,
+                     f1, args, f2, kwargs, tail))
+
+
+def frame_tail(frame: Frame, now: float) -> bytes:
+    """The bytes that end every new pending record enqueued at ``now`` (see
+    :func:`framed`): made once for a batch."""
+    at = _F64(0xCB, now) if type(now) is float else pack(now)
+    return frame[3] + at + frame[4] + at
 
 
 def new_record(job_id: str, task: str, args: list[Any], kwargs: dict[str, Any], queue: str,
