@@ -19,8 +19,9 @@ A note is ``(seq, crc32 of ns and lane, crc32 of the data)``, so an old note mat
 later item at the same key (a Stack pushes where it popped) only if that item holds the
 same bytes. The file's blocks are allocated when it is made, so a store into the map
 never needs room on a full disk. A client that cannot make its file (no room, no
-permission) notes nothing: what it held goes back as before. The holder deletes the
-files of processes that ended (:func:`sweep`).
+permission) notes nothing: what it held goes back as before; it tries again at its
+next note, so a disk full for a moment costs only the takes of that moment. The holder
+deletes the files of processes that ended (:func:`sweep`).
 """
 
 from __future__ import annotations
@@ -181,23 +182,35 @@ class Ledger:
                     self._keys[slot] = None
 
     def _mapped(self) -> Optional[mmap.mmap]:
-        if self._pid == os.getpid():
-            return self._map
-        # First note in this process (a child's map is its parent's file: not its own)
-        self._pid, self._map = os.getpid(), None
-        self._slots, self._keys, self._next = {}, [], 0
-        try:
-            fd = os.open(file_of(self.path, holders.me()),
-                         os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600)
-        except OSError:
-            return None
-        try:
-            os.fchmod(fd, file_mode(os.stat(self.path).st_mode))  # a group's holder reads it
-            os.posix_fallocate(fd, 0, SIZE)  # the blocks now: a store never faults later
-            self._map = mmap.mmap(fd, SIZE)
-        except (OSError, ValueError):
-            return None
-        finally:
-            os.close(fd)
+        if self._pid != os.getpid():
+            # First note in this process (a child's map is its parent's file: not its own)
+            self._pid, self._map = os.getpid(), None
+            self._slots, self._keys, self._next = {}, [], 0
+        if self._map is None:
+            # Made at the first note, and tried again at each later one while it cannot
+            # be made: a disk full at that moment must not leave the process without
+            # notes once it has room.
+            self._map = _make(file_of(self.path, holders.me()), self.path)
         return self._map
+
+
+def _make(name: str, path: str) -> Optional[mmap.mmap]:
+    """The file of notes ``name`` in directory ``path``, made with its blocks, mapped;
+    None (and no file) when it cannot be made now (no room, no permission)."""
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+    except OSError:
+        return None
+    try:
+        os.fchmod(fd, file_mode(os.stat(path).st_mode))  # a group's holder reads it
+        os.posix_fallocate(fd, 0, SIZE)  # the blocks now: a store never faults later
+        return mmap.mmap(fd, SIZE)
+    except (OSError, ValueError):
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+        return None
+    finally:
+        os.close(fd)
