@@ -15,9 +15,12 @@ again: the second item must not come back.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from faults import Child
-from test_handed_out import CLIENT, HOLDER, _end, _settled
+from test_confirm_on_full_disk import HOLDER as FULL_DISK_HOLDER
+from test_handed_out import CLIENT, FULL_DISK_CLIENT, HOLDER, _end, _notes_of, _settled
 
 import diskqueue as dq
 
@@ -55,3 +58,35 @@ def test_a_take_handed_out_after_a_full_disk_at_the_first_note_stays_taken(tmp_p
             assert [item.value for item in q] == ["third"]
     finally:
         _end(holder, client)
+
+
+# test_confirm_on_full_disk's holder, whose full disk takes no write at all (a fresh log
+# after a failed write would take a few), and which looks for the notes of clients that
+# ended at each of its checks (about once a second) instead of every ten seconds.
+NOTHING_WRITTEN_HOLDER = (
+    "from diskqueue.engine import inherited\ninherited.LEDGER_SWEEP_EVERY = 0.0\n"
+    + FULL_DISK_HOLDER.replace("(size, resource.RLIM_INFINITY)", "(0, resource.RLIM_INFINITY)"))
+assert NOTHING_WRITTEN_HOLDER.count("(0, resource.RLIM_INFINITY)") == 1
+
+
+@pytest.mark.timeout(60)
+def test_the_notes_of_a_client_whose_confirmation_is_unwritten_outlive_it(tmp_path):
+    """The holder reads a client's "got it" and cannot write it; the client ends while
+    the disk is still full, and the holder dies before it could write it: the next
+    holder needs the client's notes to know it had the item, so the holder that still
+    meant to write the confirmation must not delete them when it deletes the notes of
+    clients that ended."""
+    path = str(tmp_path / "q")
+    holder = Child(NOTHING_WRITTEN_HOLDER, path)
+    client = None
+    try:
+        holder.wait_lines(1)
+        client = Child(FULL_DISK_CLIENT, path, str(holder.proc.pid))
+        assert client.finish() == (0, ["handed out"])
+        time.sleep(2.5)  # two of the holder's checks, the disk still full
+        assert _notes_of(path, client.proc.pid)  # kept for the next holder
+    finally:
+        _end(holder, client)  # the confirmation still unwritten
+    with dq.Queue(path) as q:
+        _settled(q)
+        assert list(q) == []  # the item does not come back
