@@ -237,8 +237,9 @@ class HolderAPI(EngineAPI, Protocol):
     def wait_for_change(self, *, room: bool, timeout: float) -> bool:
         """Wait until an item (or, with ``room``, room) may be there."""
 
-    def check_holders(self) -> int:
-        """Return what inherited holders that died since held; how many items."""
+    def check_holders(self, keep: Iterable[Holder] = ()) -> int:
+        """Return what inherited holders that died since held; how many items (the
+        notes of ``keep`` are kept)."""
 
     def release_owner(self, owner: Any) -> int:
         """Return the reservations of ``owner``; how many."""

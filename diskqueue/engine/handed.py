@@ -18,13 +18,17 @@ arrived, or was never read).
 A note is ``(seq, crc32 of ns and lane, crc32 of the data)``, so an old note matches a
 later item at the same key (a Stack pushes where it popped) only if that item holds the
 same bytes. The file's blocks are allocated when it is made, so a store into the map
-never needs room on a full disk. A client that cannot make its file (no room, no
-permission) notes nothing: what it held goes back as before. The holder deletes the
-files of processes that ended (:func:`sweep`).
+never needs room on a full disk. A client with no room for its file (a full disk)
+hands no take out: the take raises ``DiskQueueError`` and its items go back, as an
+owner's own take fails on a full disk. One that may not make it (no permission) notes
+nothing: what it held goes back as before. Either tries again at its next take. The
+holder deletes the files of processes that ended (:func:`sweep`), but those of clients
+whose confirmations it still has to write (a full disk).
 """
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import struct
@@ -42,6 +46,7 @@ SLOTS = 1024  # the takes a process noted last
 _NOTE = struct.Struct(">QII")  # seq, crc32 of ns and lane, crc32 of data (empty: zeros)
 SIZE = SLOTS * _NOTE.size
 _EMPTY = bytes(_NOTE.size)
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})  # a full disk, as errors say
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of a take
 
 
@@ -146,6 +151,14 @@ class Ledger:
         self._slots: dict[Key, int] = {}
         self._keys: list[Optional[Key]] = []  # by slot
         self._next = 0  # the slot of the next note (the oldest one's, once all are used)
+        self._no_room = False  # the file could not be made for want of room, last time
+
+    def ready(self) -> bool:
+        """Whether takes can be noted now: False only when the file cannot be made for
+        want of room (a full disk), and then a take must not be handed out. Where it may
+        not be made at all (no permission), takes go unnoted (True)."""
+        with self._lock:
+            return self._mapped() is not None or not self._no_room
 
     def note(self, keys: list[Key], datas: list[bytes]) -> None:
         """Note takes (their keys and data) about to be handed out."""
@@ -181,23 +194,36 @@ class Ledger:
                     self._keys[slot] = None
 
     def _mapped(self) -> Optional[mmap.mmap]:
-        if self._pid == os.getpid():
-            return self._map
-        # First note in this process (a child's map is its parent's file: not its own)
-        self._pid, self._map = os.getpid(), None
-        self._slots, self._keys, self._next = {}, [], 0
-        try:
-            fd = os.open(file_of(self.path, holders.me()),
-                         os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600)
-        except OSError:
-            return None
-        try:
-            os.fchmod(fd, file_mode(os.stat(self.path).st_mode))  # a group's holder reads it
-            os.posix_fallocate(fd, 0, SIZE)  # the blocks now: a store never faults later
-            self._map = mmap.mmap(fd, SIZE)
-        except (OSError, ValueError):
-            return None
-        finally:
-            os.close(fd)
+        if self._pid != os.getpid():
+            # First note in this process (a child's map is its parent's file: not its own)
+            self._pid, self._map = os.getpid(), None
+            self._slots, self._keys, self._next = {}, [], 0
+        if self._map is None:
+            # Made at the first note, and tried again at each later one while it cannot
+            # be made: a disk full at that moment must not leave the process without
+            # notes once it has room.
+            try:
+                self._map = _make(file_of(self.path, holders.me()), self.path)
+                self._no_room = False
+            except (OSError, ValueError) as exc:
+                self._no_room = getattr(exc, "errno", None) in _NO_ROOM
         return self._map
+
+
+def _make(name: str, path: str) -> mmap.mmap:
+    """The file of notes ``name`` in directory ``path``, made with its blocks, mapped;
+    ``OSError`` (and no file) when it cannot be made now (no room, no permission)."""
+    fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.fchmod(fd, file_mode(os.stat(path).st_mode))  # a group's holder reads it
+        os.posix_fallocate(fd, 0, SIZE)  # the blocks now: a store never faults later
+        return mmap.mmap(fd, SIZE)
+    except BaseException:
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+        raise
+    finally:
+        os.close(fd)

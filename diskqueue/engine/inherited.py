@@ -76,9 +76,11 @@ class Inheritance(Core):
         if seq < ln.head:  # reserved by a process that is gone, or nacked: the front
             ln.add_front(seq)
 
-    def check_holders(self) -> int:
+    def check_holders(self, keep: Iterable[Holder] = ()) -> int:
         """Return to the front what inherited holders that died since held; forget what
-        was settled meanwhile. Count the items returned."""
+        was settled meanwhile. Count the items returned. The notes of the processes in
+        ``keep`` are kept, though they ended (the holder still means to write their
+        confirmations: should it die first, the next one needs them)."""
         with self._lock:
             if self.closed or self.forked:
                 return 0
@@ -91,7 +93,8 @@ class Inheritance(Core):
             who = {h for h, _, _ in self._inherited.values()}
             who.update(h for h, _ in self._inherited_tops.values())
             dead = {h for h in who if not holders.alive(h)}
-            self._sweep_ledgers(who)
+            kept = set(keep)
+            self._sweep_ledgers(who | kept)
             if not dead:
                 return 0
             for h in dead:
@@ -106,7 +109,8 @@ class Inheritance(Core):
                 [k for k, (h, _) in self._inherited_tops.items() if h in dead])
             for h in dead:
                 self._handed.pop(h, None)
-                handed.forget(self.path, h)
+                if h not in kept:
+                    handed.forget(self.path, h)
             return returned
 
     def _sweep_ledgers(self, keep: set[Holder]) -> None:

@@ -264,11 +264,15 @@ class Unwritten:
     (not written: a full disk): tried again, and never returned, since the client has
     them (left held, the next holder would give them back)."""
 
-    __slots__ = ("takes", "tops")
+    __slots__ = ("takes", "tops", "holders")
 
     def __init__(self) -> None:
         self.takes: list[Held] = []
         self.tops: list[int] = []
+        # The client processes they are for, once gone: their notes of what they handed
+        # out (engine/handed.py) are kept until these are written, for the next holder
+        # should this one die first.
+        self.holders: set[Holder] = set()
 
     def __bool__(self) -> bool:
         """Whether anything is left to write."""
@@ -280,11 +284,14 @@ class Unwritten:
             self.takes = confirm_takes(engine, self.takes)
         if self.tops:
             self.tops = confirm_tops(engine, self.tops)
+        if not self:
+            self.holders.clear()
 
     def add(self, other: Unwritten) -> None:
         """Take over ``other``'s (a client's that left)."""
         self.takes += other.takes
         self.tops += other.tops
+        self.holders |= other.holders
 
 
 def confirm_takes(engine: HolderAPI, held: list[Held]) -> list[Held]:
@@ -334,9 +341,16 @@ def let_go(engine: HolderAPI, client: Client, closing: bool) -> Unwritten:
         # back with them: its reservations come back when their leases end instead.
     except DiskQueueError as exc:
         log.debug("returning a client's items: %s", exc)
-        return client.confirmed
+        return _left(client)
     if returned:
         log.info("returned %d items of a client that went away", returned)
+    return _left(client)
+
+
+def _left(client: Client) -> Unwritten:
+    """The confirmations of a client that went away still to be written, named by it."""
+    if client.confirmed and client.holder is not None:
+        client.confirmed.holders.add(client.holder)
     return client.confirmed
 
 

@@ -387,7 +387,9 @@ class Server:
     def _check_holders(self) -> None:
         """What live clients of the last holder held goes back once they die."""
         try:
-            returned = self._engine.check_holders()  # at once when it inherited none
+            # at once when it inherited none; the notes of clients whose confirmations
+            # are still to be written are kept
+            returned = self._engine.check_holders(keep=self._unwritten.holders)
         except DiskQueueError as exc:
             log.warning("returning the items of clients that died: %s", exc)
             return
