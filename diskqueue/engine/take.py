@@ -131,12 +131,13 @@ class Takes(Core):
         # directory, as a client's end when it closes its connection.
         holder = getattr(owner, "holder", None) if lease is not None else None
         expiry = None if held or holder is None or lease is None else time.time() + lease
+        cut = len(sp.item_prefix)
         item_keys = [sp.item_prefix + ln_key + seq.to_bytes(8, "big") for ln_key, seq in picked]
         for (ln_key, seq), key, data in zip(picked, item_keys,
                                             self._read_items(picked, item_keys), strict=True):
             if data is None:
                 raise self._missing(key)
-            attempts = sp.aside.get((ln_key, seq), 0)
+            attempts = sp.aside.get((ln_key, seq), 0) if sp.aside else 0
             if lease is None:
                 deletes.append(key)
                 if (ln_key, seq) in sp.aside:
@@ -144,7 +145,8 @@ class Takes(Core):
                 entries.append((ln_key, seq, key, data, 0))
             else:
                 attempts += 1
-                puts.append((sp.aside_key(ln_key, seq), aside_value(attempts, holder, expiry)))
+                # (the aside key is the item key with the aside prefix: sp.aside_key)
+                puts.append((sp.aside_prefix + key[cut:], aside_value(attempts, holder, expiry)))
                 entries.append((ln_key, seq, key, data, attempts))
         if check is not None:
             check([entry[3] for entry in entries])

@@ -232,9 +232,12 @@ class Runner:
         now = self.clock()
         if run.task.options.rate_limit is not None and not self._rate_ok(run, now):
             return None
-        record.update(state=STARTED, attempts=record.get("attempts", 0) + 1, started=now)
-        record.pop("eta", None)
-        record.pop("progress", None)
+        record["state"] = STARTED
+        record["attempts"] = record.get("attempts", 0) + 1
+        record["started"] = now
+        if "eta" in record or "progress" in record:
+            record.pop("eta", None)
+            record.pop("progress", None)
         latency = now - record.get("ready", now)
         if start is not None:
             # the thread's own packer (a record read from disk packs without error)
@@ -382,8 +385,10 @@ class Runner:
         cannot be stored is a failure, returned with nothing written or begun."""
         rec = run.record
         now = self.clock()
-        rec.update(state=SUCCESS, finished=now)
-        rec.pop("error", None)
+        rec["state"] = SUCCESS
+        rec["finished"] = now
+        if "error" in rec:
+            del rec["error"]
         ttl = run.task.options.result_ttl if run.task else DEFAULT_RESULT_TTL
         data = b""
         try:
