@@ -405,7 +405,8 @@ class Runner:
         ops: R.Ops = []
         if ttl == 0:
             ops.append((R.NS_JOBS, run.jid, None))
-            ops += R.forget_retries(rec)
+            if "deaths" in rec:  # (a job that died once has retry markers to forget)
+                ops += R.forget_retries(rec)
         else:
             ops.append((R.NS_JOBS, run.jid, data))
             if ttl is not None:
