@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import json
 import pickle
 import threading
@@ -206,8 +207,9 @@ def _ext_packb(obj: Any) -> bytes:
     return data
 
 
-def _ext_unpackb(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+# a partial, not a def: every job record read goes through it, and a frame costs
+_ext_unpackb = functools.partial(msgpack.unpackb, raw=False, strict_map_key=False,
+                                 ext_hook=_ext_hook)
 
 
 class TaskMsgpack:

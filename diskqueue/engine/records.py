@@ -58,8 +58,9 @@ class Records(Core):
     def get_record(self, ns: bytes, key: bytes) -> Optional[bytes]:
         """The value of record ``key`` of namespace ``ns``, or None."""
         with self._lock:
-            self._check()
-            return self._store.get(record_key(ns, key))
+            if self.closed or self.forked:
+                self._refuse()
+            return self._store.get((_prefixes.get(ns) or record_key(ns, b"")) + key)
 
     def get_records(self, ns: bytes, keys: list[bytes]) -> list[Optional[bytes]]:
         """The values of records ``keys`` of namespace ``ns`` (None where there is

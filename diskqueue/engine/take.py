@@ -131,12 +131,13 @@ class Takes(Core):
         # directory, as a client's end when it closes its connection.
         holder = getattr(owner, "holder", None) if lease is not None else None
         expiry = None if held or holder is None or lease is None else time.time() + lease
-        for ln_key, seq in picked:
-            key = sp.item_prefix + ln_key + seq.to_bytes(8, "big")
-            data = self._store.get(key)
+        cut = len(sp.item_prefix)
+        item_keys = [sp.item_prefix + ln_key + seq.to_bytes(8, "big") for ln_key, seq in picked]
+        for (ln_key, seq), key, data in zip(picked, item_keys,
+                                            self._read_items(picked, item_keys), strict=True):
             if data is None:
                 raise self._missing(key)
-            attempts = sp.aside.get((ln_key, seq), 0)
+            attempts = sp.aside.get((ln_key, seq), 0) if sp.aside else 0
             if lease is None:
                 deletes.append(key)
                 if (ln_key, seq) in sp.aside:
@@ -144,7 +145,8 @@ class Takes(Core):
                 entries.append((ln_key, seq, key, data, 0))
             else:
                 attempts += 1
-                puts.append((sp.aside_key(ln_key, seq), aside_value(attempts, holder, expiry)))
+                # (the aside key is the item key with the aside prefix: sp.aside_key)
+                puts.append((sp.aside_prefix + key[cut:], aside_value(attempts, holder, expiry)))
                 entries.append((ln_key, seq, key, data, attempts))
         if check is not None:
             check([entry[3] for entry in entries])
@@ -158,6 +160,20 @@ class Takes(Core):
         if self._writers:
             self._room(len(picked))
         return entries
+
+    def _read_items(self, picked: list[tuple[bytes, int]], item_keys: list[bytes]
+                    ) -> list[Optional[bytes]]:
+        """The data of the ``picked`` items at ``item_keys`` (None where missing): one
+        range read when they are a run of seqs of one lane (as a reserve of a batch takes
+        them: no deleted key lies between them), else one get each."""
+        store = self._store
+        if (len(picked) > 2 and picked[0][0] == picked[-1][0]
+                and picked[-1][1] - picked[0][1] == len(picked) - 1):
+            rows = store.scan(start=item_keys[0], stop=item_keys[-1] + b"\x00",
+                              limit=len(item_keys))
+            if [key for key, _ in rows] == item_keys:
+                return [data for _, data in rows]
+        return [store.get(key) for key in item_keys]
 
     def _plan_runs(self, sp: Space, n: int, lane: Optional[bytes], desc: bool,
                    from_tail: bool) -> Optional[list[tuple[bytes, int, int]]]:

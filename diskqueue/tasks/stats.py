@@ -111,6 +111,11 @@ class Counters:
 
         Each thread counts under a key of its own (``worker-id.thread``), so its writes
         land in the order it made them and no lock is held across the write."""
+        return write([self.count(queue, names)])
+
+    def count(self, queue: str, names: tuple[str, ...]) -> tuple[bytes, bytes, bytes]:
+        """Count, and return the write of the queue's counts (for the batch that stores
+        the outcome: see :meth:`counted`)."""
         slot = (threading.get_ident(), queue)
         found = self._counts.get(slot)
         if found is None:
@@ -119,7 +124,7 @@ class Counters:
         key, d, packer = found
         for name in names:
             d[name] += 1
-        return write([(R.NS_STATS, key, packer.pack(d))])
+        return (R.NS_STATS, key, packer.pack(d))
 
     def latency(self) -> dict[str, dict[int, int]]:
         """This worker's latency histograms, per queue (the threads' added up)."""

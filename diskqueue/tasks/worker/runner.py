@@ -116,6 +116,7 @@ class Runner:
         self.finished = 0  # jobs that ended (success or dead) here
         self._count_lock = threading.Lock()
         self._buckets: dict[str, TokenBucket] = {}
+        self._local = threading.local()  # each thread's packer of started records
         # Held around the disk steps of starting and finishing a job, when threads share
         # a runner: the engine's lock is held across disk calls that let go of the GIL,
         # and threads queueing for it there cost many more switches than queueing once
@@ -207,7 +208,11 @@ class Runner:
         if self.stopping.is_set():
             self._nack(ns, lane, seq, held)
             return None
-        record = self.store.read(bytes(jid)) if ahead is None else R.unpack(ahead)
+        if ahead is None:
+            data = self.eng.get_record(R.NS_JOBS, bytes(jid))
+            record = None if data is None else R.unpack(data)
+        else:
+            record = R.unpack(ahead)
         if record is None:
             log.warning("job %s has no record (purged?); dropping it", bytes(jid).decode())
             self._ack_lease(ns, lane, seq, held, [])
@@ -227,12 +232,20 @@ class Runner:
         now = self.clock()
         if run.task.options.rate_limit is not None and not self._rate_ok(run, now):
             return None
-        record.update(state=STARTED, attempts=record.get("attempts", 0) + 1, started=now)
-        record.pop("eta", None)
-        record.pop("progress", None)
+        record["state"] = STARTED
+        record["attempts"] = record.get("attempts", 0) + 1
+        record["started"] = now
+        if "eta" in record or "progress" in record:
+            record.pop("eta", None)
+            record.pop("progress", None)
         latency = now - record.get("ready", now)
         if start is not None:
-            start.append((R.NS_JOBS, run.jid, R.pack(record)))
+            # the thread's own packer (a record read from disk packs without error)
+            try:
+                pack = self._local.pack
+            except AttributeError:
+                pack = self._local.pack = R.packer()
+            start.append((R.NS_JOBS, run.jid, pack(record)))
             if ahead is not None:
                 run.ahead = (ahead, latency)  # counted once the caller wrote it (_ended)
         elif ahead is None:
@@ -372,21 +385,28 @@ class Runner:
         cannot be stored is a failure, returned with nothing written or begun."""
         rec = run.record
         now = self.clock()
-        rec.update(state=SUCCESS, finished=now)
-        rec.pop("error", None)
+        rec["state"] = SUCCESS
+        rec["finished"] = now
+        if "error" in rec:
+            del rec["error"]
         ttl = run.task.options.result_ttl if run.task else DEFAULT_RESULT_TTL
+        data = b""
         try:
             self.store.payload.store_result(rec, out.value)
-            # the record is deleted at once with result_ttl=0: only the result is
-            # checked (the rest of the record came from disk)
-            data = R.pack(rec if ttl != 0 else rec["result"])
+            if ttl != 0:
+                data = R.pack(rec)
+            elif rec["result"] is not None:
+                # the record is deleted at once: only the result is checked (the rest
+                # of the record came from disk)
+                R.pack(rec["result"])
         except TypeError as exc:
             rec.pop("result", None)
             return O.failed(TypeError(f"the task's result cannot be stored: {exc}")), None
         ops: R.Ops = []
         if ttl == 0:
             ops.append((R.NS_JOBS, run.jid, None))
-            ops += R.forget_retries(rec)
+            if "deaths" in rec:  # (a job that died once has retry markers to forget)
+                ops += R.forget_retries(rec)
         else:
             ops.append((R.NS_JOBS, run.jid, data))
             if ttl is not None:
@@ -416,9 +436,9 @@ class Runner:
                             run.record["queue"], counts,
                             lambda more: self._ack_and_start(run, ops + more, guarded, start))
                     else:
-                        stored = self.counters.counted(
-                            run.record["queue"], counts,
-                            lambda more: self._ack(run, ops + more + start))
+                        ops.append(self.counters.count(run.record["queue"], counts))
+                        ops += start
+                        stored = self._ack_lease(run.ns, run.lane, run.seq, run.held, ops)
                         if start and not stored:  # the outcome was not; the start is
                             self.store.write(start)
                 except BaseException:
