@@ -115,9 +115,10 @@ class Fleet:
 
     @property
     def grace(self) -> float:
-        """How long a process may take to exit once told to: a call may wait out
-        connect_timeout, then closing may too."""
-        return 2 * self.cfg.connect_timeout + 5
+        """How long a process may take to exit once told to: the call under way may
+        wait out connect_timeout, then closing each directory may too (a client that
+        handed out takes looks for the next holder to settle them)."""
+        return (1 + len(DIRS)) * self.cfg.connect_timeout + 5
 
     def alive(self, pid: int) -> bool:
         """Running, and not already sent a fatal signal."""

@@ -138,6 +138,8 @@ class Worker:
             "prefix": ("prefix", lambda: dq.PrefixQueue(prefix, connect_timeout=ct)),
         }
         for name, (d, make) in makers.items():
+            if self.done():  # each open may wait connect_timeout: stop when told to
+                break
             if getattr(h, name) is None and now >= self.retry_at.get(name, 0):
                 handle = self.call("open", d, make)
                 setattr(h, name, handle)

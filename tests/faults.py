@@ -160,3 +160,12 @@ def files_named(path: str | os.PathLike[str], suffix: str = "", prefix: str = ""
         os.path.join(path, name) for name in os.listdir(path)
         if name.endswith(suffix) and name.startswith(prefix)
     )
+
+
+def end(*procs: subprocess.Popen[str] | None) -> None:
+    """SIGCONT (a stopped one dies too) and SIGKILL every process still running; reap."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.wait()

@@ -244,6 +244,9 @@ class HolderAPI(EngineAPI, Protocol):
     def release_owner(self, owner: Any) -> int:
         """Return the reservations of ``owner``; how many."""
 
+    def keep_for(self, owner: Any, holder: Holder) -> int:
+        """Keep the reservations of ``owner`` for client process ``holder``; how many."""
+
 
 class Registrar(Protocol):
     """Where an owner's engine reports its handles going (kept by the registry)."""

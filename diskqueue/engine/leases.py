@@ -7,6 +7,7 @@ holding reservations loses nothing: the next open puts them back at the front.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -16,13 +17,14 @@ from ..errors import NotReserved
 from .api import Ack, Guarded
 from .compaction import COMPACT_EVERY
 from .core import Core
+from .holders import Holder
 from .lanes import Lane, Space
 from .records import RecordOps, plan_records, record_key
 
 
 class Reservations(Core):
     """The engine's in-flight set: find_reserved, ack, nack, in_flight, ack_many,
-    release_owner (a reservation is made by :meth:`Takes.take` with a lease).
+    release_owner, keep_for (a reservation is made by :meth:`Takes.take` with a lease).
 
     Each raises ``Closed`` when the engine is closed, ``NotReserved`` for an item not
     (or no longer) reserved so, and ``DiskQueueError`` when the write
@@ -193,3 +195,18 @@ class Reservations(Core):
                 self._return_to_front(sp, lane, seq, attempts)
             self._leases_ended(returned)
             return returned
+
+    def keep_for(self, owner: Any, holder: Holder) -> int:
+        """Keep the reservations ``owner`` still holds for client process ``holder``,
+        which lives on without it (a connection it gave up on): they stay in flight
+        until it acks or nacks them, their lease ends, or the process dies, as the ones
+        a last holder left for a live client (see inherited.py); their records name it
+        already. Count them."""
+        with self._lock:
+            kept = [(ns, lane, seq, attempts)
+                    for ns, lane, seq, attempts in self._owned.pop(owner, ())
+                    if self._spaces[ns].reserved.get((lane, seq)) == attempts]
+            for ns, lane, seq, attempts in kept:
+                # math.inf: a reservation (None is a held take), its lease counted here
+                self._inherited[(ns, lane, seq)] = (holder, math.inf, attempts)
+            return len(kept)

@@ -45,6 +45,9 @@ CONNECT_TIMEOUT = 10.0
 # many seconds each, so that an owner that stops answering is noticed within this plus
 # connect_timeout, not never.
 BLOCK_SLICE = 10.0
+# A call whose owner went late in its bound still looks this long for the next one
+# (a takeover takes a fraction of a second), so it may end this much past its bound.
+SEARCH_LEAST = 0.5
 # Control words (sent as their own frame, never answered).
 GOT_IT = protocol.pack("got it")  # the reply to my last take arrived: let it go
 PUT_BACK = protocol.pack("put back")  # the items of my last reply were not delivered
@@ -254,11 +257,13 @@ class RemoteEngine:
         """Run a call, again after a takeover; ``numbered``: a push's ``[slot, seq,
         sent before]`` (its receipt tells whether a holder that went had written it)."""
         deadline: Optional[float] = None  # to reach an owner after the last one went
-        opening: Optional[float] = None
-        if method == "ensure_kind":
+        # A call's bound runs from its start (after its own wait): waiting on an owner
+        # that then went and looking for the next one share it (see _search_end).
+        ends = time.monotonic() + wait + self.connect_timeout
+        if method == "ensure_kind" and self._opening is not None:
             # The open's first request: its answer has what is left of the open's bound.
-            opening, self._opening = self._opening, None
-            deadline = opening
+            ends = deadline = self._opening
+            self._opening = None
         while True:
             local = self._local
             if local is not None:
@@ -297,7 +302,7 @@ class RemoteEngine:
                     # Its sockets live on in a process it forked: it is gone all the same.
                     self._resettle = True
                     self._drop_idle()
-                    deadline = deadline or self._search_end(opening)
+                    deadline = deadline or self._search_end(ends)
                     continue
                 if exc.sent:
                     raise OutcomeUnknown(self.path, conn.pid, wait + self.connect_timeout) \
@@ -311,7 +316,7 @@ class RemoteEngine:
                 self._resettle = True
                 self._discard(conn)
                 self._drop_idle()  # the owner went away: its other connections are dead
-                deadline = deadline or self._search_end(opening)
+                deadline = deadline or self._search_end(ends)
                 continue
             if reply[0] != 0:
                 self._put_back(conn)
@@ -321,7 +326,7 @@ class RemoteEngine:
                     conn, method, result, check, _taken(method, args, kwargs, result), gen):
                 # The items were not this process's any more when it asked (see
                 # _settle): handing them out would deliver them twice; take again.
-                deadline = deadline or self._search_end(opening)
+                deadline = deadline or self._search_end(ends)
                 continue
             if method not in _TAKES:
                 self._put_back(conn)
@@ -335,11 +340,13 @@ class RemoteEngine:
         protocol.raise_reply(reply[1], reply[2])
         raise AssertionError("raise_reply returned")  # for the type checker
 
-    def _search_end(self, opening: Optional[float]) -> float:
-        """When a call whose owner went gives up looking for the next one: after
-        connect_timeout, or where the open it belongs to ends (``opening``)."""
-        end = time.monotonic() + self.connect_timeout
-        return end if opening is None else min(end, opening)
+    def _search_end(self, ends: float) -> float:
+        """When a call whose owner went gives up looking for the next one: where the
+        call's bound ``ends`` (connect_timeout after it began, after its own wait; for
+        an open's first request, where the open's ends), but no sooner than
+        SEARCH_LEAST from now, so that a next owner already there can still answer."""
+        now = time.monotonic()
+        return min(now + self.connect_timeout, max(ends, now + SEARCH_LEAST))
 
     def _exchange(self, conn: Connection, method: str, args: Any, kwargs: dict[str, Any],
                   wait: float, numbered: Optional[list[Any]] = None,

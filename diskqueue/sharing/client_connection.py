@@ -17,6 +17,8 @@ from . import protocol
 
 _TIMEVAL = struct.Struct("@ll")
 _ONE_SEND = 64 * 1024  # a request this small fits the socket's buffer: one sendall
+# The kernel's receive time-out, at most: the reader counts the bound itself (see bound)
+RECEIVE_SLICE = 0.1
 BYE = protocol.pack("bye")  # closing this connection (no reply)
 
 
@@ -37,10 +39,15 @@ class Connection:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(send_bound))
 
     def bound(self, seconds: float) -> None:
-        """Each receive gives up after ``seconds`` without data."""
-        if seconds != self._wait:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
-            self._wait = seconds
+        """Each receive gives up after ``seconds`` without data. The reader counts them,
+        and the kernel times out after RECEIVE_SLICE at most: a signal makes Python
+        start an interrupted receive again with the kernel's whole time-out, so with
+        the whole bound there each signal would add up to the bound again."""
+        self.reader.patience = seconds
+        wait = min(seconds, RECEIVE_SLICE)
+        if wait != self._wait:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(wait))
+            self._wait = wait
 
     def send(self, data: bytes, within: float) -> None:
         """Send all of ``data`` within ``within`` seconds (a timeout is an OSError).

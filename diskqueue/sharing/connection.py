@@ -20,6 +20,7 @@ import struct
 from collections import deque
 from typing import Any, NamedTuple, Optional
 
+from ..engine import holders
 from ..engine.api import Entry, HolderAPI
 from ..engine.holders import Holder
 from ..errors import DiskQueueError, NotReserved
@@ -138,7 +139,7 @@ class Client:
     reply. The object is also the owner of the connection's reservations."""
 
     __slots__ = ("sock", "inbox", "out", "pending", "held", "tops", "reserved", "parked",
-                 "busy", "writing", "holder", "confirmed", "__weakref__")
+                 "busy", "writing", "holder", "confirmed", "bye", "__weakref__")
 
     def __init__(self, sock: socket.socket, inbox: Inbox,
                  holder: Optional[Holder] = None) -> None:
@@ -156,6 +157,7 @@ class Client:
         self.parked: Optional[Parked] = None
         self.busy = False  # a call of it runs in the pool, or is parked
         self.writing = False  # registered for EVENT_WRITE
+        self.bye = False  # it said goodbye: the client closed the connection on purpose
 
     def flush(self) -> bool:
         """Send what the socket takes now; True when everything went."""
@@ -326,9 +328,10 @@ def confirm_tops(engine: HolderAPI, tops: list[int]) -> list[int]:
 
 
 def let_go(engine: HolderAPI, client: Client, closing: bool) -> Unwritten:
-    """A connection ended: what it held and its reservations go back (but when the holder
-    is closing, they stay on disk for the next one, which keeps them while the client
-    lives: its "got it" may be on the way). Returns the client's confirmations that
+    """A connection ended: what it held goes back, and its reservations unless a live
+    client gave up on it (see :func:`_end_reservations`); but when the holder is
+    closing, all stay on disk for the next one, which keeps them while the client
+    lives: its "got it" may be on the way. Returns the client's confirmations that
     still cannot be written (a full disk), for the holder to write later."""
     if engine.closed or engine.forked or closing and client.holder is not None:
         return Unwritten()  # held items stay on disk, and the next open returns them
@@ -336,7 +339,7 @@ def let_go(engine: HolderAPI, client: Client, closing: bool) -> Unwritten:
     try:
         returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, put_back=True)
         if not client.confirmed.takes:
-            returned += engine.release_owner(client)
+            returned += _end_reservations(engine, client)
         # else confirmations that cannot be written yet (a full disk) must not come
         # back with them: its reservations come back when their leases end instead.
     except DiskQueueError as exc:
@@ -352,6 +355,19 @@ def _left(client: Client) -> Unwritten:
     if client.confirmed and client.holder is not None:
         client.confirmed.holders.add(client.holder)
     return client.confirmed
+
+
+def _end_reservations(engine: HolderAPI, client: Client) -> int:
+    """The reservations of a connection that ended go back to the front when the client
+    closed it (it said goodbye) or its process is gone. Else (a call gave up on it, say)
+    they stay the live process's until it acks or nacks them on another connection,
+    their lease ends or it dies; but those of its last reply, which it never confirmed,
+    go back as if never made. Count the items returned."""
+    if client.bye or client.holder is None or not holders.alive(client.holder):
+        return engine.release_owner(client)
+    returned = engine.unreserve(client.reserved)
+    engine.keep_for(client, client.holder)
+    return returned
 
 
 def listen(path: str, sock_path: str) -> tuple[socket.socket, int]:

@@ -18,6 +18,7 @@ connection only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import socket
@@ -26,7 +27,8 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Optional, TypeVar
 
 import msgpack
 
@@ -62,6 +64,9 @@ def spinning_pays() -> bool:
         except OSError:  # no load average here: poll as before
             _load[1] = True
     return bool(_load[1])
+
+
+T = TypeVar("T")
 
 
 class ProtocolError(Exception):
@@ -142,6 +147,12 @@ class FrameReader:
         self._buf = bytearray(1 << 16)
         self._start = self._end = 0  # unread bytes are _buf[_start:_end]
         self._polls = POLLS
+        # Seconds a receive may wait for data, counted here (None: the socket's own
+        # time-out alone). The socket then times out in short slices (see
+        # client_connection.Connection.bound), because Python repeats a receive a
+        # signal interrupted with the kernel's whole time-out again: each signal would
+        # stretch the wait by as much again.
+        self.patience: Optional[float] = None
 
     def read(self) -> Any:
         """The next whole message, waiting for it.
@@ -180,7 +191,7 @@ class FrameReader:
             self._consume(buffered)
         left = size - buffered
         while left:
-            piece = self._sock.recv(min(left, _PIECE))
+            piece = self._sleeping(functools.partial(self._sock.recv, min(left, _PIECE)))
             if not piece:
                 raise ConnectionError("peer closed the connection")
             parts.append(piece)
@@ -206,7 +217,7 @@ class FrameReader:
     def _receive(self, view: memoryview) -> int:
         recv_into = self._sock.recv_into
         if _DONTWAIT is None or not spinning_pays():  # no flag here, or no core free
-            return recv_into(view)
+            return self._sleeping(functools.partial(recv_into, view))
         for _ in range(self._polls):
             try:
                 n = recv_into(view, 0, _DONTWAIT)
@@ -215,9 +226,22 @@ class FrameReader:
             self._polls = POLLS
             return n
         started = time.monotonic()
-        n = recv_into(view)
+        n = self._sleeping(functools.partial(recv_into, view))
         self._polls = POLLS if time.monotonic() - started < SHORT_SLEEP else self._polls // 2
         return n
+
+    def _sleeping(self, receive: Callable[[], T]) -> T:
+        """A blocking receive, tried again each time the socket times out until
+        ``patience`` seconds have passed without data (then its timeout is raised)."""
+        if self.patience is None:
+            return receive()
+        end = time.monotonic() + self.patience
+        while True:
+            try:
+                return receive()
+            except BlockingIOError:
+                if time.monotonic() >= end:
+                    raise
 
 
 def error_reply(exc: BaseException) -> list[Any]:

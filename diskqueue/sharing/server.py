@@ -14,7 +14,9 @@ Nothing a client takes is gone before the client has it. Every take of its last 
 is *held*: a take from the head as a reservation of its connection, a pop from the top
 as a held record (:mod:`diskqueue.holds`). The client's ``"got it"`` (or its next
 request) lets them go; its ``"put back"`` returns them, and the reservations that
-reply made, with their attempts as before; a connection that ends returns them too.
+reply made, with their attempts as before; a connection that ends returns them too,
+and its other reservations when the client closed it or died (a live client that gave
+up on it keeps them: see :func:`diskqueue.sharing.connection.let_go`).
 A holder that dies or closes leaves them on disk, naming the client process, and the
 next one keeps them while that process lives (:mod:`diskqueue.inherited`).
 
@@ -328,6 +330,7 @@ class Server:
             if message == RECEIVED:
                 continue
             if message == BYE:
+                client.bye = True
                 raise ConnectionError("the client said goodbye")
             if self._closing:
                 raise ConnectionError("closing: the call is left to the next holder")
