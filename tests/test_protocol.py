@@ -155,3 +155,24 @@ def test_an_inbox_fed_one_byte_at_a_time():
     inbox = connection.Inbox(None, None)
     assert [m for piece in _in_pieces(wire, 1) for m in inbox.feed(piece)] == [
         ["take", [b""], {"n": 2}], "bye"]
+
+
+@pytest.mark.parametrize("core_free", [True, False], ids=["polling", "busy cores"])
+def test_a_reply_slower_than_the_kernel_slice_arrives_within_the_callers_bound(
+        pair, monkeypatch, core_free):
+    # A client's receive times out in the kernel after a short slice and counts its own
+    # bound: whether it polls first or just sleeps (every core busy), a reply that comes
+    # after several slices but within the bound is read, not taken for a timeout.
+    from diskqueue.sharing.client_connection import RECEIVE_SLICE, Connection
+
+    monkeypatch.setattr(protocol, "spinning_pays", lambda: core_free)
+    a, b = pair
+    conn = Connection(b, None, 1.0)
+    conn.bound(2.0)
+    threading.Timer(4 * RECEIVE_SLICE, a.sendall, [protocol.pack("late")]).start()
+    assert conn.reader.read() == "late"
+    conn.bound(3 * RECEIVE_SLICE)
+    started = time.monotonic()
+    with pytest.raises(OSError):
+        conn.reader.read()
+    assert 3 * RECEIVE_SLICE - 0.05 <= time.monotonic() - started < 3 * RECEIVE_SLICE + 1.0
