@@ -36,11 +36,6 @@ def soak(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     return json.loads(result.read_text()), proc.stdout
 
 
-@pytest.mark.xfail(reason="not yet kept: during a storm of handovers a call can still stall "
-                          "past connect_timeout + 1 s under load (3.55 s with "
-                          "connect_timeout 2 s in a run of 400 rounds; see "
-                          "docs/durability.md)",
-                   strict=False)
 @pytest.mark.timeout(150)
 def test_short_soak_loses_nothing_and_hangs_nobody(soak):
     r, table = soak
@@ -50,8 +45,6 @@ def test_short_soak_loses_nothing_and_hangs_nobody(soak):
         (any(not r["rounds"].get(k) for k in KINDS), f"not every kind ran: {r['rounds']}"),
         (r["lost"], f"{r['lost']} acknowledged items lost"),
         (r["phantom"], f"{r['phantom']} items came out that nobody put in"),
-        (r["stall"] > CONNECT_TIMEOUT + 1, f"a call stalled {r['stall']:.1f} s "
-                                           f"({r['stall_call']})"),
         (r["hanging"], f"processes left hanging: {r['hanging']}"),
         (r["crashed"], f"processes crashed: {r['crashed']}"),
         (r["drain_notes"], f"the directories could not be drained as they were: "
@@ -60,11 +53,19 @@ def test_short_soak_loses_nothing_and_hangs_nobody(soak):
     assert not problems, "\n".join(problems) + "\n\n" + table
 
 
-@pytest.mark.xfail(reason="not yet kept: a dequeued item can come back around a full "
-                          "disk of its holder, or when its taker is killed while the "
-                          "directory changes holder (7 in a run of 1,000 rounds of every "
-                          "kind; see The soak in docs/durability.md)",
+@pytest.mark.xfail(reason="not kept on a loaded machine: when every process stands still "
+                          "for a moment (the soak's own loop included), a call's wait "
+                          "counts it, and the soak cannot tell that from a stall (5.76 s "
+                          "with connect_timeout 2 s once in a run of 400 rounds; see "
+                          "docs/durability.md)",
                    strict=False)
+@pytest.mark.timeout(150)
+def test_short_soak_no_call_stalls_past_its_bound(soak):
+    r, table = soak
+    assert r["stall"] <= CONNECT_TIMEOUT + 1, (
+        f"a call stalled {r['stall']:.1f} s ({r['stall_call']})\n\n{table}")
+
+
 @pytest.mark.timeout(150)
 def test_short_soak_delivers_nothing_twice(soak):
     r, table = soak
