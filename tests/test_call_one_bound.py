@@ -75,3 +75,54 @@ def test_signals_do_not_stretch_a_call_past_its_bound(tmp_path):
     finally:
         done.set()
         signal.signal(signal.SIGUSR1, old)
+
+
+# As CLIENT, but its second call begins with no connection (its first, to a directory
+# nobody holds, gave up): it must find an owner first, and then wait for its answer.
+CLIENT_FROM_NOTHING = CLIENT.replace(
+    """        started = time.monotonic()
+        try:
+            q.enqueue("second")""",
+    """        try:
+            q.enqueue("nobody holds it")
+        except dq.Locked:
+            print("gave up", flush=True)
+        started = time.monotonic()
+        try:
+            q.enqueue("second")""")
+
+STOPS_ITSELF = """
+import os, signal, sys, diskqueue as dq
+q = dq.Queue(sys.argv[1])
+os.kill(os.getpid(), signal.SIGSTOP)  # holds the directory, and never answers
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_call_that_must_connect_first_shares_its_bound_with_the_answer(tmp_path):
+    # In the soak: a forked child's close() connected to a new holder 1.6 s into its
+    # bound, and that holder was stopped: it waited a whole connect_timeout more.
+    assert CLIENT_FROM_NOTHING != CLIENT
+    path = tmp_path / "q"
+    first = _start(HOLDER, path)
+    client = second = None
+    try:
+        assert first.stdout.readline() == "ready\n"
+        client = _start(CLIENT_FROM_NOTHING, path, tmp_path / "scratch",
+                        stdin=subprocess.PIPE)
+        assert client.stdout.readline() == "connected\n"
+        first.kill()
+        first.wait()
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        assert client.stdout.readline() == "gave up\n"  # its connections are gone
+        time.sleep(1.0)  # its next call looks for an owner meanwhile
+        second = _start(STOPS_ITSELF, path)
+        took, outcome = client.stdout.readline().split()
+        assert client.wait(30) == 0
+        assert outcome in ("Locked", "OutcomeUnknown"), outcome
+        # one bound from the call's start; before, the answer had one of its own after
+        # the search (3.4 s and more)
+        assert float(took) <= BOUND + 0.8, (took, outcome)
+    finally:
+        faults.end(first, client, second)

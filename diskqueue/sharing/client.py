@@ -285,11 +285,14 @@ class RemoteEngine:
                     continue
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                # After the owner went (deadline set), finding the next one and its
-                # answer share one bound, not one each.
-                conn = self._reach(deadline or time.monotonic() + self.connect_timeout)
+                # Finding an owner and its answer share one bound, not one each (a
+                # connect that took most of it leaves the answer SEARCH_LEAST at least).
+                reach_by = deadline or time.monotonic() + self.connect_timeout
+                conn = self._reach(reach_by)
                 if conn is None:
                     continue  # this process holds the directory now
+                if deadline is None:
+                    deadline = max(reach_by, time.monotonic() + SEARCH_LEAST)
             gen = self._gen
             try:
                 if self._resettle:
