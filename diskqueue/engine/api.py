@@ -231,8 +231,9 @@ class HolderAPI(EngineAPI, Protocol):
     def settle_tops(self, holds: Iterable[int], *, put_back: bool) -> int:
         """Let held pops go, or put them back; how many went back."""
 
-    def unreserve(self, held: Iterable[Held]) -> int:
-        """Return reserved items with their attempts as before; how many."""
+    def unreserve(self, held: Iterable[Held], owner: Any = None) -> int:
+        """Return reserved items with their attempts as before, struck from ``owner``'s
+        holdings; how many."""
 
     def wait_for_change(self, *, room: bool, timeout: float) -> bool:
         """Wait until an item (or, with ``room``, room) may be there."""

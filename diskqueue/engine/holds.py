@@ -11,10 +11,11 @@ the next open, which puts them back on top the same way. Nothing is lost at any 
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import struct
 from collections.abc import Iterable
-from typing import Optional
+from typing import Any, Optional
 
 import msgpack
 
@@ -180,10 +181,17 @@ class Holds(Core):
             for sp in self._spaces.values():
                 sp.unfinished += sp.ready - before.get(sp.ns, 0)
 
-    def unreserve(self, held: Iterable[tuple[bytes, bytes, int, int]]) -> int:
+    def unreserve(self, held: Iterable[tuple[bytes, bytes, int, int]],
+                  owner: Any = None) -> int:
         """Return reservations ``(ns, lane, seq, attempts)`` to the front with the
         attempts they had before they were made (a reply that was not delivered);
-        count them. Ones no longer held so (acked, expired) are left alone."""
+        count them. Ones no longer held so (acked, expired) are left alone.
+
+        ``owner``: the one that made them (see :meth:`Takes.take`). The next
+        reservation of such an item has the same attempts again, so they are struck
+        from ``owner``'s holdings and from the leases here: else the end of ``owner``
+        (:meth:`release_owner`), or the end of their lease, would return another's
+        reservation of the same item."""
         with self._lock:
             if self.closed or self.forked:
                 return 0  # the aside records stay: the next open returns them
@@ -195,6 +203,13 @@ class Holds(Core):
                                for sp, lane, seq, attempts in mine])
             for sp, lane, seq, attempts in mine:
                 self._return_to_front(sp, lane, seq, max(attempts - 1, 0))
+            gone = {(sp.ns, lane, seq, attempts) for sp, lane, seq, attempts in mine}
+            owned = self._owned.get(owner) if owner is not None else None
+            if owned:
+                owned[:] = [one for one in owned if one not in gone]
+            if self._leases:  # a rare path (a reply not delivered): a rebuild is fine
+                self._leases = [one for one in self._leases if one[2:] not in gone]
+                heapq.heapify(self._leases)
             return len(mine)
 
     def wait_for_change(self, *, room: bool, timeout: float) -> bool:

@@ -250,7 +250,7 @@ def settle(engine: HolderAPI, client: Client, put_back: bool) -> None:
     client.held, client.tops, client.reserved = [], [], []
     try:
         if put_back:
-            engine.unreserve(held + reserved)
+            engine.unreserve(held + reserved, client)
         elif held:
             client.confirmed.takes += confirm_takes(engine, held)
         if tops and put_back:
@@ -337,7 +337,8 @@ def let_go(engine: HolderAPI, client: Client, closing: bool) -> Unwritten:
         return Unwritten()  # held items stay on disk, and the next open returns them
     client.confirmed.retry(engine)  # the client has these: never return them
     try:
-        returned = engine.unreserve(client.held) + engine.settle_tops(client.tops, put_back=True)
+        returned = engine.unreserve(client.held, client)
+        returned += engine.settle_tops(client.tops, put_back=True)
         if not client.confirmed.takes:
             returned += _end_reservations(engine, client)
         # else confirmations that cannot be written yet (a full disk) must not come
@@ -365,7 +366,7 @@ def _end_reservations(engine: HolderAPI, client: Client) -> int:
     go back as if never made. Count the items returned."""
     if client.bye or client.holder is None or not holders.alive(client.holder):
         return engine.release_owner(client)
-    returned = engine.unreserve(client.reserved)
+    returned = engine.unreserve(client.reserved, client)
     engine.keep_for(client, client.holder)
     return returned
 
