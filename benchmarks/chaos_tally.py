@@ -265,7 +265,9 @@ class Accounting:
                 self.dup("acked item came back", text)
                 return
             if a.key and b.key and a.key != b.key:
-                self.dup("stored twice", text)
+                # Whether the reservation had ended: a Stack's pop put back (its reply
+                # lost, or refused on a full disk) moves an item to a new key on top.
+                self.dup("stored twice", text + self.reserver_fate(a, b.t, deaths))
                 return
             died = deaths.get(a.w)
             if died is not None and died <= b.t:
@@ -298,6 +300,16 @@ class Accounting:
         before = [h.pid for h in changes if h.seen <= start]
         died = self.pid_deaths.get(before[-1]) if before else None
         return died is not None and died <= end
+
+    def reserver_fate(self, a: Delivery, end: float, deaths: dict[str, float]) -> str:
+        """What ended reservation ``a`` before ``end``, if anything did: a note."""
+        died = deaths.get(a.w)
+        if died is not None and died <= end:
+            return f" ({a.w} died at {died:.3f})"
+        closed = [t for t in self.closes.get(a.w, ()) if a.t <= t <= end]
+        if closed:
+            return f" ({a.w} closed its handles at {closed[0]:.3f})"
+        return f" ({a.w} alive, its handles open)"
 
     def dup(self, why: str, text: str) -> None:
         self.t.duplicated[why] += 1
