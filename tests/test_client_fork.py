@@ -46,7 +46,7 @@ if pid == 0:  # the worker: keeps using the inherited handle, as a client
         os.write(fd, f"E w-{i} {q.role}\n".encode())
         i += 1
         time.sleep(0.02)
-print("forked", pid, flush=True)
+os.write(1, f"forked {pid}\n".encode())  # one write: the child writes to this pipe too
 time.sleep(600)
 """
 
@@ -163,7 +163,7 @@ if pid == 0:  # the child inherits the connection the thread was using
     os.dup2(devnull, 2)
     time.sleep(600)
     os._exit(0)
-print("forked", pid, flush=True)
+os.write(1, f"forked {pid}\n".encode())  # one write: the child writes to this pipe too
 time.sleep(600)
 """
 
