@@ -5,7 +5,9 @@ the time its process started (``/proc/<pid>/stat``, field 22, in clock ticks sin
 boot), so that a pid reused by another process is never taken for the first one. The
 next holder of the directory keeps what live processes hold, and returns to the front
 what dead ones held. Where the platform has no ``/proc``, the start time is 0 and the
-pid alone stands for the process.
+pid alone stands for the process. A start time that cannot be read for a moment (the
+process is out of file descriptors, say) counts as alive: keeping what a dead process
+held a little longer costs a wait, returning what a live one holds gives it out twice.
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ import os
 from typing import Optional
 
 Holder = tuple[int, int]  # (pid, start time)
+_UNREAD = -1  # a start time that could not be read now
 
 
 def _start_time(pid: int) -> Optional[int]:
-    """Field 22 of ``/proc/<pid>/stat`` (0 without /proc); None for a zombie."""
+    """Field 22 of ``/proc/<pid>/stat`` (0 without /proc); None for a zombie or no
+    such process; ``_UNREAD`` when it cannot be read now (no descriptor left, say)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return None if os.path.isdir("/proc/self") else 0
     except (OSError, IndexError):
-        return 0
+        return _UNREAD
     if fields[0] == b"Z":  # killed, not yet reaped: gone all the same
         return None
     return int(fields[19])  # field 22, counted after the ")" that ends field 2
@@ -35,6 +39,8 @@ def identity(pid: Optional[int]) -> Optional[Holder]:
     if not pid:
         return None
     start = _start_time(pid)
+    if start == _UNREAD:
+        return (pid, 0)  # the pid alone stands for it, as where there is no /proc
     return None if start is None else (pid, start)
 
 
@@ -45,7 +51,10 @@ def me() -> Holder:
     """This process's token (computed again in a child after fork())."""
     global _me
     if _me is None or _me[0] != os.getpid():
-        _me = identity(os.getpid()) or (os.getpid(), 0)
+        start = _start_time(os.getpid())
+        if start == _UNREAD:  # not kept: a holder reading it later would read another
+            return (os.getpid(), 0)
+        _me = (os.getpid(), start or 0)
     return _me
 
 
@@ -71,4 +80,5 @@ def alive(holder: Holder) -> bool:
     pid, start = holder
     if not _exists(pid):
         return False
-    return _start_time(pid) == start or start == 0 and _start_time(pid) is not None
+    now = _start_time(pid)
+    return now == start or now == _UNREAD or start == 0 and now is not None
