@@ -658,15 +658,22 @@ class Core:
                 log.exception("%s: a watcher failed", self.path)
 
     def _handed_out(self, holder: Holder, key: tuple[bytes, bytes, int],
-                    data: Optional[bytes]) -> bool:
+                    data: Optional[bytes]) -> Optional[bool]:
         """Whether client ``holder`` noted that it handed out its take of ``data`` at
-        ``key`` (handed.py)."""
+        ``key`` (handed.py); None when its notes cannot be read now (ask again later)."""
         if data is None:
             return False
+        notes = self._notes_of(holder)
+        return None if notes is None else handed.note(key, data) in notes
+
+    def _notes_of(self, holder: Holder) -> Optional[frozenset[bytes]]:
+        """Client ``holder``'s notes, read once (None, not kept, when unreadable now)."""
         notes = self._handed.get(holder)
         if notes is None:
-            notes = self._handed[holder] = handed.read(self.path, holder)
-        return handed.note(key, data) in notes
+            notes = handed.read(self.path, holder)
+            if notes is not None:
+                self._handed[holder] = notes
+        return notes
 
     # -- declared here, kept by the part they belong to --------------------------
     # (No ABCMeta: after fork() an Engine becomes a client by assigning ``__class__``,

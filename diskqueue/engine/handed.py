@@ -47,6 +47,9 @@ _NOTE = struct.Struct(">QII")  # seq, crc32 of ns and lane, crc32 of data (empty
 SIZE = SLOTS * _NOTE.size
 _EMPTY = bytes(_NOTE.size)
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})  # a full disk, as errors say
+# Errors of a read that may work a moment later: the notes are not known to be missing
+_FOR_A_MOMENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EINTR,
+                           errno.EAGAIN, errno.EIO})
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of a take
 
 
@@ -62,16 +65,18 @@ def file_of(path: str, holder: Holder) -> str:
     return os.path.join(path, f"{PREFIX}{holder[0]}.{holder[1]}")
 
 
-def read(path: str, holder: Holder) -> frozenset[bytes]:
-    """The notes process ``holder`` left in ``path`` (none when it left no file)."""
+def read(path: str, holder: Holder) -> Optional[frozenset[bytes]]:
+    """The notes process ``holder`` left in ``path`` (none when it left no file); None
+    when its file cannot be read now (no descriptor or memory left, say): what it
+    handed out is unknown, and the caller asks again later rather than guess."""
     try:
         fd = os.open(file_of(path, holder), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return frozenset()
+    except OSError as exc:
+        return None if exc.errno in _FOR_A_MOMENT else frozenset()
     try:
         data = os.pread(fd, SIZE, 0)
-    except OSError:
-        return frozenset()
+    except OSError as exc:
+        return None if exc.errno in _FOR_A_MOMENT else frozenset()
     finally:
         os.close(fd)
     size = _NOTE.size

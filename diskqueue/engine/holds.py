@@ -167,9 +167,9 @@ class Holds(Core):
                 holder = (pid, start)
                 if holder not in living:
                     living[holder] = holders.alive(holder)
-                # (a dead client's that it handed out: settled at the first check)
+                # (a dead client's that it handed out, or may have: settled by a check)
                 if living[holder] or self._handed_out(holder, (sp.ns, lane, seq),
-                                                      held_data(value)):
+                                                      held_data(value)) is not False:
                     self._tops[hold] = (sp.ns, lane)
                     self._inherited_tops[(sp.ns, lane, seq)] = (holder, hold)
                     continue

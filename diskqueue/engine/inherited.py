@@ -22,6 +22,7 @@ from typing import Optional
 
 import msgpack
 
+from ..errors import DiskQueueError
 from . import handed, holders
 from .core import Core
 from .holders import Holder
@@ -48,7 +49,9 @@ def aside_value(attempts: int, holder: Optional[Holder], expiry: Optional[float]
 class Inheritance(Core):
     """The engine's keeping of what the last holder held for live clients: confirm,
     check_holders. Each raises ``Closed`` when the engine is closed (check_holders then
-    returns 0), and ``DiskQueueError`` when a write fails."""
+    returns 0), and ``DiskQueueError`` when a write fails (confirm also when the client's
+    notes cannot be read now: check_holders then leaves a dead client's takes held
+    until a later look can read them)."""
 
     def _load_aside(self, sp: Space, lane: bytes, ln: Lane, seq: int, value: bytes,
                     living: dict[Holder, bool]) -> None:
@@ -60,10 +63,11 @@ class Inheritance(Core):
             if seq < ln.head and (expiry is None or expiry > time.time()):
                 if holder not in living:
                     living[holder] = holders.alive(holder)
-                # A dead client's take that it handed out stays held too: the first
-                # check_holders deletes it.
+                # A dead client's take that it handed out (or may have: its notes
+                # cannot be read now) stays held too: a check_holders settles it.
                 if living[holder] or expiry is None and self._handed_out(
-                        holder, (sp.ns, lane, seq), self._store.get(sp.item_key(lane, seq))):
+                        holder, (sp.ns, lane, seq),
+                        self._store.get(sp.item_key(lane, seq))) is not False:
                     sp.reserved[(lane, seq)] = attempts
                     self._inherited[(sp.ns, lane, seq)] = (holder, expiry, attempts)
                     if expiry is not None and expiry != math.inf:
@@ -99,6 +103,11 @@ class Inheritance(Core):
                 return 0
             for h in dead:
                 self._handed.pop(h, None)  # read afresh: it noted more since open
+            # Those whose notes cannot be read now wait for a later look: what they
+            # handed out is not known, and a guess loses an item or gives it twice.
+            dead = {h for h in dead if self._notes_of(h) is not None}
+            if not dead:
+                return 0
             heads = [k for k, (h, end, _) in self._inherited.items()
                      if h in dead and end is None and self._noted(h, k)]
             tops = [k for k, (h, _) in self._inherited_tops.items()
@@ -164,6 +173,11 @@ class Inheritance(Core):
                 tops = [k for k, (h, _) in self._inherited_tops.items()
                         if h == holder and k not in kept]
                 self._handed.pop(holder, None)
+                if (heads or tops) and self._notes_of(holder) is None:
+                    raise DiskQueueError(
+                        f"{self.path}: cannot read this process's notes of what it took "
+                        "now (out of file descriptors?); nothing else was settled. Try "
+                        "again")
                 noted = {k for k in heads + tops if self._noted(holder, k)}
                 self._handed.pop(holder, None)
                 self._settle_inherited([k for k in heads if k in noted],
@@ -172,9 +186,9 @@ class Inheritance(Core):
                                 [k for k in tops if k not in noted])
             return not missing
 
-    def _noted(self, holder: Holder, key: Key) -> bool:
+    def _noted(self, holder: Holder, key: Key) -> Optional[bool]:
         """Whether client ``holder`` noted that it handed out the take at ``key`` that
-        this holder inherited for it (lock held)."""
+        this holder inherited for it (lock held); None when its notes cannot be read."""
         ns, lane, seq = key
         sp = self._spaces[ns]
         top = self._inherited_tops.get(key)
