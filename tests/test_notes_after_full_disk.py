@@ -1,4 +1,5 @@
-"""Takes from a client process and the notes it keeps of them, when a disk is full.
+"""Takes from a client process and the notes it keeps of them, when a disk is full
+(or the process is out of file descriptors).
 
 Each client process notes the takes it hands out in a file of its own in the
 directory (see ``diskqueue.engine.handed``); a next holder reads it before it puts
@@ -65,6 +66,38 @@ def test_a_client_with_no_room_for_its_notes_hands_no_take_out(tmp_path):
     holder and then its client died; now it is refused, and nothing is lost."""
     lines = _handover(str(tmp_path / "q"), CLIENT_FULL, 1)
     assert lines == ["refused True"]
+
+
+# The same client, out of file descriptors at its first takes (its notes cannot be
+# made), on a connection it opened before; then they are back.
+OUT_OF_DESCRIPTORS_AT_FIRST = f"""
+first = kind(sys.argv[1], codec="json")
+len(first)  # its connection is open: the take needs no new descriptor for it
+spent = []
+try:
+    while True:
+        spent.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+for _ in range(2):
+    try:
+        print("took", first.dequeue().value, flush=True)
+    except dq.DiskQueueError as exc:
+        print("refused", "nothing was taken" in str(exc), flush=True)
+for fd in spent:
+    os.close(fd)
+{TAKE}
+"""
+CLIENT_OUT_OF_DESCRIPTORS_AT_FIRST = CLIENT.replace(TAKE, OUT_OF_DESCRIPTORS_AT_FIRST)
+
+
+@pytest.mark.timeout(60)
+def test_a_client_out_of_descriptors_for_its_notes_hands_no_take_out(tmp_path):
+    """A client that could not open its file of notes for want of a descriptor took it
+    for a file it may not make, and handed its takes out unnoted: they came back when
+    its holder and then it died. Now such a take is refused, as on a full disk."""
+    lines = _handover(str(tmp_path / "q"), CLIENT_OUT_OF_DESCRIPTORS_AT_FIRST, 3)
+    assert lines == ["refused True", "refused True", "handed out first"]
 
 
 def _handover(path: str, code: str, n: int) -> list[str]:

@@ -18,12 +18,13 @@ arrived, or was never read).
 A note is ``(seq, crc32 of ns and lane, crc32 of the data)``, so an old note matches a
 later item at the same key (a Stack pushes where it popped) only if that item holds the
 same bytes. The file's blocks are allocated when it is made, so a store into the map
-never needs room on a full disk. A client with no room for its file (a full disk)
-hands no take out: the take raises ``DiskQueueError`` and its items go back, as an
-owner's own take fails on a full disk. One that may not make it (no permission) notes
-nothing: what it held goes back as before. Either tries again at its next take. The
-holder deletes the files of processes that ended (:func:`sweep`), but those of clients
-whose confirmations it still has to write (a full disk).
+never needs room on a full disk. A client with no room for its file (a full disk, or
+no file descriptor left) hands no take out: the take raises ``DiskQueueError`` and its
+items go back, as an owner's own take fails on a full disk. One that may not make it
+(no permission) notes nothing: what it held goes back as before. Either tries again
+at its next take. The holder deletes the files of processes that ended
+(:func:`sweep`), but those of clients whose confirmations it still has to write (a full
+disk).
 """
 
 from __future__ import annotations
@@ -156,14 +157,16 @@ class Ledger:
         self._slots: dict[Key, int] = {}
         self._keys: list[Optional[Key]] = []  # by slot
         self._next = 0  # the slot of the next note (the oldest one's, once all are used)
-        self._no_room = False  # the file could not be made for want of room, last time
+        # why the file could not be made last time, when that may pass (a full disk,
+        # no descriptor left); None otherwise
+        self._not_now: Optional[str] = None
 
-    def ready(self) -> bool:
-        """Whether takes can be noted now: False only when the file cannot be made for
-        want of room (a full disk), and then a take must not be handed out. Where it may
-        not be made at all (no permission), takes go unnoted (True)."""
+    def refusal(self) -> Optional[str]:
+        """Why takes cannot be noted now (None: they can): the file cannot be made for
+        want of room (a full disk) or of a descriptor, and then a take must not be handed
+        out. Where it may not be made at all (no permission), takes go unnoted (None)."""
         with self._lock:
-            return self._mapped() is not None or not self._no_room
+            return None if self._mapped() is not None else self._not_now
 
     def note(self, keys: list[Key], datas: list[bytes]) -> None:
         """Note takes (their keys and data) about to be handed out."""
@@ -209,9 +212,11 @@ class Ledger:
             # notes once it has room.
             try:
                 self._map = _make(file_of(self.path, holders.me()), self.path)
-                self._no_room = False
+                self._not_now = None
             except (OSError, ValueError) as exc:
-                self._no_room = getattr(exc, "errno", None) in _NO_ROOM
+                code = getattr(exc, "errno", None)
+                self._not_now = ("the disk is full" if code in _NO_ROOM else
+                                 os.strerror(code) if code in _FOR_A_MOMENT else None)
         return self._map
 
 

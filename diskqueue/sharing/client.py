@@ -411,12 +411,13 @@ class RemoteEngine:
                 check(_taken_data(method, result))
             except BaseException as exc:
                 refused = exc
-        if refused is None and taken and not self._ledger.ready():
+        why = self._ledger.refusal() if refused is None and taken else None
+        if why is not None:
             # No room for the note that keeps a take taken should its holder and then
             # this process die: a full disk, where an owner's own take fails too.
             refused = DiskQueueError(
-                f"{self.path}: the disk is full (no room for this process's notes of what "
-                "it takes); nothing was taken. Free some space and try again")
+                f"{self.path}: {why} (no room for this process's notes of what it takes); "
+                "nothing was taken. Free some space (or file descriptors) and try again")
         token = object()
         with self._lock:
             changed = self._gen != gen
