@@ -28,6 +28,18 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# Code for a child: open descriptors until there is none left (they stay in ``spent``,
+# for the child to close when it wants them back).
+SPEND_EVERY_DESCRIPTOR = """
+spent = []
+try:
+    while True:
+        spent.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+"""
+
+
 def run_py(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run a Python snippet in a child to completion (stdout/stderr captured as text)."""
     return subprocess.run(

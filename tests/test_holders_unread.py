@@ -14,19 +14,10 @@ import json
 import os
 
 import pytest
-from faults import Child, run_py
+from faults import SPEND_EVERY_DESCRIPTOR, Child, run_py
 from test_handed_out import CLIENT, HOLDER, _end
 
 from diskqueue.engine import holders
-
-SPEND_EVERY_DESCRIPTOR = """
-spent = []
-try:
-    while True:
-        spent.append(os.open(os.devnull, os.O_RDONLY))
-except OSError:
-    pass
-"""
 
 OUT_OF_DESCRIPTORS = """
 import os, resource, sys

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from faults import Child
+from faults import SPEND_EVERY_DESCRIPTOR, Child
 from test_confirm_on_full_disk import HOLDER as FULL_DISK_HOLDER
 from test_handed_out import CLIENT, FULL_DISK_CLIENT, HOLDER, _end, _notes_of, _settled
 
@@ -73,12 +73,7 @@ def test_a_client_with_no_room_for_its_notes_hands_no_take_out(tmp_path):
 OUT_OF_DESCRIPTORS_AT_FIRST = f"""
 first = kind(sys.argv[1], codec="json")
 len(first)  # its connection is open: the take needs no new descriptor for it
-spent = []
-try:
-    while True:
-        spent.append(os.open(os.devnull, os.O_RDONLY))
-except OSError:
-    pass
+{SPEND_EVERY_DESCRIPTOR}
 for _ in range(2):
     try:
         print("took", first.dequeue().value, flush=True)
