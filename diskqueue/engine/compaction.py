@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 
 from ..errors import DiskQueueError
+from . import logs
 from .store import Store
 
 log = logging.getLogger("diskqueue.engine")
@@ -71,7 +72,8 @@ class Compactor:
         try:
             self._compact(self._take_ranges())
         except DiskQueueError:
-            log.exception("compaction of %s on close failed", self._path)
+            logs.later(log, logging.ERROR, "compaction of %s on close failed", self._path,
+                       exc_info=True)
 
     def _take_ranges(self) -> Ranges:
         ranges = self._ranges()

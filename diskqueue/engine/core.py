@@ -23,7 +23,7 @@ from typing import Any, Optional
 import msgpack
 
 from ..errors import Closed, Corrupted, DiskQueueError, Empty, IncompatibleType, OutOfBounds
-from . import handed, keys
+from . import handed, keys, logs
 from .api import Entry, Receipt
 from .compaction import COMPACT_EVERY, Compactor
 from .groupcommit import GroupCommit
@@ -604,7 +604,8 @@ class Core:
             if sp.reserved.get((lane, seq)) != attempts:
                 continue  # acked or nacked meanwhile
             self._return_to_front(sp, lane, seq, attempts)
-            log.info("lease of item %d expired; it is back at the front", seq)
+            logs.later(log, logging.INFO, "lease of item %d expired; it is back at the front",
+                       seq)
 
     def _leases_ended(self, n: int) -> None:
         """``n`` reservations ended before their lease, so their heap entries are stale.
@@ -655,7 +656,8 @@ class Core:
             try:
                 watcher(n)
             except Exception:
-                log.exception("%s: a watcher failed", self.path)
+                logs.later(log, logging.ERROR, "%s: a watcher failed", self.path,
+                           exc_info=True)
 
     def _handed_out(self, holder: Holder, key: tuple[bytes, bytes, int],
                     data: Optional[bytes]) -> Optional[bool]:

@@ -24,7 +24,7 @@ except ImportError:  # Python 3.12+: the maintained fork takes plyvel's place.
     import plyvel_next as plyvel  # type: ignore[no-redef]
 
 from ..errors import Corrupted, DiskQueueError, Locked
-from . import permissions
+from . import logs, permissions
 
 log = logging.getLogger("diskqueue.store")
 
@@ -212,7 +212,8 @@ class Store:
         try:
             self._recover()
         except DiskQueueError as again:
-            log.error("%s: writes are refused until LevelDB can reopen: %s", self.path, again)
+            logs.later(log, logging.ERROR, "%s: writes are refused until LevelDB can reopen: %s",
+                       self.path, again)
         return error
 
     def _recover(self) -> None:
