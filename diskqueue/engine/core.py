@@ -107,8 +107,9 @@ class Core:
         # What live clients of the last holder hold (see inherited.py):
         # (ns, lane, seq) -> (holder, lease end or None for a held take, attempts)
         self._inherited: dict[tuple[bytes, bytes, int], tuple[Holder, Optional[float], int]] = {}
-        # (ns, lane, seq) -> (holder, hold id)
-        self._inherited_tops: dict[tuple[bytes, bytes, int], tuple[Holder, int]] = {}
+        # hold id -> (holder, (ns, lane, seq) the client popped): by hold, since a Stack
+        # pushes where it popped and two clients' held pops can share a seq
+        self._inherited_tops: dict[int, tuple[Holder, tuple[bytes, bytes, int]]] = {}
         # What dead clients noted they handed out (handed.py), read once each
         self._handed: dict[Holder, frozenset[bytes]] = {}
         self._next_ledger_sweep = 0.0

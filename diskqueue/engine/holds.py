@@ -171,7 +171,7 @@ class Holds(Core):
                 if living[holder] or self._handed_out(holder, (sp.ns, lane, seq),
                                                       held_data(value)) is not False:
                     self._tops[hold] = (sp.ns, lane)
-                    self._inherited_tops[(sp.ns, lane, seq)] = (holder, hold)
+                    self._inherited_tops[hold] = (holder, (sp.ns, lane, seq))
                     continue
             held.append((sp.ns, lane, hold))
         self._top_ids = itertools.count(last + 1)  # kept records keep their ids

@@ -110,12 +110,12 @@ class Inheritance(Core):
                 return 0
             heads = [k for k, (h, end, _) in self._inherited.items()
                      if h in dead and end is None and self._noted(h, k)]
-            tops = [k for k, (h, _) in self._inherited_tops.items()
-                    if h in dead and self._noted(h, k)]
+            tops = [hold for hold, (h, k) in self._inherited_tops.items()
+                    if h in dead and self._noted(h, k, hold)]
             self._settle_inherited(heads, tops)  # the dead client had these
             returned = self._give_back(
                 [k for k, (h, _, _) in self._inherited.items() if h in dead],
-                [k for k, (h, _) in self._inherited_tops.items() if h in dead])
+                [hold for hold, (h, _) in self._inherited_tops.items() if h in dead])
             for h in dead:
                 self._handed.pop(h, None)
                 if h not in kept:
@@ -145,7 +145,7 @@ class Inheritance(Core):
             self._check()
             holder = holder or holders.me()
             heads: list[Key] = []
-            tops: list[Key] = []
+            tops: list[int] = []
             missing = False
             for ns, lane, seq in takes:
                 key = (ns, lane, seq)
@@ -154,9 +154,11 @@ class Inheritance(Core):
                         and self._space(ns).reserved.get((lane, seq)) == got[2]):
                     heads.append(key)
                     continue
-                top = self._inherited_tops.get(key)
-                if top is not None and top[0] == holder and top[1] in self._tops:
-                    tops.append(key)
+                hold = next((hold for hold, top in self._inherited_tops.items()
+                             if top == (holder, key) and hold in self._tops
+                             and hold not in tops), None)
+                if hold is not None:
+                    tops.append(hold)
                     continue
                 missing = True
             if missing and not delivered:
@@ -170,7 +172,7 @@ class Inheritance(Core):
                 kept = {(ns, lane, seq) for ns, lane, seq in keep}
                 heads = [k for k, (h, end, _) in self._inherited.items()
                          if h == holder and end is None and k not in kept]
-                tops = [k for k, (h, _) in self._inherited_tops.items()
+                tops = [hold for hold, (h, k) in self._inherited_tops.items()
                         if h == holder and k not in kept]
                 self._handed.pop(holder, None)
                 if (heads or tops) and self._notes_of(holder) is None:
@@ -178,34 +180,38 @@ class Inheritance(Core):
                         f"{self.path}: cannot read this process's notes of what it took "
                         "now (out of file descriptors?); nothing else was settled. Try "
                         "again")
-                noted = {k for k in heads + tops if self._noted(holder, k)}
+                noted = {k for k in heads if self._noted(holder, k)}
+                noted_tops = {hold for hold in tops if self._noted(
+                    holder, self._inherited_tops[hold][1], hold)}
                 self._handed.pop(holder, None)
                 self._settle_inherited([k for k in heads if k in noted],
-                                       [k for k in tops if k in noted])
+                                       [hold for hold in tops if hold in noted_tops])
                 self._give_back([k for k in heads if k not in noted],
-                                [k for k in tops if k not in noted])
+                                [hold for hold in tops if hold not in noted_tops])
             return not missing
 
-    def _noted(self, holder: Holder, key: Key) -> Optional[bool]:
+    def _noted(self, holder: Holder, key: Key, hold: Optional[int] = None
+               ) -> Optional[bool]:
         """Whether client ``holder`` noted that it handed out the take at ``key`` that
-        this holder inherited for it (lock held); None when its notes cannot be read."""
+        this holder inherited for it (``hold``: a pop from the top, held so); None when
+        its notes cannot be read now (lock held)."""
         ns, lane, seq = key
         sp = self._spaces[ns]
-        top = self._inherited_tops.get(key)
-        if top is None:
+        if hold is None:
             return self._handed_out(holder, key, self._store.get(sp.item_key(lane, seq)))
-        value = self._store.get(held_key(sp, lane, top[1]))
+        value = self._store.get(held_key(sp, lane, hold))
         return self._handed_out(holder, key, None if value is None else held_data(value))
 
-    def _settle_inherited(self, heads: Iterable[Key], tops: Iterable[Key]) -> None:
-        """Delete inherited held takes: their client has them."""
+    def _settle_inherited(self, heads: Iterable[Key], tops: Iterable[int]) -> None:
+        """Delete inherited held takes (``tops``: pops by hold id): their client has
+        them."""
         deletes: list[bytes] = []
         for ns, lane, seq in heads:
             sp = self._spaces[ns]
             deletes += [sp.item_key(lane, seq), sp.aside_key(lane, seq)]
-        for key in tops:
-            ns, lane, _ = key
-            deletes.append(held_key(self._spaces[ns], lane, self._inherited_tops[key][1]))
+        for hold in tops:
+            ns, lane, _ = self._inherited_tops[hold][1]
+            deletes.append(held_key(self._spaces[ns], lane, hold))
         if not deletes:
             return
         self._store.write((), deletes)
@@ -215,11 +221,13 @@ class Inheritance(Core):
             del sp.reserved[(lane, seq)]
             del self._inherited[key]
             self._count_deletes(sp, (lane,), 1)
-        for key in tops:
-            del self._tops[self._inherited_tops.pop(key)[1]]
+        for hold in tops:
+            del self._inherited_tops[hold]
+            del self._tops[hold]
 
-    def _give_back(self, heads: Iterable[Key], tops: Iterable[Key]) -> int:
-        """Return inherited takes and reservations to the front (pops: on top)."""
+    def _give_back(self, heads: Iterable[Key], tops: Iterable[int]) -> int:
+        """Return inherited takes and reservations to the front (``tops``: pops by hold
+        id, on top)."""
         back = []
         for key in heads:
             _, _, attempts = self._inherited.pop(key)
@@ -234,9 +242,8 @@ class Inheritance(Core):
                 self._return_to_front(sp, lane, seq, attempts)
             self._leases_ended(len(back))
         held = []
-        for key in tops:
-            ns, lane, _ = key
-            hold = self._inherited_tops.pop(key)[1]
+        for hold in tops:
+            ns, lane, _ = self._inherited_tops.pop(hold)[1]
             if self._tops.pop(hold, None) is not None:
                 held.append((ns, lane, hold))
         if held:
