@@ -264,11 +264,6 @@ class Accounting:
             if how == "ack" and outcome == "ok":
                 self.dup("acked item came back", text)
                 return
-            if a.key and b.key and a.key != b.key:
-                # Whether the reservation had ended: a Stack's pop put back (its reply
-                # lost, or refused on a full disk) moves an item to a new key on top.
-                self.dup("stored twice", text + self.reserver_fate(a, b.t, deaths))
-                return
             died = deaths.get(a.w)
             if died is not None and died <= b.t:
                 self.t.redelivered_allowed["reserver died"] += 1
@@ -276,6 +271,11 @@ class Accounting:
                 self.t.redelivered_allowed["lease ran out"] += 1
             elif any(a.t <= t <= b.t for t in self.closes.get(a.w, ())):
                 self.t.redelivered_allowed["reserver closed its handles"] += 1
+            elif a.key and b.key and a.key != b.key:
+                # Once the reservation ended, the item is back at the front, where a
+                # Stack's pop put back (its reply lost, or refused on a full disk) moves
+                # it to a new key on top; while it lasts, a new key is a copy.
+                self.dup("stored twice", text + self.reserver_fate(a, b.t, deaths))
             elif b.how == "left":
                 self.t.redelivered_allowed["reserver gone at the end"] += 1
             elif self.handed_over(a.d, a.t, b.t):

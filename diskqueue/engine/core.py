@@ -13,7 +13,6 @@ import itertools
 import logging
 import math
 import os
-import threading
 import time
 from abc import abstractmethod
 from collections import deque
@@ -26,6 +25,7 @@ from ..errors import Closed, Corrupted, DiskQueueError, Empty, IncompatibleType,
 from . import handed, keys, logs
 from .api import Entry, Receipt
 from .compaction import COMPACT_EVERY, Compactor
+from .conditions import Condition, new_lock
 from .groupcommit import GroupCommit
 from .holders import Holder
 from .lanes import Lane, Space
@@ -71,11 +71,11 @@ class Core:
         self.closed = False
         self.forked = False
         self._store = Store(path)
-        self._lock = threading.Lock()
-        self._readable = threading.Condition(self._lock)
-        self._writable = threading.Condition(self._lock)
-        self._all_done = threading.Condition(self._lock)
-        self._idle = threading.Condition(self._lock)
+        self._lock = new_lock()  # see conditions.py: a signal's exception in a wait
+        self._readable = Condition(self._lock)
+        self._writable = Condition(self._lock)
+        self._all_done = Condition(self._lock)
+        self._idle = Condition(self._lock)
         self._outside = 0  # calls using the store outside the lock (sync, compaction)
         self._readers = 0  # threads waiting for an item (so notify only when someone waits)
         self._writers = 0  # threads waiting for room under maxsize
@@ -87,7 +87,7 @@ class Core:
         # Told of new ready items beside the threads (see watches.py); a tuple replaced
         # whole, so that a change never meets an iteration.
         self._watchers: tuple[Callable[[int], None], ...] = ()
-        self._synced = threading.Condition(self._lock)
+        self._synced = Condition(self._lock)
         self._sync_started = self._sync_done = 0  # fsync generations (group commit)
         self._sync_running = False
         self._group = GroupCommit(self._commit_pushes)

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .conditions import Condition, new_lock
+
 WAIT_SHARE = 0.5  # of the last commit's time, at most, spent waiting for company
 MAX_WAIT = 0.002  # seconds
 
@@ -45,12 +47,12 @@ class GroupCommit:
 
     def __init__(self, commit: Callable[[list[Any]], list[Any]]) -> None:
         self._commit = commit
-        self._lock = threading.Lock()
+        self._lock = new_lock()
         self._waiting: list[_Request] = []
         self._leading = False
         self._last = 0  # size of the last round
         self._took = 0.0  # how long its commit took
-        self._arrived = threading.Condition(self._lock)  # the leader waits for company
+        self._arrived = Condition(self._lock)  # the leader waits for company
         self._want = 0  # arrivals it waits for (0: nobody waits)
 
     def submit(self, work: Any) -> Any:

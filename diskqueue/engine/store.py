@@ -25,6 +25,7 @@ except ImportError:  # Python 3.12+: the maintained fork takes plyvel's place.
 
 from ..errors import Corrupted, DiskQueueError, Locked
 from . import logs, permissions
+from .conditions import Condition, new_lock
 
 log = logging.getLogger("diskqueue.store")
 
@@ -147,7 +148,7 @@ class Store:
         # Small batches reuse this one: callers serialize writes (the engine's lock).
         self._wb = self._db.write_batch()
         # sync and compact run beside other calls; a recovery waits until none runs.
-        self._gate = threading.Condition()
+        self._gate = Condition(new_lock())
         self._beside = 0
         self._recovering = False
         self._broken: DiskQueueError | None = None  # why the last recovery failed
