@@ -12,12 +12,34 @@ beside it could have the lock let go under it.
 from __future__ import annotations
 
 import ast
+import contextlib
 import signal
+import threading
+from collections.abc import Iterator
 
 import faults
 import pytest
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
+
+
+class Stop(BaseException):
+    """What the SIGALRM handler of :func:`alarm_raises` raises (as SystemExit would)."""
+
+
+@contextlib.contextmanager
+def alarm_raises() -> Iterator[None]:
+    """SIGALRM raises :class:`Stop` in the main thread while inside; the timer is the
+    caller's to set."""
+    def handler(signum, frame):
+        raise Stop()
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 CHILD = """
 import signal, sys, threading, time
@@ -93,24 +115,52 @@ def test_the_condition_wait_gives_the_lock_back_when_interrupted():
     lock = new_lock()
     cond = Condition(lock)
 
-    class Stop(BaseException):
-        pass
-
-    def handler(signum, frame):
-        raise Stop()
-
-    old = signal.signal(signal.SIGALRM, handler)
-    try:
+    with alarm_raises():
         for _ in range(50):
-            signal.setitimer(signal.ITIMER_REAL, 0.001)
             with pytest.raises(Stop):
                 with lock:
+                    signal.setitimer(signal.ITIMER_REAL, 0.002)
                     cond.wait(5)
             signal.setitimer(signal.ITIMER_REAL, 0)
             # the lock is free again, and no waiter was left behind for a notify
             assert lock.acquire(blocking=False)
             lock.release()
             assert not cond._waiters
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.timeout(60)
+def test_a_durable_write_interrupted_while_it_waits_for_its_round_hands_the_lead_on():
+    """A sync=True write waits for the round before it; interrupted there (the signal's
+    exception ends its call), it must not keep the lead the round hands it: every later
+    durable write of the process would wait for ever."""
+    from diskqueue.engine.groupcommit import GroupCommit
+
+    committing = threading.Event()
+    go_on = threading.Event()
+    rounds: list[list[str]] = []
+
+    def commit(works):
+        rounds.append(list(works))
+        committing.set()
+        go_on.wait(10)  # the fsync of the round the interrupted write waits behind
+        return works
+
+    group = GroupCommit(commit)
+    first = threading.Thread(target=group.submit, args=("first",))
+    first.start()
+    assert committing.wait(10)
+
+    with alarm_raises():
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Stop):
+            group.submit("interrupted")  # waits behind "first", in the main thread
+    go_on.set()
+    first.join(10)
+    later: list[str] = []
+    writer = threading.Thread(target=lambda: later.append(group.submit("later")))
+    writer.start()
+    writer.join(10)
+    assert later == ["later"], "a durable write after the interrupted one never returned"
+    assert rounds[0] == ["first"]
+    assert "interrupted" not in [w for r in rounds for w in r], \
+        "the interrupted write was committed after its call had ended with the exception"

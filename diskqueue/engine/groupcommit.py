@@ -54,6 +54,7 @@ class GroupCommit:
         self._took = 0.0  # how long its commit took
         self._arrived = Condition(self._lock)  # the leader waits for company
         self._want = 0  # arrivals it waits for (0: nobody waits)
+        self._handed: _Request | None = None  # the waiter last told to lead
 
     def submit(self, work: Any) -> Any:
         """Commit ``work`` in the next round and return its result; raises what
@@ -66,24 +67,54 @@ class GroupCommit:
             if self._want and len(self._waiting) >= self._want:
                 self._arrived.notify()
         if follow:
-            req.wake.acquire()
+            try:
+                req.wake.acquire()
+            except BaseException:  # a signal handler's exception, in the main thread
+                self._withdraw(req)
+                raise
         if not req.done:
-            self._round()
+            try:
+                self._round()
+            except BaseException:  # raised while it waited for company: see _withdraw
+                self._withdraw(req, leading=True)
+                raise
         if req.error is not None:
             raise req.error
         return req.result
+
+    def _withdraw(self, req: _Request, leading: bool = False) -> None:
+        """Take back a request whose caller stopped waiting (``leading``: as the
+        leader): its work is not committed unless a round already carries it, and the
+        lead, if it had it, goes on to the next waiter (else every later submit would
+        wait for a leader that never comes)."""
+        with self._lock:
+            if req.done or req not in self._waiting:
+                return  # a round carries it: that round hands the lead on
+            self._waiting.remove(req)
+            if leading or self._handed is req:
+                self._hand_on()
+
+    def _hand_on(self) -> None:
+        """The oldest waiter leads the next round, if any (lock held)."""
+        if self._waiting:
+            self._handed = self._waiting[0]
+            self._handed.wake.release()
+        else:
+            self._leading = False
 
     def _round(self) -> None:
         with self._lock:
             if self._last > 1 and len(self._waiting) < self._last:
                 end = time.monotonic() + min(self._took * WAIT_SHARE, MAX_WAIT)
                 self._want = self._last
-                while len(self._waiting) < self._last:
-                    left = end - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._arrived.wait(left)
-                self._want = 0
+                try:
+                    while len(self._waiting) < self._last:
+                        left = end - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._arrived.wait(left)
+                finally:
+                    self._want = 0
             group, self._waiting = self._waiting, []
         self._last = len(group)
         started = time.monotonic()
@@ -96,10 +127,7 @@ class GroupCommit:
                 r.error = exc
         self._took = time.monotonic() - started
         with self._lock:
-            if self._waiting:
-                self._waiting[0].wake.release()  # the oldest waiter leads the next round
-            else:
-                self._leading = False
+            self._hand_on()
         for r in group:
             r.done = True
             r.wake.release()
