@@ -168,9 +168,7 @@ class Fleet:
                 proc.hung = "did not exit in time (forked child)" if proc.forked \
                     else "did not exit in time"
                 proc.doomed_at = proc.doomed_at or time.time()
-        for proc in overdue:
-            _signal(proc.pid, signal.SIGCONT)
-            _signal(proc.pid, signal.SIGKILL)
+        _dump_and_kill([proc.pid for proc in overdue])
 
     def stop_all(self) -> None:
         """Ask every live process to finish; kill those that do not within the grace."""
@@ -201,8 +199,7 @@ class Fleet:
             left = [p for p in self.procs.values() if p.status is None]
             for proc in left:
                 proc.hung = proc.hung or "still running at the end"
-        for proc in left:
-            _signal(proc.pid, signal.SIGKILL)
+        _dump_and_kill([proc.pid for proc in left])
         time.sleep(0.1)
         self.reap()
 
@@ -213,6 +210,19 @@ def _become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     except (OSError, AttributeError):
         pass
+
+
+def _dump_and_kill(pids: list[int]) -> None:
+    """SIGKILL processes that hang, after SIGQUIT has their threads' stacks written to
+    their logs (see Worker.install_signals)."""
+    if not pids:
+        return
+    for pid in pids:
+        _signal(pid, signal.SIGCONT)
+        _signal(pid, signal.SIGQUIT)
+    time.sleep(0.5)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
 
 
 def _signal(pid: int, sig: int) -> None:

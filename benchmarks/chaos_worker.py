@@ -7,6 +7,7 @@ came back, after it; a line the worker did not finish writing was never acknowle
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import random
@@ -96,6 +97,9 @@ class Worker:
         signal.signal(signal.SIGUSR2, lambda *_: self.flags.add("fork"))
         signal.signal(signal.SIGINT, lambda *_: self.flags.add("stop"))
         signal.signal(signal.SIGTERM, _exit_on_term)
+        # A worker that hangs is sent SIGQUIT before it is killed: its threads' stacks
+        # go to the log, written from C, whatever its Python threads are stuck in.
+        faulthandler.register(signal.SIGQUIT, all_threads=True)
         if hasattr(signal, "SIGXFSZ"):  # a full disk must be an error, not a death
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
