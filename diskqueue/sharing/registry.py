@@ -14,6 +14,7 @@ inherited becomes a client of the parent (or its successor), in place (see
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -128,6 +129,30 @@ def _after_fork_in_child() -> None:
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
                     after_in_child=_after_fork_in_child)
+
+
+def _close_owned_at_exit() -> None:
+    """Close the directories this process holds when it exits with them open.
+
+    Once the interpreter starts finalizing, Python stops its daemon threads where they
+    next need the GIL, and the server's are daemons: one stopped inside a call keeps
+    the directory's lock for ever, and the garbage collection of the handles, which
+    closes them, then waits for that lock, so the process never ends and its clients
+    wait ``connect_timeout`` for a reply that never comes. At exit (atexit runs before
+    that) a holder leaves as ``close()`` leaves: its server stops between calls, the
+    clients take over at once.
+    """
+    with _registry_lock:
+        engines = list(_registry.values())
+    for engine in engines:
+        if engine.pid == os.getpid() and not engine.forked and engine.role == "owner":
+            try:
+                engine.close()
+            except Exception as exc:  # exiting anyway: say why it was not clean
+                log.warning("closing %s at exit: %s", engine.path, exc)
+
+
+atexit.register(_close_owned_at_exit)
 
 
 def check_connect_timeout(value: Any) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, Optional, cast
 
@@ -135,7 +136,11 @@ class Handle(abc.ABC):
         self.close()
 
     def __del__(self) -> None:
-        """Close the handle when it is garbage collected; never raises."""
+        """Close the handle when it is garbage collected; never raises. Not while the
+        interpreter finalizes: its daemon threads may have stopped holding the locks a
+        close takes (the directories this process holds were closed at exit)."""
+        if sys.is_finalizing():
+            return
         try:
             self.close()
         except Exception:
