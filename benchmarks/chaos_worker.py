@@ -111,6 +111,8 @@ class Worker:
         emit({"ev": "hello", "w": self.wid, "p": os.getpid(), "pp": os.getppid()})
         try:
             while not self.done():
+                if _terminated:
+                    raise SystemExit(_terminated)
                 if "close" in self.flags:
                     self.reopen()
                 elif "fork" in self.flags:
@@ -303,8 +305,15 @@ class Handles:
         return [h for h in (self.queue, self.stack, self.prio, self.prefix) if h is not None]
 
 
+_terminated = 0  # the exit status a SIGTERM asked for (0: none)
+
+
 def _exit_on_term(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    # Python ignores an exception raised in a finalizer (a __del__, a weakref
+    # callback), where a signal handler can land too: the next op boundary exits then.
+    global _terminated
+    _terminated = 128 + signum
+    raise SystemExit(_terminated)
 
 
 def described(result: object) -> object:
