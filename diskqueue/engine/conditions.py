@@ -38,9 +38,11 @@ class Condition:
         self._waiters: deque[Any] = deque()
 
     def __enter__(self) -> bool:
+        """Take the lock (``with condition:``, as ``threading.Condition``)."""
         return bool(self._lock.acquire())
 
     def __exit__(self, *exc: object) -> None:
+        """Let go of the lock; ``RuntimeError`` if this thread does not hold it."""
         self._lock.release()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
