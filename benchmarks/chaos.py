@@ -29,7 +29,9 @@ drained, and every token is accounted for:
     redelivered   a reservation handed out again: allowed when its reserver died,
                   closed its handles (a failed ack, say) or its lease ran out, not
                   allowed otherwise
-    stall         the longest call, less the time it was asked to wait
+    stall         the longest call, less the time it was asked to wait and the moments
+                  past that wait when the machine stood still (a process of the soak
+                  that only sleeps 10 ms at a time woke late) or the caller was stopped
 
 The exit code is 0 when nothing was lost or duplicated, no redelivery was disallowed,
 no call stalled beyond connect_timeout + 1 s and no process was left hanging; 1 when
@@ -49,6 +51,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +61,7 @@ from typing import Optional, TypeVar
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import chaos_clock  # noqa: E402
 from chaos_rounds import DEFAULT_MIX, KINDS, Chaos, Config, Fleet  # noqa: E402
 from chaos_tally import Accounting, Tally, drain, render  # noqa: E402
 from chaos_worker import DIRS, Worker  # noqa: E402
@@ -110,7 +114,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--keep", action="store_true", help="keep the directories and logs")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON here")
-    for hidden in ("--worker", "--run-dir"):  # how the soak starts its own workers
+    for hidden in ("--worker", "--run-dir", "--clock"):  # how the soak starts its own workers
         ap.add_argument(hidden, help=argparse.SUPPRESS)
     return ap
 
@@ -134,11 +138,15 @@ def soak(cfg: Config, base: Optional[str], keep: bool) -> tuple[Tally, str]:
     fleet = Fleet(cfg, run_dir)
     chaos = Chaos(cfg, fleet, run_dir)
     started = time.monotonic()
+    ticks = os.path.join(run_dir, "clock.txt")
+    clock = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--clock", ticks])
     try:
         fleet.reap()  # starts the workers
         chaos.run()
     finally:
         fleet.stop_all()
+        clock.kill()
+        clock.wait()
     tally.seconds = time.monotonic() - started
     with open(os.path.join(run_dir, "rounds.jsonl"), "w") as fh:  # for a post-mortem
         fh.writelines(json.dumps(vars(rnd)) + "\n" for rnd in chaos.rounds)
@@ -146,6 +154,8 @@ def soak(cfg: Config, base: Optional[str], keep: bool) -> tuple[Tally, str]:
     left, tally.drain_notes = drain(run_dir, cfg.connect_timeout)
     account = Accounting(cfg, tally)
     account.holders = chaos.holders
+    account.machine = chaos_clock.Standstills(chaos_clock.read(ticks))
+    tally.standstill, tally.standstill_total = account.machine.longest, account.machine.total
     account.pid_deaths = {p.pid: p.doomed_at for p in fleet.procs.values() if p.doomed_at}
     for rnd in chaos.rounds:
         if rnd.kind == "stop":
@@ -194,6 +204,9 @@ def _fates(fleet: Fleet, tally: Tally) -> dict[str, float]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parser().parse_args(argv)
+    if args.clock:
+        chaos_clock.tick(args.clock)
+        return 0
     if args.worker:
         worker = Worker(args.worker, args.run_dir, args.connect_timeout, args.lease,
                         args.seed)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional, Union, cast
 
+from chaos_clock import Standstills, overlap
 from chaos_rounds import KINDS, ROOT, Config, Holder
 from chaos_worker import DIRS, TAKES, Line
 
@@ -111,6 +112,9 @@ class Tally:
     stall: float = 0.0
     stall_call: str = ""
     stalls_over: int = 0  # calls that stalled beyond connect_timeout + 1 s
+    stall_raw: float = 0.0  # the longest, with the machine's standstills left in
+    standstill: float = 0.0  # the longest moment the soak's clock woke late
+    standstill_total: float = 0.0
     hanging: list[str] = field(default_factory=list)
     crashed: list[str] = field(default_factory=list)
     noise: int = 0  # lines that were not log records: tracebacks, warnings
@@ -149,6 +153,7 @@ class Accounting:
         # pid -> (SIGSTOP, SIGCONT) times: a stopped process's own calls stand still
         # while it is stopped, which is the soak's doing, not a stall of the library.
         self.stopped: dict[int, list[tuple[float, float]]] = defaultdict(list)
+        self.machine = Standstills([])  # when the soak's clock woke late: see chaos_clock
         self.pids: dict[str, int] = {}  # worker id -> pid
         # worker id -> when it closed its handles: its reservations end then (a client's
         # when its connection closes, the owner's own when it closes the directory)
@@ -206,14 +211,19 @@ class Accounting:
                                                      attempts, d, float(call["t0"])))
 
     def stalled(self, call: Line, dt: float, note: str) -> None:
-        t0 = float(call["t0"])
-        stopped = sum(max(0.0, min(t0 + dt, cont) - max(t0, stop))
-                      for stop, cont in self.stopped.get(self.pids.get(str(call["w"]), -1), ()))
-        stall = dt - stopped - float(call.get("wait") or 0)
+        """Count a call's stall: its duration less what it asked to wait, and less the
+        time past that wait during which its process was stopped by the soak or the
+        machine stood still (a wait's own timer runs on through either)."""
+        t0, wait = float(call["t0"]), float(call.get("wait") or 0)
+        stopped = self.stopped.get(self.pids.get(str(call["w"]), -1), [])
+        still = overlap(t0 + wait, t0 + dt, stopped, self.machine.within(t0, t0 + dt))
+        stall = dt - wait - still
+        raw = dt - wait - overlap(t0 + wait, t0 + dt, stopped)
+        self.t.stall_raw = max(self.t.stall_raw, raw)
         if stall > self.bound:
             self.t.stalls_over += 1
             self.stalls.append((stall, f"{call['w']} {call['d']}.{call['op']} {stall:.1f} s"
-                                       f" from {float(call['t0']):.3f}{note}"))
+                                       f" from {t0:.3f}{note}"))
         if stall > self.t.stall:
             self.t.stall, self.t.stall_call = stall, f"{call['d']}.{call['op']}{note}"
 
@@ -354,6 +364,9 @@ def rows(t: Tally, cfg: Config) -> list[tuple[str, str]]:
         ("never enqueued but delivered", str(t.phantom)),
         ("longest stall", f"{t.stall:.2f} s ({t.stall_call}); {t.stalls_over} calls over "
                           f"{cfg.connect_timeout + 1:g} s"),
+        ("  the same, machine standstills left in", f"{t.stall_raw:.2f} s"),
+        ("machine stood still (the clock woke late)",
+         f"longest {t.standstill:.2f} s, {t.standstill_total:.1f} s in all"),
         ("processes left hanging", str(len(t.hanging))),
         ("processes crashed", str(len(t.crashed))),
         ("stray output lines", str(t.noise)),

@@ -9,12 +9,31 @@ should not become) and every promise of SPEC §6 is checked on its figures.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from types import ModuleType
 
 import faults
 import pytest
+
+
+def _load_clock() -> ModuleType:
+    """benchmarks/chaos_clock.py (standard library only), without putting benchmarks/ on
+    sys.path, where its scripts' names could shadow other modules."""
+    spec = importlib.util.spec_from_file_location(
+        "chaos_clock", os.path.join(faults.REPO_ROOT, "benchmarks", "chaos_clock.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+chaos_clock = _load_clock()
 
 KINDS = ("close", "kill", "term", "stop", "fork", "disk")
 CONNECT_TIMEOUT = 2.0
@@ -53,17 +72,50 @@ def test_short_soak_loses_nothing_and_hangs_nobody(soak):
     assert not problems, "\n".join(problems) + "\n\n" + table
 
 
-@pytest.mark.xfail(reason="not kept on a loaded machine: when every process stands still "
-                          "for a moment (the soak's own loop included), a call's wait "
-                          "counts it, and the soak cannot tell that from a stall (5.76 s "
-                          "with connect_timeout 2 s once in a run of 400 rounds; see "
-                          "docs/durability.md)",
-                   strict=False)
 @pytest.mark.timeout(150)
 def test_short_soak_no_call_stalls_past_its_bound(soak):
     r, table = soak
     assert r["stall"] <= CONNECT_TIMEOUT + 1, (
         f"a call stalled {r['stall']:.1f} s ({r['stall_call']})\n\n{table}")
+
+
+@pytest.mark.timeout(30)
+def test_the_soaks_clock_writes_down_when_it_did_not_run(tmp_path):
+    """The stall check takes out the moments the machine stood still, as the soak's clock
+    saw them: a clock that cannot run (stopped here, as a paused machine would stop it)
+    writes the moment down, and nothing when it runs."""
+    ticks = tmp_path / "clock.txt"
+    clock = subprocess.Popen([sys.executable, "benchmarks/chaos.py", "--clock", str(ticks)],
+                             cwd=faults.REPO_ROOT, env=faults.child_env())
+    try:
+        time.sleep(1.0)  # started, and ticking
+        calm = ticks.read_text() if ticks.exists() else ""
+        before = time.time()
+        clock.send_signal(signal.SIGSTOP)
+        time.sleep(0.6)
+        clock.send_signal(signal.SIGCONT)
+        after = time.time()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(ticks.read_text()) == len(calm):
+            time.sleep(0.05)
+    finally:
+        clock.kill()
+        clock.wait()
+    spans = chaos_clock.read(str(ticks))
+    assert len(calm.splitlines()) <= 2, calm  # the scheduler may be late now and then
+    stood = chaos_clock.overlap(before, after, spans)
+    assert 0.5 <= stood <= after - before, (spans, before, after)
+
+
+def test_a_calls_stall_leaves_out_the_machines_standstills_past_its_wait():
+    """Only the part of a standstill past what the call asked to wait is taken out: its
+    wait's own timer ran on through it."""
+    spans = [(10.0, 10.5), (12.0, 13.0), (12.5, 14.0)]
+    assert chaos_clock.overlap(11.0, 15.0, spans) == pytest.approx(2.0)
+    assert chaos_clock.overlap(10.2, 11.0, spans) == pytest.approx(0.3)
+    assert chaos_clock.overlap(14.0, 20.0, spans) == 0.0
+    machine = chaos_clock.Standstills(spans)
+    assert machine.within(13.5, 13.6) == [(12.0, 13.0), (12.5, 14.0)]
 
 
 @pytest.mark.timeout(150)
