@@ -1,11 +1,13 @@
 """The thread pool's threads join in as they are needed: short jobs run on few threads
 (threads taking turns on them cost more than they give), jobs that wait get every
-thread, and threads go back to waiting when the jobs turn short again or run out."""
+thread, and threads go back to waiting when the jobs turn short again or run out; the
+rest of a thread's batch does not wait behind a long job of it."""
 
 from __future__ import annotations
 
 import collections
 import threading
+import time
 
 import diskqueue as dq
 
@@ -47,6 +49,36 @@ def test_jobs_that_wait_get_every_thread_and_the_pool_stops_cleanly(tmp_path):
         left = [t.name for t in threading.enumerate()
                 if t.name.startswith("diskqueue-worker") or t.name == "diskqueue-lookout"]
         assert left == []
+
+
+def test_slow_jobs_of_one_batch_run_side_by_side(tmp_path):
+    # Eight 0.3 s jobs ahead of many short ones: the first thread's batch holds all
+    # eight; the other threads take them from it instead of running the short ones.
+    lock = threading.Lock()
+    now, most = [0], [0]
+    with dq.TaskQueue(tmp_path / "jobs") as tq:
+        ran = _names_of(tq)
+
+        @tq.task
+        def nap(i):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(0.3)
+            with lock:
+                now[0] -= 1
+            return i
+
+        naps = [nap.delay(i) for i in range(8)]
+        tq.enqueue_many("noop", [((i,), {}) for i in range(2000)])
+        w = tq.start(concurrency=4)
+        try:
+            assert [j.result(timeout=30) for j in naps] == list(range(8))
+            until(lambda: w.finished >= 2008, timeout=60, what="the drain")
+        finally:
+            assert w.stop(timeout=10)
+    assert sum(ran.values()) == 2000
+    assert most[0] == 4  # (one after the other before)
 
 
 def test_short_jobs_run_on_one_thread_mostly(tmp_path):

@@ -27,6 +27,7 @@ QUIET_LOOKS = 20  # looks that saw no job begin, before the lookout waits for on
 BUSY = 0.5  # share of their time the working threads spend in calls: more threads work
 IDLE = 0.1  # ... under which one fewer works
 BUSY_LOOKS = 2  # looks in a row that find them busy before more start
+LONG_CALL = 0.01  # seconds in a call after which other threads take the rest of its batch
 
 
 class Pool(Protocol):
@@ -61,8 +62,11 @@ class ThreadPool:
 
     When a queue holds many more jobs than there are threads, a thread reserves up to
     ``BATCH`` of them at once (one disk write instead of one each) and starts them one
-    after the other; the ones not started when the worker stops go back to the front of
-    their queue untouched. Weighted queues share the worker job by job: no batches.
+    after the other; when it has been in a job's call for 10 ms, a thread that has no
+    job takes the first half of the rest of that batch before it fetches from the
+    queue, so a long job does not hold up the rest of its batch. The ones not started
+    when the worker stops go back to the front of their queue untouched. Weighted queues
+    share the worker job by job: no batches.
 
     A thread cannot be interrupted, so a run past its ``timeout`` is finished as a
     ``JobTimeout`` by the scheduler thread, its thread is abandoned (its eventual result
@@ -103,11 +107,11 @@ class ThreadPool:
         self.pending: dict[threading.Thread, deque[Lease]] = {}  # each thread's batch
         self._lock = threading.Lock()
         self._names = iter(range(1, 1 << 30))
-        # spare threads (see the class docstring); the sets change under _turns
-        self.spares = runner.group is None and concurrency > 1
-        self.working: set[threading.Thread] = set()
         self.calling: dict[threading.Thread, float] = {}  # thread: when its call began
         self.busy: dict[threading.Thread, float] = {}  # thread: seconds in calls so far
+        # spare threads (see the class docstring); the set changes under _turns
+        self.spares = runner.group is None and concurrency > 1
+        self.working: set[threading.Thread] = set()
         self._turns = threading.Condition(threading.Lock())
         self._wanted = 0  # waiting threads asked to start working
         self._surplus = 0  # working threads asked to stop
@@ -177,10 +181,11 @@ class ThreadPool:
             if not pending:
                 if self._surplus and self._rest(me, surplus=True):
                     return True, None
-                pending.extend(runner.fetch_batch(FETCH_WAIT, self.batch,
-                                                  2 * self.concurrency))
-                if not pending and self.spares:
-                    self._rest(me)
+                if not self._steal(me, pending):
+                    pending.extend(runner.fetch_batch(FETCH_WAIT, self.batch,
+                                                      2 * self.concurrency))
+                    if not pending and self.spares:
+                        self._rest(me)
             try:
                 lease = pending.popleft()
             except IndexError:  # nothing came, or the batch was given back
@@ -188,18 +193,16 @@ class ThreadPool:
             run = runner.begin(lease)  # (gives the job back if stopping)
             if run is None:
                 return True, None
-        if self.spares:
-            began = self.calling[me] = time.monotonic()
-            self._begun += 1
-            if self._dozing:
-                self._alarm.set()
+        began = self.calling[me] = time.monotonic()
+        self._begun += 1
+        if self._dozing:
+            self._alarm.set()
         try:
             out = runner.execute(run)
         except BaseException as exc:  # noqa: B036 - a hook around the task raised: a started
             out = O.failed(exc)  # job must still end in an outcome
-        if self.spares:
-            self.busy[me] = self.busy.get(me, 0.0) + time.monotonic() - began
-            self.calling.pop(me, None)  # (on_timeout may have dropped it)
+        self.busy[me] = self.busy.get(me, 0.0) + time.monotonic() - began
+        self.calling.pop(me, None)  # (on_timeout may have dropped it)
         if pending and not runner.stopping.is_set():
             try:
                 lease = pending.popleft()
@@ -207,6 +210,26 @@ class ThreadPool:
                 return runner.finish(run, out), None
             return runner.finish_and_begin(run, out, lease)
         return runner.finish(run, out), None
+
+    def _steal(self, me: threading.Thread, pending: deque[Lease]) -> bool:
+        """Move the first half of the batch of a thread that has been in a call for
+        ``LONG_CALL`` seconds to ``pending``: the rest of a batch must not wait behind a
+        long job while another thread could run it (and it comes before what the queue
+        holds now). Whether any was moved."""
+        calling = self.calling
+        now = time.monotonic()
+        for thread, theirs in list(self.pending.items()):
+            began = calling.get(thread)
+            if thread is me or not theirs or began is None or now - began < LONG_CALL:
+                continue
+            for _ in range((len(theirs) + 1) // 2):
+                try:
+                    pending.append(theirs.popleft())
+                except IndexError:  # (its thread took the last one meanwhile)
+                    break
+            if pending:
+                return True
+        return False
 
     # -- spare threads ---------------------------------------------------------
     def _rest(self, me: threading.Thread, surplus: bool = False) -> bool:
