@@ -113,7 +113,8 @@ class ThreadPool:
         self.spares = runner.group is None and concurrency > 1
         self.working: set[threading.Thread] = set()
         self._turns = threading.Condition(threading.Lock())
-        self._wanted = 0  # waiting threads asked to start working
+        self._waiting = 0  # threads waiting their turn
+        self._wanted = 0  # of them, asked to start working
         self._surplus = 0  # working threads asked to stop
         self._begun = 0  # calls begun (the lookout sees whether jobs are flowing)
         self._dozing = False  # the lookout waits for _alarm instead of looking
@@ -249,12 +250,16 @@ class ThreadPool:
         """Wait until ``me`` is to work (or the pool stops)."""
         stopping = self.runner.stopping
         with self._turns:
-            while not stopping.is_set():
-                if self._wanted:
-                    self._wanted -= 1
-                    self.working.add(me)
-                    return
-                self._turns.wait(FETCH_WAIT)
+            self._waiting += 1
+            try:
+                while not stopping.is_set():
+                    if self._wanted:
+                        self._wanted -= 1
+                        self.working.add(me)
+                        return
+                    self._turns.wait(FETCH_WAIT)
+            finally:
+                self._waiting -= 1
 
     def _look_out(self) -> None:
         """The lookout's thread: look at the working threads every ``SPARE_CHECK``
@@ -299,7 +304,7 @@ class ThreadPool:
         updated here."""
         with self._turns:
             working = list(self.working)
-            waiting = len(self.threads) - len(working) - self._wanted
+            waiting = self._waiting - self._wanted
         now = time.monotonic()
         if not working:
             return min(1, waiting)
