@@ -17,7 +17,9 @@ interleaved, median and p90 shown):
   worker process spent per job (all its threads: the steadier figure on a shared machine);
 - drain, 1 and 2 processes: the same N jobs drained by one worker process, then by two
   started together on the same directory (the second a client of the first's), 4 threads
-  each, from the moment they start their workers until both saw the queue empty;
+  each, from the moment they start their workers until both saw the queue empty; then
+  the same with N/20 jobs that each spin 1 ms of Python (the holder keeps short jobs to
+  itself: the second process takes jobs whose calls are long);
 - drain, client: N/4 jobs drained by a worker process (4 threads) that is a client of
   another process holding the directory (which runs no worker), and the CPU time per
   job of each of the two processes;
@@ -75,6 +77,8 @@ TARGETS = {
     ("diskqueue", "enqueue_many"): (">=", 300_000),
     ("diskqueue", "drain"): (">=", 25_000),
     ("diskqueue", "drain, 2 processes"): (">=", 1.6, "drain, 1 process"),
+    ("diskqueue", "drain 1 ms CPU jobs, 2 processes"): (">=", 1.0,
+                                                        "drain 1 ms CPU jobs, 1 process"),
     ("diskqueue", "sleep 1 ms, 32 threads"): (">=", 0.8 * 1000 * SLEEP_THREADS),
     ("diskqueue", "latency p50"): ("<=", 1.0),
     ("diskqueue", "latency p99"): ("<=", 2.0),
@@ -233,6 +237,12 @@ tasks = dq.TaskQueue(sys.argv[1], middleware=())
 def noop(i):
     return None
 
+@tasks.task(result_ttl=0)
+def spin(i):
+    end = time.perf_counter() + 0.001
+    while time.perf_counter() < end:
+        pass
+
 tasks.stats()  # opens the directory (the second process: as a client of the first)
 print("ready", flush=True)
 sys.stdin.readline()
@@ -245,11 +255,11 @@ print(end, flush=True)
 """
 
 
-def _drained_by(d: str, n: int, procs: int) -> float:
+def _drained_by(d: str, n: int, procs: int, task: str = "noop") -> float:
     """Jobs per second of ``procs`` worker processes draining ``n`` jobs together."""
     path = os.path.join(d, "jobs")
     with dq.TaskQueue(path) as tasks:
-        dq_fill(tasks, "noop", n)
+        dq_fill(tasks, task, n)
     children = []
     for _ in range(procs):
         child = subprocess.Popen([sys.executable, "-c", DRAIN_CHILD, path, ROOT, str(THREADS)],
@@ -268,7 +278,11 @@ def _drained_by(d: str, n: int, procs: int) -> float:
 def dq_drain_procs(d: str, n: int) -> dict[str, float]:
     one = _drained_by(os.path.join(d, "one"), n, 1)
     two = _drained_by(os.path.join(d, "two"), n, 2)
-    return {"drain, 1 process": one, "drain, 2 processes": two}
+    spin_one = _drained_by(os.path.join(d, "spin-one"), n // 20, 1, "spin")
+    spin_two = _drained_by(os.path.join(d, "spin-two"), n // 20, 2, "spin")
+    return {"drain, 1 process": one, "drain, 2 processes": two,
+            "drain 1 ms CPU jobs, 1 process": spin_one,
+            "drain 1 ms CPU jobs, 2 processes": spin_two}
 
 
 HOLDER_CHILD = """

@@ -218,6 +218,12 @@ class EngineAPI(WireAPI, Protocol):
         """Return the reservations whose lease ended; when the next one ends (None: no
         lease runs, or a client's engine)."""
 
+    def serve_own_first(self, nss: Iterable[bytes],
+                        wants: Optional[Callable[[], bool]]) -> bool:
+        """While ``wants()`` says so, clients' reservations in ``nss`` find nothing: this
+        process's own worker takes those items (None: stop). False, and nothing
+        changes, where another process holds the directory (a client's engine)."""
+
 
 class HolderAPI(EngineAPI, Protocol):
     """An owner's engine as its socket server uses it: :class:`EngineAPI` and what the

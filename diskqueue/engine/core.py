@@ -87,6 +87,9 @@ class Core:
         # Told of new ready items beside the threads (see watches.py); a tuple replaced
         # whole, so that a change never meets an iteration.
         self._watchers: tuple[Callable[[int], None], ...] = ()
+        # Namespaces whose items this process's own worker takes first, and whether it
+        # wants more now (see Takes.serve_own_first).
+        self._own_first: dict[bytes, Callable[[], bool]] = {}
         self._synced = Condition(self._lock)
         self._sync_started = self._sync_done = 0  # fsync generations (group commit)
         self._sync_running = False

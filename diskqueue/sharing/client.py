@@ -584,6 +584,13 @@ class RemoteEngine:
         if local is not None:
             local.unwatch(callback)
 
+    def serve_own_first(self, nss: Iterable[bytes],
+                        wants: Optional[Callable[[], bool]]) -> bool:
+        """See :meth:`EngineAPI.serve_own_first`; False while another process holds
+        the directory."""
+        local = self._local
+        return local is not None and local.serve_own_first(nss, wants)
+
     def next_expiry(self) -> Optional[float]:
         """See :meth:`EngineAPI.next_expiry`; None while another process holds it."""
         local = self._local
