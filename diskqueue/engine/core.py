@@ -25,7 +25,7 @@ from ..errors import Closed, Corrupted, DiskQueueError, Empty, IncompatibleType,
 from . import handed, keys, logs
 from .api import Entry, Receipt
 from .compaction import COMPACT_EVERY, Compactor
-from .conditions import Condition, new_lock
+from .conditions import Condition, EngineLock
 from .groupcommit import GroupCommit
 from .holders import Holder
 from .lanes import Lane, Space
@@ -71,7 +71,8 @@ class Core:
         self.closed = False
         self.forked = False
         self._store = Store(path)
-        self._lock = new_lock()  # see conditions.py: a signal's exception in a wait
+        # see conditions.py: a signal handler's exception in a wait, or after a write
+        self._lock = EngineLock(self._after_interrupt)
         self._readable = Condition(self._lock)
         self._writable = Condition(self._lock)
         self._all_done = Condition(self._lock)
@@ -694,6 +695,11 @@ class Core:
     def _load_aside(self, sp: Space, lane: bytes, ln: Lane, seq: int, value: bytes,
                     living: dict[Holder, bool]) -> None:
         """At open: take in one aside record (inherited.py)."""
+
+    @abstractmethod
+    def _after_interrupt(self) -> None:
+        """A signal handler's exception left a call: read the pointers back
+        (interrupted.py)."""
 
     @abstractmethod
     def _restore_tops(self) -> None:
