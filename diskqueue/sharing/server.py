@@ -391,8 +391,13 @@ class Server:
         """What live clients of the last holder held goes back once they die."""
         try:
             # at once when it inherited none; the notes of clients whose confirmations
-            # are still to be written are kept
-            returned = self._engine.check_holders(keep=self._unwritten.holders)
+            # are still to be written are kept, and those of every client still
+            # connected: one that died may have confirmations this loop has not seen
+            # fail yet (its connection's end is still to be read), and without its
+            # notes the next holder would hand its takes out again
+            keep = self._unwritten.holders | {c.holder for c in self._clients
+                                               if c.holder is not None}
+            returned = self._engine.check_holders(keep=keep)
         except DiskQueueError as exc:
             log.warning("returning the items of clients that died: %s", exc)
             return
