@@ -39,7 +39,7 @@ class Interruptions(Core):
         self._ahead.clear()  # (it may hold an item taken meanwhile)
         try:
             self._reconcile()
-        except Exception:  # noqa: BLE001 - the caller's own exception is on its way
+        except Exception:  # the caller's own exception is on its way: log this one
             log.warning("%s: could not read the pointers back after an interrupted call",
                         self.path, exc_info=True)
 

@@ -42,7 +42,7 @@ class Takes(Core):
         """While ``wants()`` says so, a client's reservation in ``nss`` finds nothing
         ready: this process's own worker takes those items itself (None: no more).
 
-        A worker that holds the directory runs a short job for about a third of what
+        A worker that holds the directory runs a short job for less than half of what
         the same job costs it when a client's worker runs it (the client's calls, served
         here, come on top of the job's own disk work), so a second worker process on
         short jobs made the drain slower, not faster. ``wants`` is called under the
