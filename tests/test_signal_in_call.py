@@ -115,10 +115,11 @@ except dq.Corrupted:
     counts["corrupted"] += 1
 q.close()
 seen = got + left
-missing = [v for v in acked if v not in set(seen)]
+seen_once = set(seen)
+missing = [v for v in acked if v not in seen_once]
 print(counts)
 print({"duplicated": len(seen) - len(set(seen)), "missing": len(missing),
-       "stray": len(set(seen) - acked - maybe_put), "left": len(left)})
+       "stray": len(seen_once - acked - maybe_put), "left": len(left)})
 """
 
 
