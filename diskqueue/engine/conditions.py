@@ -14,10 +14,8 @@ exception comes out and the lock is held as the caller expects.
 
 from __future__ import annotations
 
-import _thread
 import threading
 from collections import deque
-from collections.abc import Callable
 from typing import Any, Optional
 
 _new_waiter = threading.Lock
@@ -26,37 +24,6 @@ _new_waiter = threading.Lock
 def new_lock() -> Any:
     """The lock for :class:`Condition` s: an RLock (only its owner releases it)."""
     return threading.RLock()
-
-
-class EngineLock(_thread.RLock):  # type: ignore[misc]
-    """An engine's lock: an RLock that calls ``interrupted`` (holding the lock) when an
-    exception that is not an ``Exception`` leaves a ``with`` block over it: a signal
-    handler's ``KeyboardInterrupt`` or ``SystemExit``, which may have ended a call
-    between its write and its bookkeeping (see :mod:`.interrupted`)."""
-
-    __slots__ = ("interrupted",)
-
-    def __init__(self, interrupted: Callable[[], None]) -> None:
-        self.interrupted = interrupted
-
-    def __exit__(self, kind: Optional[type[BaseException]], *exc: object) -> None:
-        """Let go of the lock (after ``interrupted``, for such an exception); the
-        exception goes on as it was. ``RuntimeError`` if this thread does not hold it."""
-        if kind is not None and not issubclass(kind, Exception):
-            try:
-                for _ in range(_AGAIN):
-                    try:
-                        self.interrupted()
-                        break
-                    except BaseException:  # noqa: B036 - another signal's: the first
-                        continue  # one is on its way out; read the pointers again
-            finally:
-                self.release()
-            return
-        self.release()
-
-
-_AGAIN = 8  # tries of EngineLock.interrupted when more signals interrupt it
 
 
 class Condition:

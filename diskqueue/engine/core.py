@@ -25,7 +25,7 @@ from ..errors import Closed, Corrupted, DiskQueueError, Empty, IncompatibleType,
 from . import handed, keys, logs
 from .api import Entry, Receipt
 from .compaction import COMPACT_EVERY, Compactor
-from .conditions import Condition, EngineLock
+from .conditions import Condition, new_lock
 from .groupcommit import GroupCommit
 from .holders import Holder
 from .lanes import Lane, Space
@@ -71,8 +71,7 @@ class Core:
         self.closed = False
         self.forked = False
         self._store = Store(path)
-        # see conditions.py: a signal handler's exception in a wait, or after a write
-        self._lock = EngineLock(self._after_interrupt)
+        self._lock = new_lock()  # see conditions.py: a signal's exception in a wait
         self._readable = Condition(self._lock)
         self._writable = Condition(self._lock)
         self._all_done = Condition(self._lock)
@@ -695,11 +694,6 @@ class Core:
     def _load_aside(self, sp: Space, lane: bytes, ln: Lane, seq: int, value: bytes,
                     living: dict[Holder, bool]) -> None:
         """At open: take in one aside record (inherited.py)."""
-
-    @abstractmethod
-    def _after_interrupt(self) -> None:
-        """A signal handler's exception left a call: read the pointers back
-        (interrupted.py)."""
 
     @abstractmethod
     def _restore_tops(self) -> None:
