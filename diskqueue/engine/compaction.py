@@ -37,31 +37,32 @@ class Compactor:
 
     The engine counts its deletes in :attr:`deleted` and calls :meth:`start` with its
     lock held; ``ranges()`` (called there, under that lock) hands over the consumed
-    ranges, and ``finished()`` is called from the thread when it is done with the store.
+    ranges. The thread calls ``begin()`` before it uses the store (False: the store is
+    closing, and the thread leaves it alone) and, when it did use it, ``finished()``
+    when it is done.
     """
 
-    __slots__ = ("deleted", "_store", "_path", "_ranges", "_finished", "_thread")
+    __slots__ = ("deleted", "_store", "_path", "_ranges", "_begin", "_finished", "_thread")
 
     def __init__(self, store: Store, path: str, ranges: Callable[[], Ranges],
-                 finished: Callable[[], None]) -> None:
+                 begin: Callable[[], bool], finished: Callable[[], None]) -> None:
         self.deleted = 0  # deletes since the last compaction
         self._store = store
         self._path = path
         self._ranges = ranges
+        self._begin = begin
         self._finished = finished
         self._thread: threading.Thread | None = None
 
-    def start(self) -> bool:
-        """Start compacting in the background, unless a round still runs; True when one
-        started (then ``finished()`` will be called once)."""
+    def start(self) -> None:
+        """Start compacting in the background, unless a round still runs."""
         if self._thread is not None and self._thread.is_alive():
-            return False
+            return
         ranges = self._take_ranges()
         # Not a daemon: the interpreter must wait for it before the store closes.
         self._thread = threading.Thread(target=self._run, args=(ranges,),
                                         name="diskqueue-compact")
         self._thread.start()
-        return True
 
     def before_close(self) -> None:
         """Compact, in this thread, what was consumed since the last round, so a closed
@@ -85,6 +86,8 @@ class Compactor:
             self._store.compact(start, stop)
 
     def _run(self, ranges: Ranges) -> None:
+        if not self._begin():
+            return  # closing: its ranges are left to LevelDB's own compactions
         try:
             self._compact(ranges)
         except DiskQueueError:

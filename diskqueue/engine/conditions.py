@@ -10,12 +10,16 @@ and two threads change a directory's state at once (about 1 in 1,000 interrupted
 waits on CPython 3.10 to 3.13). Here the lock is an RLock, which only its owner can
 release, and a wait takes it back whenever it let go of it, so the signal's own
 exception comes out and the lock is held as the caller expects.
+
+:class:`Interrupts` is the other half: such an exception can also end a call between
+its write and its bookkeeping in memory, and the engine then reads its state back.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Optional
 
 _new_waiter = threading.Lock
@@ -24,6 +28,42 @@ _new_waiter = threading.Lock
 def new_lock() -> Any:
     """The lock for :class:`Condition` s: an RLock (only its owner releases it)."""
     return threading.RLock()
+
+
+class Interrupts:
+    """Entered inside the engine's lock by every call (``with lock, interrupts:``); when
+    an exception that is not an ``Exception`` leaves the call (a signal handler's
+    ``KeyboardInterrupt`` or ``SystemExit``), it runs ``read_back`` before the lock is
+    let go (see :mod:`diskqueue.engine.interrupted`).
+
+    The lock stays the C ``RLock``, released by its own ``__exit__`` after this one's: a
+    lock released by Python code could be left held by an exception raised as that code
+    begins, and every other thread would wait for it for ever.
+    """
+
+    __slots__ = ("read_back",)
+
+    def __init__(self, read_back: Callable[[], None]) -> None:
+        self.read_back = read_back
+
+    def __enter__(self) -> None:
+        """Nothing to do as a call begins (the lock is already held)."""
+        return None
+
+    def __exit__(self, kind: Optional[type[BaseException]], *exc: object) -> None:
+        """Read back after a signal handler's exception; never raises, and lets the
+        exception go on (a second signal's, raised as this begins, skips the read)."""
+        if kind is None or issubclass(kind, Exception):
+            return
+        for _ in range(_AGAIN):
+            try:
+                self.read_back()
+                return
+            except BaseException:  # noqa: B036 - another signal's: the first one is on
+                continue  # its way out; read back again
+
+
+_AGAIN = 8  # tries of a read-back that more signals interrupt
 
 
 class Condition:

@@ -25,7 +25,7 @@ from ..errors import Closed, Corrupted, DiskQueueError, Empty, IncompatibleType,
 from . import handed, keys, logs
 from .api import Entry, Receipt
 from .compaction import COMPACT_EVERY, Compactor
-from .conditions import Condition, new_lock
+from .conditions import Condition, Interrupts, new_lock
 from .groupcommit import GroupCommit
 from .holders import Holder
 from .lanes import Lane, Space
@@ -72,11 +72,13 @@ class Core:
         self.forked = False
         self._store = Store(path)
         self._lock = new_lock()  # see conditions.py: a signal's exception in a wait
+        # ... or after a write: every call runs in `with self._lock, self._interrupts:`
+        self._interrupts = Interrupts(self._after_interrupt)
         self._readable = Condition(self._lock)
         self._writable = Condition(self._lock)
         self._all_done = Condition(self._lock)
         self._idle = Condition(self._lock)
-        self._outside = 0  # calls using the store outside the lock (sync, compaction)
+        self._outside = 0  # compactions using the store outside the lock (see _compacting)
         self._readers = 0  # threads waiting for an item (so notify only when someone waits)
         self._writers = 0  # threads waiting for room under maxsize
         # What the waiting readers and writers wait for (a queue, a lane of it, or any
@@ -95,7 +97,7 @@ class Core:
         self._sync_running = False
         self._group = GroupCommit(self._commit_pushes)
         self._compactor = Compactor(self._store, self.path, self._dirty_ranges,
-                                    self._compacted)
+                                    self._compacting, self._compacted)
         self._spaces: dict[bytes, Space] = {}
         self._leases: list[tuple[float, int, bytes, bytes, int, int]] = []
         self._lease_ids = itertools.count()
@@ -171,7 +173,7 @@ class Core:
         Raises ``IncompatibleType`` for another kind or a LevelDB that is not a
         diskqueue, ``Closed`` when closed.
         """
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             stored = self._store.get(keys.META + b"kind")
             if stored is None:
@@ -230,7 +232,7 @@ class Core:
 
         Raises ``Empty`` when nothing is ready, ``OutOfBounds`` past the last item.
         """
-        with self._lock:
+        with self._lock, self._interrupts:
             sp = self._current(ns)
             lanes = (lane,) if lane is not None else sp.lane_order(desc)
             left = offset
@@ -244,7 +246,7 @@ class Core:
     def get(self, ns: bytes, lane: bytes, seq: int) -> Entry:
         """The ready item ``seq`` of ``lane``; ``Empty`` or ``OutOfBounds`` when it is not
         one (taken, reserved, or never put)."""
-        with self._lock:
+        with self._lock, self._interrupts:
             sp = self._current(ns)
             self._holding(sp, lane, seq)
             return self._read(sp, lane, seq)
@@ -259,7 +261,7 @@ class Core:
     def update(self, ns: bytes, lane: bytes, seq: int, data: bytes) -> bytes:
         """Replace the data of the ready item ``seq`` of ``lane`` in place; return its key.
         Raises as :meth:`get` does."""
-        with self._lock:
+        with self._lock, self._interrupts:
             sp = self._current(ns)
             self._holding(sp, lane, seq)
             key = sp.item_key(lane, seq)
@@ -269,7 +271,7 @@ class Core:
 
     def length(self, ns: bytes, lane: Optional[bytes] = None) -> int:
         """How many items are ready in ``ns`` (or in one ``lane`` of it)."""
-        with self._lock:
+        with self._lock, self._interrupts:
             sp = self._current(ns)
             if lane is None:
                 return sp.ready
@@ -278,14 +280,14 @@ class Core:
 
     def lanes(self, ns: bytes, *, desc: bool = False) -> list[bytes]:
         """Lanes holding ready items, in key order (or reversed)."""
-        with self._lock:
+        with self._lock, self._interrupts:
             return list(self._current(ns).lane_order(desc))
 
     def scan(self, ns: bytes, *, lane: Optional[bytes] = None, desc: bool = False,
              from_tail: bool = False, after: Optional[tuple[bytes, int]] = None,
              limit: int = 256) -> list[Entry]:
         """A page of ready items in dequeue order, after a ``(lane, seq)`` cursor."""
-        with self._lock:
+        with self._lock, self._interrupts:
             sp = self._current(ns)
             order = list((lane,) if lane is not None else sp.lane_order(desc))
             if after is not None:
@@ -307,7 +309,7 @@ class Core:
 
     def info(self) -> dict[str, Any]:
         """Counts of every namespace: ready and reserved items, lanes with ready items."""
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             return {
                 ns.decode("utf-8", "replace"): {
@@ -319,7 +321,7 @@ class Core:
     # -- clearing --------------------------------------------------------------
     def clear(self, ns: bytes) -> None:
         """Remove every item (reserved ones too); ids keep counting."""
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             sp = self._space(ns)
             puts = []
@@ -359,7 +361,7 @@ class Core:
     # -- queue.Queue's task accounting -----------------------------------------
     def task_done(self, ns: bytes) -> None:
         """Mark one item of ``ns`` done; ``ValueError`` when none is unfinished."""
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             sp = self._space(ns)
             if sp.unfinished <= 0:
@@ -371,7 +373,7 @@ class Core:
     def join(self, ns: bytes, *, timeout: Optional[float] = None) -> None:
         """Wait until every item put was marked done; ``Empty`` after ``timeout``
         (a holder serves a client's join in slices, to notice the client leaving)."""
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             sp = self._space(ns)
             while sp.unfinished:
@@ -390,7 +392,7 @@ class Core:
         on beside it and a log switch cannot leave a write out. Raises ``Closed`` when
         closed, ``DiskQueueError`` when the fsync fails.
         """
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             target = self._sync_started + 1
             while self._sync_done < target:
@@ -398,30 +400,27 @@ class Core:
                     self._synced.wait()
                     self._check()
                     continue
-                self._sync_running = True
-                self._sync_started += 1
-                generation = self._sync_started
-                self._outside += 1
-                self._lock.release()
+                # Everything from here is undone in the finally, wherever a signal
+                # handler's exception comes (close() waits while _sync_running).
                 try:
+                    self._sync_running = True
+                    self._sync_started += 1
+                    generation = self._sync_started
+                    self._lock.release()
                     self._store.sync()
                 finally:
-                    self._lock.acquire()
+                    if not self._lock._is_owned():
+                        self._lock.acquire()
                     self._sync_running = False
                     self._synced.notify_all()
-                    self._back_inside()
+                    self._idle.notify_all()
                 self._sync_done = generation
-
-    def _back_inside(self) -> None:
-        """A call that used the store outside the lock is done with it (lock held)."""
-        self._outside -= 1
-        self._idle.notify_all()
 
     # -- closing ---------------------------------------------------------------
     def close(self) -> None:
         """Wake every waiter (they raise ``Closed``), wait for the calls working outside
         the lock, compact what was consumed, and close the database. Idempotent."""
-        with self._lock:
+        with self._lock, self._interrupts:
             if self.closed:
                 return
             self.closed = True
@@ -431,7 +430,7 @@ class Core:
             self._writable.notify_all()
             self._all_done.notify_all()
             self._synced.notify_all()
-            while self._outside:
+            while self._outside or self._sync_running:
                 self._idle.wait()
             if not self.forked:
                 self._compactor.before_close()
@@ -451,13 +450,25 @@ class Core:
 
     def _maybe_compact(self) -> None:
         """Compact the consumed ranges in the background (called with the lock held)."""
-        if self._compactor.start():
+        self._compactor.start()
+
+    # The compactor's thread counts itself in and out of the store, not the thread that
+    # starts it: that one may be the main thread, and a signal handler's exception there
+    # (even from the wait inside Thread.start()) could come between starting the thread
+    # and counting it, and leave close() waiting for ever.
+    def _compacting(self) -> bool:
+        """The compactor's thread may use the store now (False: the engine closed)."""
+        with self._lock:
+            if self.closed or self.forked:
+                return False
             self._outside += 1
+            return True
 
     def _compacted(self) -> None:
         """The compactor's thread is done with the store."""
         with self._lock:
-            self._back_inside()
+            self._outside -= 1
+            self._idle.notify_all()
 
     def _dirty_ranges(self) -> list[tuple[bytes, bytes]]:
         """The consumed key ranges of the lanes with deletes; they count as clean after."""
@@ -694,6 +705,11 @@ class Core:
     def _load_aside(self, sp: Space, lane: bytes, ln: Lane, seq: int, value: bytes,
                     living: dict[Holder, bool]) -> None:
         """At open: take in one aside record (inherited.py)."""
+
+    @abstractmethod
+    def _after_interrupt(self) -> None:
+        """A signal handler's exception left a call: read the pointers back
+        (interrupted.py)."""
 
     @abstractmethod
     def _restore_tops(self) -> None:

@@ -16,6 +16,7 @@ from .api import Closable, Entry, Registrar
 from .core import FORMAT_VERSION
 from .holds import Holds
 from .inherited import Inheritance
+from .interrupted import Interruptions
 from .leases import Reservations
 from .push import Pushes
 from .records import Records
@@ -28,7 +29,8 @@ log = logging.getLogger("diskqueue.engine")
 __all__ = ["Engine", "Entry", "FORMAT_VERSION"]
 
 
-class Engine(Pushes, Takes, Holds, Reservations, Records, Inheritance, Watches):
+class Engine(Pushes, Takes, Holds, Reservations, Records, Inheritance, Interruptions,
+             Watches):
     """The owner of one directory in this process: its parts over
     :class:`~diskqueue.engine.core.Core`, and a server letting other processes in.
 

@@ -56,7 +56,7 @@ class Holds(Core):
                  holder: Optional[Holder] = None) -> tuple[list[Entry], list[int]]:
         """Pop up to ``n`` items from the top, keeping them in held records; return the
         entries and the hold ids to settle with :meth:`settle_tops`."""
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             sp = self._space(ns)
             self._await_ready(sp, lane, block, timeout)
@@ -97,7 +97,7 @@ class Holds(Core):
     def settle_tops(self, holds: Iterable[int], *, put_back: bool) -> int:
         """Forget held pops (the client has them) or put them back on top of their
         lanes, the last popped deepest; return how many were put back."""
-        with self._lock:
+        with self._lock, self._interrupts:
             if self.closed or self.forked:
                 return 0  # the records stay: the next open puts them back
             mine = [(hold, self._tops[hold]) for hold in holds if hold in self._tops]
@@ -192,7 +192,7 @@ class Holds(Core):
         from ``owner``'s holdings and from the leases here: else the end of ``owner``
         (:meth:`release_owner`), or the end of their lease, would return another's
         reservation of the same item."""
-        with self._lock:
+        with self._lock, self._interrupts:
             if self.closed or self.forked:
                 return 0  # the aside records stay: the next open returns them
             mine = [(self._space(ns), lane, seq, attempts) for ns, lane, seq, attempts in held
@@ -215,7 +215,7 @@ class Holds(Core):
     def wait_for_change(self, *, room: bool, timeout: float) -> bool:
         """Sleep until an item is ready (``room``: until room is made) or ``timeout``:
         how a server's one thread waits for all the calls it parked. True when woken."""
-        with self._lock:
+        with self._lock, self._interrupts:
             if self.closed or self.forked:
                 return False
             return self._sleep(room, timeout)

@@ -85,7 +85,7 @@ class Inheritance(Core):
         was settled meanwhile. Count the items returned. The notes of the processes in
         ``keep`` are kept, though they ended (the holder still means to write their
         confirmations: should it die first, the next one needs them)."""
-        with self._lock:
+        with self._lock, self._interrupts:
             if self.closed or self.forked:
                 return 0
             if self._leases:
@@ -141,7 +141,7 @@ class Inheritance(Core):
         ``takes`` out, whether they are still its: all of them are deleted and True
         returned, or none, the ones still held go back, and False (take again).
         """
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             holder = holder or holders.me()
             heads: list[Key] = []

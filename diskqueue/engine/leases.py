@@ -43,7 +43,7 @@ class Reservations(Core):
 
     def find_reserved(self, ns: bytes, seq: int) -> list[bytes]:
         """Lanes holding a reservation with this seq (to resolve a bare id)."""
-        with self._lock:
+        with self._lock, self._interrupts:
             return [lane for (lane, s) in self._current(ns).reserved if s == seq]
 
     def ack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
@@ -51,7 +51,7 @@ class Reservations(Core):
         """Delete a reserved item, with ``records`` written in the same batch."""
         # The hot path of every finished job: the checks and keys of _reservation,
         # item_key, aside_key and _count_deletes, written out (a call each costs).
-        with self._lock:
+        with self._lock, self._interrupts:
             if self.closed or self.forked:
                 self._refuse()
             sp = self._spaces.get(ns) or self._space(ns)
@@ -79,7 +79,7 @@ class Reservations(Core):
     def nack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
              front: bool = True) -> int:
         """Put a reserved item back; return its seq (new when it goes to the back)."""
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             sp = self._space(ns)
             held = self._reservation(sp, lane, seq, attempts)
@@ -118,12 +118,12 @@ class Reservations(Core):
 
     def in_flight(self, ns: bytes) -> int:
         """How many items of ``ns`` are reserved."""
-        with self._lock:
+        with self._lock, self._interrupts:
             return len(self._current(ns).reserved)
 
     def ack_many(self, held: list[tuple[bytes, bytes, int, int]]) -> None:
         """Delete several reserved ``(ns, lane, seq, attempts)`` items in one batch."""
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             deletes = []
             for ns, lane, seq, attempts in held:
@@ -148,7 +148,7 @@ class Reservations(Core):
         before it; its bool (False: nothing of it written) follows those of ``acks``.
         (A task worker starts a job read ahead so: the start is not written over an
         outcome another copy of the job stored meanwhile.)"""
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             puts: list[tuple[bytes, bytes]] = []
             deletes: list[bytes] = []
@@ -182,7 +182,7 @@ class Reservations(Core):
 
     def release_owner(self, owner: Any) -> int:
         """Return every reservation ``owner`` still holds to the front; count them."""
-        with self._lock:
+        with self._lock, self._interrupts:
             back = [(self._spaces[ns], lane, seq, attempts)
                     for ns, lane, seq, attempts in self._owned.pop(owner, ())
                     if self._spaces[ns].reserved.get((lane, seq)) == attempts]
@@ -202,7 +202,7 @@ class Reservations(Core):
         until it acks or nacks them, their lease ends, or the process dies, as the ones
         a last holder left for a live client (see inherited.py); their records name it
         already. Count them."""
-        with self._lock:
+        with self._lock, self._interrupts:
             kept = [(ns, lane, seq, attempts)
                     for ns, lane, seq, attempts in self._owned.pop(owner, ())
                     if self._spaces[ns].reserved.get((lane, seq)) == attempts]

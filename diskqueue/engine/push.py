@@ -53,7 +53,7 @@ class Pushes(Core):
                  receipt: Optional[Receipt] = None) -> tuple[int, bytes]:
         """Append one item to a lane; return its seq and key. ``receipt``: a record of
         the result written in the same batch (a client's request, repeatable)."""
-        with self._lock:
+        with self._lock, self._interrupts:
             # _roomy() spelled out: this is the hot path of a single put.
             if self.closed or self.forked:
                 self._refuse()
@@ -88,7 +88,7 @@ class Pushes(Core):
         ``records`` are record writes (see :meth:`write_records`) made in the same batch,
         and so is ``receipt`` (see :meth:`push_one`).
         """
-        with self._lock:
+        with self._lock, self._interrupts:
             # _roomy() spelled out, as in push_one: a single job's enqueue comes here
             if self.closed or self.forked:
                 self._refuse()
@@ -125,7 +125,7 @@ class Pushes(Core):
                  receipt: Optional[Receipt] = None) -> tuple[int, list[bytes]]:
         """Append items to one lane atomically; return the first seq (the rest follow)
         and the keys (``receipt`` as :meth:`push_one`)."""
-        with self._lock:
+        with self._lock, self._interrupts:
             sp = self._roomy(ns, len(datas), maxsize, block, timeout)
             ln = sp.lane(lane)
             first, n = ln.tail, len(datas)
@@ -143,7 +143,7 @@ class Pushes(Core):
         The check and the push happen under one lock, so two callers racing with the
         same guard never both push (the task layer's ``unique_key``).
         """
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             existing = self._store.get(record_key(*guard))
             if existing is not None:
@@ -174,7 +174,7 @@ class Pushes(Core):
     def _commit_pushes(self, works: list[tuple[bytes, list[tuple[bytes, bytes]],
                                                Optional[Receipt]]]
                        ) -> list[list[tuple[int, bytes]]]:
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             tails: dict[bytes, dict[bytes, int]] = {}
             puts: list[tuple[bytes, bytes]] = []

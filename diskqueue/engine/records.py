@@ -49,7 +49,7 @@ class Records(Core):
 
     def write_records(self, records: RecordOps) -> None:
         """Put (or, with value None, delete) ``(ns, key, value)`` records atomically."""
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             puts: list[tuple[bytes, bytes]] = []
             deletes = plan_records(records, puts)
@@ -57,7 +57,7 @@ class Records(Core):
 
     def get_record(self, ns: bytes, key: bytes) -> Optional[bytes]:
         """The value of record ``key`` of namespace ``ns``, or None."""
-        with self._lock:
+        with self._lock, self._interrupts:
             if self.closed or self.forked:
                 self._refuse()
             return self._store.get((_prefixes.get(ns) or record_key(ns, b"")) + key)
@@ -66,7 +66,7 @@ class Records(Core):
         """The values of records ``keys`` of namespace ``ns`` (None where there is
         none), read together: one call for a batch of jobs taken at once."""
         prefix = record_key(ns, b"")
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             get = self._store.get
             return [get(prefix + key) for key in keys]
@@ -76,7 +76,7 @@ class Records(Core):
         """Records of a namespace with ``start <= key < stop``, in key order."""
         base = keys.RECORD + keys.ns_bytes(ns)
         upper = base + stop if stop is not None else keys.prefix_end(base)
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             found = self._store.scan(start=base + start, stop=upper, limit=limit)
         return [(k[len(base):], v) for k, v in found]

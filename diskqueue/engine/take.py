@@ -48,7 +48,7 @@ class Takes(Core):
         short jobs made the drain slower, not faster. ``wants`` is called under the
         engine's lock: it must only read a flag. True: this engine holds the directory
         (a client's engine says False)."""
-        with self._lock:
+        with self._lock, self._interrupts:
             for ns in nss:
                 if wants is None:
                     self._own_first.pop(ns, None)
@@ -73,7 +73,7 @@ class Takes(Core):
         ``check`` is called with the items' data before anything changes; if it raises,
         nothing is taken.
         """
-        with self._lock:
+        with self._lock, self._interrupts:
             if self.closed or self.forked:
                 self._refuse()
             sp = self._spaces.get(ns) or self._space(ns)
@@ -89,7 +89,7 @@ class Takes(Core):
                  check: Check = None) -> tuple[Sequence[int], list[tuple[bytes, bytes]]]:
         """``take`` of up to ``n`` items of one lane, without a lease, as the seqs and the
         ``(key, data)`` pairs: the columns a handle builds Items from (dequeue_many)."""
-        with self._lock:
+        with self._lock, self._interrupts:
             if self.closed or self.forked:
                 self._refuse()
             sp = self._spaces.get(ns) or self._space(ns)
@@ -108,7 +108,7 @@ class Takes(Core):
                    held: bool = False) -> tuple[bytes, Entry]:
         """Take one item from the first namespace in ``nss`` that has one (strict order)."""
         end = deadline(block, timeout)
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             if self._own_first and owner is not None and not held:
                 nss = [ns for ns in nss if not self._kept_for_own(ns)]
@@ -127,7 +127,7 @@ class Takes(Core):
                 from_tail: bool = False, block: bool = False,
                 timeout: Optional[float] = None, check: Check = None) -> Entry:
         """``take`` of one item without a lease: the hot path of dequeue and pop."""
-        with self._lock:
+        with self._lock, self._interrupts:
             if self.closed or self.forked:
                 self._refuse()
             sp = self._spaces.get(ns) or self._space(ns)

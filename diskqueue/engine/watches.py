@@ -31,21 +31,21 @@ class Watches(Core):
         module for what ``n`` says and what the callback may do). True: this engine
         holds the directory, so every change is made here (a client's engine says
         False: its items change in another process). Raises ``Closed`` when closed."""
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             self._watchers = (*self._watchers, callback)
         return True
 
     def unwatch(self, callback: Callable[[int], None]) -> None:
         """Stop calling ``callback`` (one that is not watching is ignored); never raises."""
-        with self._lock:
+        with self._lock, self._interrupts:
             self._watchers = tuple(w for w in self._watchers if w != callback)
 
     def next_expiry(self) -> Optional[float]:
         """Return the reservations whose lease has ended to the front now (telling the
         waiters and watchers), and the ``time.monotonic()`` at which the next lease ends
         (None: no reservation has one). Raises ``Closed`` when closed."""
-        with self._lock:
+        with self._lock, self._interrupts:
             self._check()
             if self._leases:
                 self._expire_leases()
