@@ -1,5 +1,6 @@
-"""A client's push that the holder wrote, but whose reply the holder's death lost, is
-sent again after the takeover and must land once (issue: nothing stored twice).
+"""A client's push (or ack, or nack) that the holder wrote, but whose reply the
+holder's death lost, is sent again after the takeover and must land once (issue:
+nothing stored twice; an acknowledged ack is not reported as refused).
 
 The holder runs with the test hook ``DISKQUEUE_TEST_KILL_BEFORE_REPLY=<method>``: it
 SIGKILLs itself after running a client's call of that method, before replying.
@@ -64,6 +65,47 @@ def test_a_push_whose_reply_died_with_its_holder_lands_once(tmp_path, kind, meth
             got = [item.value for item in handle]
             assert sorted(got) == sorted(values), got
             assert len(handle) == len(values)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait()
+
+
+def _ack_each(q, item):
+    """The task worker's ack: several reservations' acks, each with its records."""
+    assert q._engine.ack_each([(q._ns, b"", item.id, None, ())]) == [True]
+
+
+ACKS = [
+    ("ack", lambda q, item: q.ack(item), ["b"]),
+    ("nack", lambda q, item: q.nack(item), ["a", "b"]),
+    ("nack", lambda q, item: q.nack(item, front=False), ["b", "a"]),
+    ("ack_each", _ack_each, ["b"]),
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("method", "call", "left"), ACKS,
+                         ids=["ack", "nack", "nack-to-back", "ack_each"])
+def test_an_ack_whose_reply_died_with_its_holder_is_answered_once(tmp_path, method, call,
+                                                                  left):
+    # Before: sent again to the next holder, the ack (or nack) that had landed was
+    # refused as NotReserved, its item already gone (or back), and the caller was told
+    # its work was not acknowledged (a full-disk stress counted such an item as lost).
+    path = tmp_path / "q"
+    with dq.Queue(path) as q:
+        q.enqueue_many(["a", "b"])
+    holder = start_holder(path, "Queue", kill_before_reply=method)
+    try:
+        with dq.Queue(path, connect_timeout=10) as q:
+            assert q.role == "client"
+            item = q.reserve(lease=60)
+            assert item.value == "a"
+            call(q, item)  # landed, then the holder died; sent again: answered
+            assert holder.wait(10) == -signal.SIGKILL
+            assert q.role == "owner"
+            assert q.in_flight() == 0
+            assert [got.value for got in q] == left
     finally:
         if holder.poll() is None:
             holder.kill()

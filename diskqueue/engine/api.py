@@ -106,20 +106,22 @@ class WireAPI(Protocol):
         """The lanes holding a reservation of ``seq``."""
 
     def ack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
-            records: RecordOps = ()) -> None:
-        """Delete a reserved item (and write ``records``); ``NotReserved`` if it is not."""
+            records: RecordOps = (), receipt: Optional[Receipt] = None) -> None:
+        """Delete a reserved item (and write ``records``); ``NotReserved`` if it is not.
+        ``receipt``, here and in the other acks and nack: as for :meth:`push_one`."""
 
-    def ack_many(self, held: list[Held]) -> None:
+    def ack_many(self, held: list[Held], *, receipt: Optional[Receipt] = None) -> None:
         """Delete reserved items in one batch."""
 
-    def ack_each(self, acks: list[Ack], *, guarded: Sequence[Guarded] = ()) -> list[bool]:
+    def ack_each(self, acks: list[Ack], *, guarded: Sequence[Guarded] = (),
+                 receipt: Optional[Receipt] = None) -> list[bool]:
         """Delete reserved items, each with its records, in one batch; for each, False
         when it was not reserved so (nothing of it is written, the others are). Each of
         ``guarded`` writes its records in the same batch only if its record is still as
         expected; its bool follows those of ``acks``."""
 
     def nack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
-             front: bool = True) -> int:
+             front: bool = True, receipt: Optional[Receipt] = None) -> int:
         """Return a reserved item to the front (or the back); its attempts."""
 
     def in_flight(self, ns: bytes) -> int:

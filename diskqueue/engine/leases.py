@@ -14,12 +14,12 @@ from typing import Any, Optional
 import msgpack
 
 from ..errors import NotReserved
-from .api import Ack, Guarded
+from .api import Ack, Guarded, Receipt
 from .compaction import COMPACT_EVERY
 from .core import Core
 from .holders import Holder
 from .lanes import Lane, Space
-from .records import RecordOps, plan_records, record_key
+from .records import RecordOps, plan_records, receipt_put, record_key
 
 
 class Reservations(Core):
@@ -28,7 +28,10 @@ class Reservations(Core):
 
     Each raises ``Closed`` when the engine is closed, ``NotReserved`` for an item not
     (or no longer) reserved so, and ``DiskQueueError`` when the write
-    fails (then nothing changed).
+    fails (then nothing changed). The acks and nack take a client's ``receipt``, a
+    record of their result written in the same batch (see
+    :mod:`diskqueue.sharing.receipts`): one sent again after a takeover is answered
+    from it, not refused as ``NotReserved``.
     """
 
     def _reservation(self, sp: Space, lane: bytes, seq: int, attempts: Optional[int]) -> int:
@@ -47,7 +50,7 @@ class Reservations(Core):
             return [lane for (lane, s) in self._current(ns).reserved if s == seq]
 
     def ack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
-            records: RecordOps = ()) -> None:
+            records: RecordOps = (), receipt: Optional[Receipt] = None) -> None:
         """Delete a reserved item, with ``records`` written in the same batch."""
         # The hot path of every finished job: the checks and keys of _reservation,
         # item_key, aside_key and _count_deletes, written out (a call each costs).
@@ -65,6 +68,8 @@ class Reservations(Core):
             puts: list[tuple[bytes, bytes]] = []
             deletes = plan_records(records, puts)
             deletes += (sp.item_prefix + tail, sp.aside_prefix + tail)
+            if receipt is not None:
+                puts.append(receipt_put(receipt, None))
             self._store.write(puts, deletes)
             del sp.reserved[at]
             self._stale_leases += 1
@@ -77,7 +82,7 @@ class Reservations(Core):
                 self._maybe_compact()
 
     def nack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
-             front: bool = True) -> int:
+             front: bool = True, receipt: Optional[Receipt] = None) -> int:
         """Put a reserved item back; return its seq (new when it goes to the back)."""
         with self._lock, self._interrupts:
             self._check()
@@ -88,7 +93,8 @@ class Reservations(Core):
                 # The aside record holds the attempts, and for a client's reservation the
                 # client process too: rewritten without it, so that a next holder does
                 # not keep the item for that process.
-                self._store.write([(sp.aside_key(lane, seq), msgpack.packb(held))])
+                self._store.write([(sp.aside_key(lane, seq), msgpack.packb(held)),
+                                   *_receipted(receipt, seq)])
                 del sp.reserved[(lane, seq)]
                 ln.add_front(seq)
                 sp.aside[(lane, seq)] = held
@@ -103,7 +109,7 @@ class Reservations(Core):
                 self._store.write(
                     [(sp.item_key(lane, new_seq), data),
                      (sp.aside_key(lane, new_seq), msgpack.packb(held)),
-                     sp.pointer(lane, ln_after)],
+                     sp.pointer(lane, ln_after), *_receipted(receipt, new_seq)],
                     (old_key, sp.aside_key(lane, seq)),
                 )
                 del sp.reserved[(lane, seq)]
@@ -121,7 +127,8 @@ class Reservations(Core):
         with self._lock, self._interrupts:
             return len(self._current(ns).reserved)
 
-    def ack_many(self, held: list[tuple[bytes, bytes, int, int]]) -> None:
+    def ack_many(self, held: list[tuple[bytes, bytes, int, int]], *,
+                 receipt: Optional[Receipt] = None) -> None:
         """Delete several reserved ``(ns, lane, seq, attempts)`` items in one batch."""
         with self._lock, self._interrupts:
             self._check()
@@ -130,14 +137,15 @@ class Reservations(Core):
                 sp = self._space(ns)
                 self._reservation(sp, lane, seq, attempts)
                 deletes += [sp.item_key(lane, seq), sp.aside_key(lane, seq)]
-            self._store.write((), deletes)
+            self._store.write(_receipted(receipt, None), deletes)
             for ns, lane, seq, _ in held:
                 sp = self._spaces[ns]
                 del sp.reserved[(lane, seq)]
                 self._count_deletes(sp, (lane,), 1)
             self._leases_ended(len(held))
 
-    def ack_each(self, acks: list[Ack], *, guarded: Sequence[Guarded] = ()) -> list[bool]:
+    def ack_each(self, acks: list[Ack], *, guarded: Sequence[Guarded] = (),
+                 receipt: Optional[Receipt] = None) -> list[bool]:
         """Delete reserved ``(ns, lane, seq, attempts, records)`` items, each with its
         ``records``, all in one batch: the acks of several callers that came together.
         For each, False when it was not reserved so (nothing of it is written, and the
@@ -171,6 +179,8 @@ class Reservations(Core):
                 if landed:
                     deletes += plan_records(records, puts)
                 stored.append(landed)
+            if receipt is not None:
+                puts.append(receipt_put(receipt, stored))
             if puts or deletes:
                 self._store.write(puts, deletes)
             if done:
@@ -210,3 +220,8 @@ class Reservations(Core):
                 # math.inf: a reservation (None is a held take), its lease counted here
                 self._inherited[(ns, lane, seq)] = (holder, math.inf, attempts)
             return len(kept)
+
+
+def _receipted(receipt: Optional[Receipt], result: object) -> list[tuple[bytes, bytes]]:
+    """The put of ``receipt`` with ``result``, when there is one."""
+    return [] if receipt is None else [receipt_put(receipt, result)]

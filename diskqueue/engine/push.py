@@ -8,10 +8,10 @@ from typing import Optional
 
 from ..errors import Full
 from . import keys
-from .api import RECEIPTS, Receipt
+from .api import Receipt
 from .core import Core, deadline
 from .lanes import Lane, Space
-from .records import RecordOps, plan_records, record_key
+from .records import RecordOps, plan_records, receipt_put, record_key
 
 _pack = keys.POINTERS.pack
 
@@ -64,7 +64,7 @@ class Pushes(Core):
             seq = ln.tail
             key = ln.prefix + seq.to_bytes(8, "big")
             self._store.write2(key, data, ln.pointer_key, _pack(ln.head, seq + 1),
-                               None if receipt is None else _receipt_put(receipt, (seq, key)))
+                               None if receipt is None else receipt_put(receipt, (seq, key)))
             self._pushed_one(sp, lane, ln, seq)
             return seq, key
 
@@ -130,7 +130,7 @@ class Pushes(Core):
             ln = sp.lane(lane)
             first, n = ln.tail, len(datas)
             item_keys = keys.item_keys(ln.prefix, first, n)
-            extra = () if receipt is None else (_receipt_put(receipt, (first, item_keys)),)
+            extra = () if receipt is None else (receipt_put(receipt, (first, item_keys)),)
             self._store.write_run(item_keys, datas, ln.pointer_key, _pack(ln.head, first + n),
                                   extra)
             self._apply_push(sp, {lane: first + n}, n)
@@ -159,7 +159,7 @@ class Pushes(Core):
         out = self._plan_push(sp, entries, tails, puts)
         deletes = plan_records(records, puts)
         if receipt is not None:
-            puts.append(_receipt_put(receipt, out))
+            puts.append(receipt_put(receipt, out))
         self._store.write(puts + self._tail_pointers(sp, tails), deletes)
         self._apply_push(sp, tails, len(entries))
         return out
@@ -183,7 +183,7 @@ class Pushes(Core):
                 sp = self._space(ns)
                 results.append(self._plan_push(sp, entries, tails.setdefault(ns, {}), puts))
                 if receipt is not None:
-                    puts.append(_receipt_put(receipt, results[-1]))
+                    puts.append(receipt_put(receipt, results[-1]))
             for ns, lane_tails in tails.items():
                 puts.extend(self._tail_pointers(self._spaces[ns], lane_tails))
             self._store.write(puts, sync=True)
@@ -232,12 +232,3 @@ class Pushes(Core):
         sp.unfinished += n
         if n and (self._readers or self._watchers):
             self._ready(n)
-
-
-def _receipt_put(receipt: Receipt, result: object) -> tuple[bytes, bytes]:
-    """The record put of a push's receipt, given the push's result."""
-    key, value = receipt
-    return _RECEIPT + key, value(result)
-
-
-_RECEIPT = record_key(RECEIPTS, b"")  # every receipt's store key starts with this

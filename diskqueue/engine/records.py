@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Optional
 
 from . import keys
+from .api import RECEIPTS, Receipt
 from .core import Core
 
 # (ns, key, value or None to delete): record writes that ride along with a mutation
@@ -41,6 +42,16 @@ def plan_records(records: RecordOps, puts: list[tuple[bytes, bytes]]) -> list[by
         else:
             put((prefix + key, value))
     return deletes
+
+
+def receipt_put(receipt: Receipt, result: object) -> tuple[bytes, bytes]:
+    """The record put of a client's receipt (see :mod:`diskqueue.sharing.receipts`),
+    given the result of the call it rides with."""
+    key, value = receipt
+    return _RECEIPT + key, value(result)
+
+
+_RECEIPT = record_key(RECEIPTS, b"")  # every receipt's store key starts with this
 
 
 class Records(Core):

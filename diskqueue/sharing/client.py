@@ -6,8 +6,8 @@ required arguments of a call by position and every flag by name. When the owner 
 dies, the next call takes the directory over (opening it here) or connects to
 whichever process did, then repeats the call: callers see a pause, not an error. Takes
 the last owner held for this process are settled with the next (``_resettle_now``). A
-push repeated after a takeover may have landed before the owner died: it is numbered,
-and the next owner answers it from its receipt instead of pushing again
+push, ack or nack repeated after a takeover may have landed before the owner died: it
+is numbered, and the next owner answers it from its receipt instead of running it again
 (:mod:`diskqueue.sharing.receipts`).
 
 An owner that is alive but does not answer (stopped, hung) is waited for
@@ -58,7 +58,7 @@ _BLOCKING = _TAKES | {"push_one", "push", "push_run"}
 # Pushes wait only for room under a maxsize.
 _PUSHES = frozenset({"push_one", "push", "push_run"})
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of an item a take took
-# Numbers of pushes: one counter for the process, so that no number is used twice with
+# Numbers of pushes and acks: one counter for the process, so that no number is used twice with
 # one receipt key, whichever engine of the process sends it (next() is atomic).
 _push_numbers = itertools.count()
 
@@ -254,7 +254,7 @@ class RemoteEngine:
 
     def _calls(self, method: str, args: Any, kwargs: dict[str, Any], wait: float,
                check: Check, numbered: Optional[list[Any]]) -> Any:
-        """Run a call, again after a takeover; ``numbered``: a push's ``[slot, seq,
+        """Run a call, again after a takeover; ``numbered``: a push's or ack's ``[slot, seq,
         sent before]`` (its receipt tells whether a holder that went had written it)."""
         deadline: Optional[float] = None  # to reach an owner after the last one went
         # A call's bound runs from its start (after its own wait): waiting on an owner
@@ -355,7 +355,7 @@ class RemoteEngine:
                   wait: float, numbered: Optional[list[Any]] = None,
                   until: Optional[float] = None) -> Any:
         """Send one request and read its reply within ``wait`` + connect_timeout
-        (``numbered``: a push's number, marked as sent from here on), or, when the call
+        (``numbered``: a push's or ack's number, marked as sent from here on), or, when the call
         had to look for an owner first, within ``wait`` + what is left of it ``until``
         (a ``time.monotonic()``)."""
         bound = self.connect_timeout
@@ -597,7 +597,8 @@ class RemoteEngine:
         return None if local is None else local.next_expiry()
 
     # -- the engine's calls (EngineAPI): required arguments by position, flags by name
-    # ``receipt`` is the holder's own (it writes one for each numbered push): never sent.
+    # ``receipt`` is the holder's own (it writes one for each numbered push, ack and
+    # nack): never sent.
     def push_one(self, ns: bytes, lane: bytes, data: bytes, *, maxsize: int = 0,
                  block: bool = False, timeout: Optional[float] = None,
                  receipt: Optional[Receipt] = None) -> tuple[int, bytes]:
@@ -670,21 +671,22 @@ class RemoteEngine:
         return self.call("find_reserved", [ns, seq], {})  # type: ignore[no-any-return]
 
     def ack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
-            records: RecordOps = ()) -> None:
+            records: RecordOps = (), receipt: Optional[Receipt] = None) -> None:
         """See :meth:`EngineAPI.ack`."""
         self.call("ack", [ns, lane, seq], {"attempts": attempts, "records": records})
 
-    def ack_many(self, held: list[Held]) -> None:
+    def ack_many(self, held: list[Held], *, receipt: Optional[Receipt] = None) -> None:
         """See :meth:`EngineAPI.ack_many`."""
         self.call("ack_many", [held], {})
 
-    def ack_each(self, acks: list[Ack], *, guarded: Sequence[Guarded] = ()) -> list[bool]:
+    def ack_each(self, acks: list[Ack], *, guarded: Sequence[Guarded] = (),
+                 receipt: Optional[Receipt] = None) -> list[bool]:
         """See :meth:`EngineAPI.ack_each`."""
         return self.call("ack_each", [acks], {"guarded": guarded} if guarded else {}
                          )  # type: ignore[no-any-return]
 
     def nack(self, ns: bytes, lane: bytes, seq: int, *, attempts: Optional[int] = None,
-             front: bool = True) -> int:
+             front: bool = True, receipt: Optional[Receipt] = None) -> int:
         """See :meth:`EngineAPI.nack`."""
         return self.call("nack", [ns, lane, seq],  # type: ignore[no-any-return]
                          {"attempts": attempts, "front": front})

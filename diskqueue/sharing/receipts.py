@@ -1,14 +1,17 @@
-"""Receipts: a client's push lands once, even when it is sent again after a takeover.
+"""Receipts: a client's push, ack or nack lands once, even when it is sent again after a
+takeover.
 
 A holder can die after writing a client's push and before its reply left. The client
 then sends the same request to the next holder, which would store the items a second
-time. So a client numbers its pushes: each carries ``(slot, seq)``, where ``seq`` is a
-number the client never uses twice and ``slot`` one of a few it reuses (one per push
-under way at once). The holder writes, in the push's own batch, a *receipt*: the record
-``RECEIPTS/<client pid, start time, slot>`` holding ``seq`` and the push's result. A
-request sent again says so, and the holder that gets it looks for its receipt first:
-when the receipt holds the same ``seq``, it answers with the stored result and writes
-nothing. The next push in the same slot overwrites the receipt, so a live client keeps
+time (and an ack sent again would be refused as ``NotReserved``, its item already gone,
+though it was acked: the caller would take its work for lost). So a client numbers
+these calls: each carries ``(slot, seq)``, where ``seq`` is a number the client never
+uses twice and ``slot`` one of a few it reuses (one per call under way at once). The
+holder writes, in the call's own batch, a *receipt*: the record ``RECEIPTS/<client
+pid, start time, slot>`` holding ``seq`` and the call's result. A request sent again
+says so, and the holder that gets it looks for its receipt first: when the receipt
+holds the same ``seq``, it answers with the stored result and writes nothing. The
+next call in the same slot overwrites the receipt, so a live client keeps
 one per slot; the receipts of processes that ended are deleted by the holder
 (:func:`sweep`), about every :data:`SWEEP_EVERY` seconds.
 """
@@ -23,8 +26,9 @@ import msgpack
 from ..engine import holders
 from ..engine.api import RECEIPTS, EngineAPI, Receipt
 
-# Pushes that carry a receipt (push_unless is guarded by its own record already).
-RECEIPTED = frozenset({"push_one", "push", "push_run", "push_durable"})
+# Calls that carry a receipt (push_unless is guarded by its own record already).
+RECEIPTED = frozenset({"push_one", "push", "push_run", "push_durable",
+                       "ack", "ack_many", "ack_each", "nack"})
 SWEEP_EVERY = 10.0
 _KEY = struct.Struct(">QQI")  # pid, start time, slot
 
