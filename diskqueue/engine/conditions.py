@@ -43,21 +43,22 @@ class Interrupts:
 
     __slots__ = ("read_back",)
 
-    def __init__(self, read_back: Callable[[], None]) -> None:
+    def __init__(self, read_back: Callable[[BaseException], None]) -> None:
         self.read_back = read_back
 
     def __enter__(self) -> None:
         """Nothing to do as a call begins (the lock is already held)."""
         return None
 
-    def __exit__(self, kind: Optional[type[BaseException]], *exc: object) -> None:
+    def __exit__(self, kind: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: object) -> None:
         """Read back after a signal handler's exception; never raises, and lets the
         exception go on (a second signal's, raised as this begins, skips the read)."""
-        if kind is None or issubclass(kind, Exception):
+        if kind is None or issubclass(kind, Exception) or exc is None:
             return
         for _ in range(_AGAIN):
             try:
-                self.read_back()
+                self.read_back(exc)
                 return
             except BaseException:  # noqa: B036 - another signal's: the first one is on
                 continue  # its way out; read back again

@@ -707,7 +707,7 @@ class Core:
         """At open: take in one aside record (inherited.py)."""
 
     @abstractmethod
-    def _after_interrupt(self) -> None:
+    def _after_interrupt(self, exc: BaseException) -> None:
         """A signal handler's exception left a call: read the pointers back
         (interrupted.py)."""
 

@@ -31,11 +31,12 @@ log = logging.getLogger("diskqueue.engine")
 class Interruptions(Core):
     """The engine's reconciling of its pointers after an interrupted call."""
 
-    def _after_interrupt(self) -> None:
+    def _after_interrupt(self, exc: BaseException) -> None:
         """See the module (lock held). Never raises: what cannot be read now stays as
         it was, and the store's own errors come with the next call."""
         if self.closed or self.forked:
             return
+        self._store.interrupted(exc)  # first: the reads below recover the store if needed
         self._ahead.clear()  # (it may hold an item taken meanwhile)
         try:
             self._reconcile()

@@ -120,7 +120,10 @@ class Store:
     LevelDB's log, and LevelDB appends the next records behind it, where its recovery
     cannot read them: every later write would be lost on the next open. So after a
     failed write the store moves LevelDB to a fresh log before anything else is
-    written (:meth:`_recover`), and until that succeeds every call is refused.
+    written (:meth:`_recover`), and until that succeeds every call is refused. The
+    store is marked as needing that recovery before it begins, so a recovery that a
+    signal handler's exception ends is done again before the next call (see
+    :meth:`interrupted`).
 
     Every method raises LevelDB's errors as ``diskqueue`` ones: ``Corrupted`` for
     damaged files, ``PermissionDenied`` for a directory it may not write,
@@ -148,10 +151,15 @@ class Store:
         # Small batches reuse this one: callers serialize writes (the engine's lock).
         self._wb = self._db.write_batch()
         # sync and compact run beside other calls; a recovery waits until none runs.
-        self._gate = Condition(new_lock())
+        # Entered by the lock's own C code (``with self._gate_lock``), not the condition's
+        # Python one: a signal handler's exception raised as that began could leave it held.
+        self._gate_lock = new_lock()
+        self._gate = Condition(self._gate_lock)
         self._beside = 0
         self._recovering = False
-        self._broken: DiskQueueError | None = None  # why the last recovery failed
+        # Set while calls must recover first: why the last recovery failed, or that one
+        # has not finished.
+        self._broken: DiskQueueError | None = None
         self._synced_logs: set[str] = set()  # sealed log files known to be on disk
         self._current_log = ""  # the newest log when the last sync ran
         self._log_fd: int | None = None  # open on it, for its fsyncs
@@ -223,20 +231,38 @@ class Store:
 
         Runs with the caller's lock held, once no sync or compaction runs beside it.
         Raises (and stays broken, so the next call tries again) when LevelDB cannot be
-        reopened, for instance while the disk is still full.
+        reopened, for instance while the disk is still full. Calls stay refused until it
+        ends well: one that an exception ends at any step is begun again by the next.
         """
-        with self._gate:
+        if self._broken is None:
+            self._broken = DiskQueueError(f"{self.path}: a recovery from a failed write "
+                                          "did not finish")
+        with self._gate_lock:
             self._recovering = True
             while self._beside:
                 self._gate.wait()
         try:
-            if self._broken is None and self._switch_log():
-                return
-            self._reopen()
+            if self._db.closed or not self._switch_log():
+                self._reopen()
+            self._wb = self._db.write_batch()  # (the one before may be the closed DB's)
+            permissions.set_file_modes(self.path)
+            self._broken = None
         finally:
-            with self._gate:
+            with self._gate_lock:
                 self._recovering = False
                 self._gate.notify_all()
+
+    def interrupted(self, exc: BaseException) -> None:
+        """Told by the engine that ``exc`` (a signal handler's) ended a call: if it was
+        raised while a failed write was being handled, the recovery may not have begun,
+        and the next call must run it."""
+        seen: BaseException | None = exc
+        while seen is not None:
+            if isinstance(seen, plyvel.Error) and self._broken is None:
+                self._broken = DiskQueueError(f"{self.path}: a call ended before its "
+                                              "recovery from a failed write")
+                return
+            seen = seen.__context__
 
     def _switch_log(self) -> bool:
         """Ask LevelDB for a new log (a compaction starts by flushing the memtable to a
@@ -256,16 +282,13 @@ class Store:
         """Close and reopen LevelDB: its recovery drops a partial record at the end of a
         log and starts a fresh one. The in-memory state of callers stays valid, since
         a failed write was never applied to it."""
-        if self._broken is None:
+        if not self._db.closed:
             self._db.close()
         try:
             self._db = self._open()
         except DiskQueueError as exc:
             self._broken = exc  # says what is wrong (the disk is still full, say)
             raise
-        self._broken = None
-        self._wb = self._db.write_batch()
-        permissions.set_file_modes(self.path)
 
     def _usable(self) -> None:
         """Refuse a call while a failed write has not been recovered from (retrying it)."""
@@ -481,7 +504,7 @@ class Store:
 
     def compact(self, start: bytes | None, stop: bytes | None) -> None:
         """Compact a key range; may run beside other calls (a background thread)."""
-        with self._gate:
+        with self._gate_lock:
             while self._recovering:
                 self._gate.wait()
             if self._broken is not None:
@@ -492,7 +515,7 @@ class Store:
         except plyvel.Error as exc:
             raise self._translate(exc) from exc
         finally:
-            with self._gate:
+            with self._gate_lock:
                 self._beside -= 1
                 self._gate.notify_all()
 

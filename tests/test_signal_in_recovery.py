@@ -1,0 +1,135 @@
+"""A signal handler's exception inside the store's recovery from a failed write does not
+leave LevelDB's log broken in its middle.
+
+A write that fails (a full disk) may leave part of its record at the end of LevelDB's
+log, so the store moves LevelDB to a fresh log (or reopens it) before anything else is
+written. That recovery waits for LevelDB to flush its memtable, milliseconds in which a
+signal handler that raises (``KeyboardInterrupt``, or ``SystemExit`` from a SIGTERM
+handler) can end it. Before the fix the store then took itself for recovered, the next
+writes were appended behind the partial record, and the next open found the log
+``Corrupted`` (a soak's holder, sent SIGTERM during full-disk rounds, did exactly that:
+its directory needed ``diskq repair``, and items were lost). Here a child cuts its own
+file size limit again and again while a timer interrupts its calls, one exception per
+call; the directory must reopen cleanly, with every item once.
+"""
+
+from __future__ import annotations
+
+import ast
+import signal
+
+import faults
+import pytest
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
+
+CHILD = """
+import os, random, resource, signal, sys, time
+import diskqueue as dq
+
+armed = False
+
+def handler(signum, frame):
+    global armed
+    if armed:
+        armed = False  # one exception per call, as one SIGINT or SIGTERM gives
+        raise KeyboardInterrupt
+
+path, seconds, seed = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(seed)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+q = dq.Queue(path, codec="json")
+
+def newest_log_size():
+    logs = sorted(n for n in os.listdir(path) if n.endswith(".log"))
+    return os.path.getsize(os.path.join(path, logs[-1])) if logs else 0
+
+def set_limit(limit):
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+acked, got, maybe_put = set(), [], set()
+counts = {"interrupted": 0, "taken when interrupted": 0, "full": 0,
+          "taken when full": 0, "interrupted while full": 0, "corrupted": 0, "rounds": 0}
+n = 0
+pad = "x" * 300
+signal.signal(signal.SIGALRM, handler)
+signal.setitimer(signal.ITIMER_REAL, 0.001, 0.0013)
+end = time.monotonic() + seconds
+try:
+    while time.monotonic() < end and not counts["corrupted"]:
+        full = counts["rounds"] % 2 == 0
+        if full:  # a little room left in the log, or none; a fresh log fills soon too
+            set_limit(rng.choice((newest_log_size(), 0)) + rng.randrange(1000, 30000))
+        counts["rounds"] += 1
+        round_end = time.monotonic() + 0.05
+        while time.monotonic() < round_end:
+            putting = rng.random() < 0.6 or len(acked) - len(got) < 10
+            if putting:
+                n += 1
+            try:
+                armed = True
+                if putting:
+                    q.enqueue([n, pad])
+                else:
+                    taken = q.dequeue().value[0]
+                armed = False
+                if putting:
+                    acked.add(n)
+                else:
+                    got.append(taken)
+            except KeyboardInterrupt:
+                counts["interrupted"] += 1
+                counts["interrupted while full"] += full
+                if putting:
+                    maybe_put.add(n)
+                else:
+                    counts["taken when interrupted"] += 1
+            except dq.Corrupted:
+                armed = False
+                counts["corrupted"] += 1
+                break
+            except dq.Empty:
+                armed = False
+            except dq.DiskQueueError:
+                armed = False
+                counts["full"] += 1
+                if putting:
+                    maybe_put.add(n)
+                else:
+                    counts["taken when full"] += 1
+        set_limit(resource.RLIM_INFINITY)
+finally:
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    set_limit(resource.RLIM_INFINITY)
+q.close()
+left = []
+try:
+    with dq.Queue(path, codec="json") as q:
+        for item in q:
+            left.append(item.value[0])
+except dq.Corrupted as exc:
+    counts["corrupted"] += 1
+    print(repr(exc), file=sys.stderr)
+seen = got + left
+seen_once = set(seen)
+missing = [v for v in acked if v not in seen_once]
+print(counts)
+print({"duplicated": len(seen) - len(seen_once), "missing": len(missing),
+       "stray": len(seen_once - acked - maybe_put), "left": len(left)})
+"""
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_signal_handlers_exception_in_recovery_leaves_the_log_whole(tmp_path, seed):
+    out = faults.run_py(CHILD, str(tmp_path / "q"), "4", str(seed), timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts, outcome = (ast.literal_eval(line) for line in out.stdout.splitlines()[:2])
+    # the disk filled, and calls were interrupted while it was full (most of them in a
+    # recovery: a reopen that replays the log takes longer than the timer's period)
+    assert counts["full"] > 0 and counts["interrupted while full"] > 100, counts
+    assert counts["corrupted"] == 0, (counts, outcome, out.stderr[-2000:])
+    assert outcome["duplicated"] == 0 and outcome["stray"] == 0, outcome
+    # an acknowledged item is gone only when an interrupted call took it (a take that
+    # failed on the full disk took nothing)
+    assert outcome["missing"] <= counts["taken when interrupted"], (counts, outcome)
