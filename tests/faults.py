@@ -28,6 +28,34 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# Code for a child whose calls a timer interrupts: SIGALRM raises KeyboardInterrupt in
+# the call the child armed (``armed = True`` just before it), one exception per call, as
+# one SIGINT or SIGTERM gives.
+ONE_INTERRUPT_PER_CALL = """
+import signal
+
+armed = False
+
+def handler(signum, frame):
+    global armed
+    if armed:
+        armed = False
+        raise KeyboardInterrupt
+
+signal.signal(signal.SIGALRM, handler)
+"""
+
+# Code for a child that ends by accounting for every item: ``acked`` (set), ``got`` and
+# ``left`` (lists) and ``maybe_put`` (set: pushes whose call did not return) must be
+# defined; prints the outcome as a dict.
+ACCOUNT_FOR_EVERY_ITEM = """
+seen = got + left
+seen_once = set(seen)
+missing = [v for v in acked if v not in seen_once]
+print({"duplicated": len(seen) - len(seen_once), "missing": len(missing),
+       "stray": len(seen_once - acked - maybe_put), "left": len(left)})
+"""
+
 # Code for a child: open descriptors until there is none left (they stay in ``spent``,
 # for the child to close when it wants them back).
 SPEND_EVERY_DESCRIPTOR = """

@@ -24,17 +24,9 @@ import pytest
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
 
-CHILD = """
+CHILD = faults.ONE_INTERRUPT_PER_CALL + """
 import random, signal, sys, time
 import diskqueue as dq
-
-armed = False
-
-def handler(signum, frame):
-    global armed
-    if armed:
-        armed = False  # one exception per call, as one SIGINT or SIGTERM gives
-        raise KeyboardInterrupt
 
 kind, path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 rng = random.Random(7)
@@ -72,7 +64,6 @@ def take():
 acked, got, maybe_put = set(), [], set()
 counts = {"interrupted": 0, "taken when interrupted": 0, "corrupted": 0}
 n = 0
-signal.signal(signal.SIGALRM, handler)
 signal.setitimer(signal.ITIMER_REAL, 0.0003, 0.00037)
 end = time.monotonic() + seconds
 while time.monotonic() < end:
@@ -114,13 +105,8 @@ except dq.Empty:
 except dq.Corrupted:
     counts["corrupted"] += 1
 q.close()
-seen = got + left
-seen_once = set(seen)
-missing = [v for v in acked if v not in seen_once]
 print(counts)
-print({"duplicated": len(seen) - len(set(seen)), "missing": len(missing),
-       "stray": len(seen_once - acked - maybe_put), "left": len(left)})
-"""
+""" + faults.ACCOUNT_FOR_EVERY_ITEM
 
 
 @pytest.mark.timeout(120)

@@ -23,17 +23,9 @@ import pytest
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
 
-CHILD = """
+CHILD = faults.ONE_INTERRUPT_PER_CALL + """
 import os, random, resource, signal, sys, time
 import diskqueue as dq
-
-armed = False
-
-def handler(signum, frame):
-    global armed
-    if armed:
-        armed = False  # one exception per call, as one SIGINT or SIGTERM gives
-        raise KeyboardInterrupt
 
 path, seconds, seed = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(seed)
@@ -52,7 +44,6 @@ counts = {"interrupted": 0, "taken when interrupted": 0, "full": 0,
           "taken when full": 0, "interrupted while full": 0, "corrupted": 0, "rounds": 0}
 n = 0
 pad = "x" * 300
-signal.signal(signal.SIGALRM, handler)
 signal.setitimer(signal.ITIMER_REAL, 0.001, 0.0013)
 end = time.monotonic() + seconds
 try:
@@ -110,13 +101,8 @@ try:
 except dq.Corrupted as exc:
     counts["corrupted"] += 1
     print(repr(exc), file=sys.stderr)
-seen = got + left
-seen_once = set(seen)
-missing = [v for v in acked if v not in seen_once]
 print(counts)
-print({"duplicated": len(seen) - len(seen_once), "missing": len(missing),
-       "stray": len(seen_once - acked - maybe_put), "left": len(left)})
-"""
+""" + faults.ACCOUNT_FOR_EVERY_ITEM
 
 
 @pytest.mark.timeout(150)
