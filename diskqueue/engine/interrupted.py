@@ -21,6 +21,7 @@ import logging
 import msgpack
 from sortedcontainers import SortedList, SortedSet
 
+from ..errors import DiskQueueError
 from . import keys
 from .core import Core
 from .lanes import Space
@@ -40,6 +41,10 @@ class Interruptions(Core):
         self._ahead.clear()  # (it may hold an item taken meanwhile)
         try:
             self._reconcile()
+        except DiskQueueError as exc:  # the disk is still full, say: the next call says
+            # so too, and a traceback for each interrupted call would flood the log
+            log.warning("%s: could not read the pointers back after an interrupted "
+                        "call: %s", self.path, exc)
         except Exception:  # noqa: BLE001 - the caller's own exception is on its way
             log.warning("%s: could not read the pointers back after an interrupted call",
                         self.path, exc_info=True)
