@@ -10,12 +10,15 @@ writes were appended behind the partial record, and the next open found the log
 ``Corrupted`` (a soak's holder, sent SIGTERM during full-disk rounds, did exactly that:
 its directory needed ``diskq repair``, and items were lost). Here a child cuts its own
 file size limit again and again while a timer interrupts its calls, one exception per
-call; the directory must reopen cleanly, with every item once.
+call; the directory must reopen cleanly, with every item once. A second test puts the
+exception exactly where the timer seldom does: as the handling of the failed write
+begins, before the recovery has started (it gave the soak's "checksum mismatch").
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import signal
 
 import faults
@@ -119,3 +122,56 @@ def test_a_signal_handlers_exception_in_recovery_leaves_the_log_whole(tmp_path, 
     # an acknowledged item is gone only when an interrupted call took it (a take that
     # failed on the full disk took nothing)
     assert outcome["missing"] <= counts["taken when interrupted"], (counts, outcome)
+
+
+FAILED_WRITE_CHILD = """
+import json, resource, signal, sys
+import diskqueue as dq
+from diskqueue.engine.store import Store
+
+path = sys.argv[1]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+q = dq.Queue(path, codec="raw")
+q.enqueue_many([b"before%d" % i for i in range(10)])
+recover = Store._failed
+
+def interrupted_first(self, exc):
+    raise KeyboardInterrupt  # where a pending signal's handler runs: as _failed begins
+
+Store._failed = interrupted_first
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
+filled = 0
+try:
+    while True:
+        q.enqueue(b"fill%d-" % filled + b"y" * 1000)
+        filled += 1
+except KeyboardInterrupt:
+    pass
+Store._failed = recover
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+after = [b"after%d" % i for i in range(100)]
+for value in after:
+    q.enqueue(value)
+q.close()
+try:
+    with dq.Queue(path, codec="raw") as q:
+        left = [item.value for item in q]
+except dq.Corrupted as exc:
+    print(json.dumps({"corrupted": str(exc)}))
+else:
+    print(json.dumps({"filled": filled, "after_found": sum(v in left for v in after),
+                      "left": len(left)}))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_an_exception_before_the_recovery_begins_still_has_it_done(tmp_path):
+    # The window the timer above rarely hits: the failed write's exception is being
+    # handled and the recovery has not begun. Before: the next writes went behind the
+    # partial record, and the reopen raised Corrupted.
+    out = faults.run_py(FAILED_WRITE_CHILD, str(tmp_path / "q"), timeout=50)
+    assert out.returncode == 0, out.stderr[-3000:]
+    outcome = json.loads(out.stdout.splitlines()[-1])
+    assert "corrupted" not in outcome, outcome
+    assert outcome["after_found"] == 100, outcome
+    assert outcome["left"] == 10 + outcome["filled"] + 100, outcome
