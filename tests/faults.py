@@ -29,18 +29,45 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 # Code for a child whose calls a timer interrupts: SIGALRM raises KeyboardInterrupt in
-# the call the child armed (``armed = True`` just before it), one exception per call, as
-# one SIGINT or SIGTERM gives.
+# the call the child runs through ``armed_call``, one exception per call, as one SIGINT
+# or SIGTERM gives; ``acked``, ``got``, ``maybe_put`` and ``counts`` account for them.
 ONE_INTERRUPT_PER_CALL = """
 import signal
 
 armed = False
+acked, got, maybe_put = set(), [], set()
+counts = {"interrupted": 0, "taken when interrupted": 0, "corrupted": 0}
 
 def handler(signum, frame):
     global armed
     if armed:
         armed = False
         raise KeyboardInterrupt
+
+# Run call (the push of n, or a take that returns a list) with the timer armed and
+# account for it; False when the timer's exception ended it. Any other exception
+# (Empty, Corrupted) is the caller's.
+def armed_call(putting, n, call):
+    global armed
+    try:
+        armed = True
+        result = call()
+        armed = False
+    except KeyboardInterrupt:
+        counts["interrupted"] += 1
+        if putting:
+            maybe_put.add(n)
+        else:
+            counts["taken when interrupted"] += 1
+        return False
+    except BaseException:
+        armed = False
+        raise
+    if putting:
+        acked.add(n)
+    else:
+        got.extend(result)
+    return True
 
 signal.signal(signal.SIGALRM, handler)
 """

@@ -61,8 +61,6 @@ def take():
         return [item.value]
     return [q.dequeue().value]
 
-acked, got, maybe_put = set(), [], set()
-counts = {"interrupted": 0, "taken when interrupted": 0, "corrupted": 0}
 n = 0
 signal.setitimer(signal.ITIMER_REAL, 0.0003, 0.00037)
 end = time.monotonic() + seconds
@@ -71,28 +69,12 @@ while time.monotonic() < end:
     if putting:
         n += 1
     try:
-        armed = True
-        if putting:
-            put(n)
-        else:
-            taken = take()
-        armed = False
-        if putting:
-            acked.add(n)
-        else:
-            got += taken
-    except KeyboardInterrupt:
-        counts["interrupted"] += 1
-        if putting:
-            maybe_put.add(n)
-        else:
-            counts["taken when interrupted"] += 1
+        armed_call(putting, n, (lambda: put(n)) if putting else take)
     except dq.Corrupted:
-        armed = False
         counts["corrupted"] += 1
         break
     except dq.Empty:
-        armed = False
+        pass
 signal.setitimer(signal.ITIMER_REAL, 0)
 q.close()
 q = getattr(dq, kind)(path, codec="json")

@@ -42,9 +42,7 @@ def newest_log_size():
 def set_limit(limit):
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 
-acked, got, maybe_put = set(), [], set()
-counts = {"interrupted": 0, "taken when interrupted": 0, "full": 0,
-          "taken when full": 0, "interrupted while full": 0, "corrupted": 0, "rounds": 0}
+counts.update({"full": 0, "taken when full": 0, "interrupted while full": 0, "rounds": 0})
 n = 0
 pad = "x" * 300
 signal.setitimer(signal.ITIMER_REAL, 0.001, 0.0013)
@@ -61,31 +59,15 @@ try:
             if putting:
                 n += 1
             try:
-                armed = True
-                if putting:
-                    q.enqueue([n, pad])
-                else:
-                    taken = q.dequeue().value[0]
-                armed = False
-                if putting:
-                    acked.add(n)
-                else:
-                    got.append(taken)
-            except KeyboardInterrupt:
-                counts["interrupted"] += 1
-                counts["interrupted while full"] += full
-                if putting:
-                    maybe_put.add(n)
-                else:
-                    counts["taken when interrupted"] += 1
+                if not armed_call(putting, n, (lambda: q.enqueue([n, pad])) if putting
+                                  else lambda: [q.dequeue().value[0]]):
+                    counts["interrupted while full"] += full
             except dq.Corrupted:
-                armed = False
                 counts["corrupted"] += 1
                 break
             except dq.Empty:
-                armed = False
+                pass
             except dq.DiskQueueError:
-                armed = False
                 counts["full"] += 1
                 if putting:
                     maybe_put.add(n)
