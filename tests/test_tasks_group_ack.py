@@ -162,7 +162,7 @@ def test_sigkill_of_a_client_worker_reruns_only_its_running_jobs(tmp_path):
     finally:
         holder.kill()
     with dq.TaskQueue(path) as tq:
-        rerun_once(tq, ids, log, running)
+        rerun_once(tq, ids, log, running, running - set(before))
 
 
 def test_a_client_worker_groups_its_acks_and_its_counts_stay_exact(tmp_path):
