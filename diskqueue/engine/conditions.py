@@ -54,7 +54,7 @@ class Interrupts:
                  tb: object) -> None:
         """Read back after a signal handler's exception; never raises, and lets the
         exception go on (a second signal's, raised as this begins, skips the read)."""
-        if kind is None or issubclass(kind, Exception) or exc is None:
+        if exc is None or isinstance(exc, Exception):
             return
         for _ in range(_AGAIN):
             try:

@@ -234,9 +234,7 @@ class Store:
         reopened, for instance while the disk is still full. Calls stay refused until it
         ends well: one that an exception ends at any step is begun again by the next.
         """
-        if self._broken is None:
-            self._broken = DiskQueueError(f"{self.path}: a recovery from a failed write "
-                                          "did not finish")
+        self._owe_recovery()
         with self._gate_lock:
             self._recovering = True
             while self._beside:
@@ -258,11 +256,16 @@ class Store:
         and the next call must run it."""
         seen: BaseException | None = exc
         while seen is not None:
-            if isinstance(seen, plyvel.Error) and self._broken is None:
-                self._broken = DiskQueueError(f"{self.path}: a call ended before its "
-                                              "recovery from a failed write")
+            if isinstance(seen, plyvel.Error):
+                self._owe_recovery()
                 return
             seen = seen.__context__
+
+    def _owe_recovery(self) -> None:
+        """Have every call recover first, until a recovery ends well."""
+        if self._broken is None:
+            self._broken = DiskQueueError(f"{self.path}: a recovery from a failed write "
+                                          "has not finished")
 
     def _switch_log(self) -> bool:
         """Ask LevelDB for a new log (a compaction starts by flushing the memtable to a
