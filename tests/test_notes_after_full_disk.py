@@ -10,6 +10,7 @@ grow), for the client or for the holder.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -137,13 +138,53 @@ def test_the_notes_of_a_client_whose_confirmation_is_unwritten_outlive_it(tmp_pa
     holder needs the client's notes to know it had the item, so the holder that still
     meant to write the confirmation must not delete them when it deletes the notes of
     clients that ended."""
-    path = str(tmp_path / "q")
-    holder = Child(NOTHING_WRITTEN_HOLDER, path)
+    _client_ends_before_its_confirmation_is_written(
+        str(tmp_path / "q"), NOTHING_WRITTEN_HOLDER, FULL_DISK_CLIENT, 0)
+
+
+# The same holder, which stops reading its connections once sent SIGHUP: a client that
+# dies then is dead for its checks while its connection's end is still to be read (what
+# happens when a client dies between the loop's look at its sockets and its check).
+DEAF_ON_SIGHUP = """
+from diskqueue.sharing import server
+deaf = []
+_read = server.Server._read
+server.Server._read = lambda self, client: False if deaf else _read(self, client)
+signal.signal(signal.SIGHUP, lambda *_: deaf.append(True))
+q = dq.Queue(path)
+"""
+assert NOTHING_WRITTEN_HOLDER.count("\nq = dq.Queue(path)\n") == 1
+UNREAD_END_HOLDER = NOTHING_WRITTEN_HOLDER.replace("\nq = dq.Queue(path)\n", DEAF_ON_SIGHUP)
+DIE = """
+os.kill(holder, signal.SIGHUP)
+time.sleep(0.3)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+DYING_CLIENT = FULL_DISK_CLIENT.replace("q.close()", DIE)
+assert DYING_CLIENT.count("SIGHUP") == 1
+
+
+@pytest.mark.timeout(60)
+def test_the_notes_of_a_dead_client_outlive_it_until_its_connection_is_read(tmp_path):
+    """As above, but the client dies before the holder read the end of its connection,
+    where its confirmation, still unwritten, would be handed over to be written later:
+    the holder's checks, meanwhile, deleted its notes, and after the holder died the next
+    one handed the item out again (a soak delivered three items twice so)."""
+    _client_ends_before_its_confirmation_is_written(
+        str(tmp_path / "q"), UNREAD_END_HOLDER, DYING_CLIENT, -signal.SIGKILL)
+
+
+def _client_ends_before_its_confirmation_is_written(
+        path: str, holder_code: str, client_code: str, rc: int) -> None:
+    """The client takes an item and says "got it" to a holder whose disk is full, then
+    ends (exit code ``rc``); its notes must outlive it, and after the holder dies too the
+    item must not come back."""
+    holder = Child(holder_code, path)
     client = None
     try:
         holder.wait_lines(1)
-        client = Child(FULL_DISK_CLIENT, path, str(holder.proc.pid))
-        assert client.finish() == (0, ["handed out"])
+        client = Child(client_code, path, str(holder.proc.pid))
+        assert client.finish() == (rc, ["handed out"])
         time.sleep(2.5)  # two of the holder's checks, the disk still full
         assert _notes_of(path, client.proc.pid)  # kept for the next holder
     finally:
