@@ -266,6 +266,10 @@ class Registrar(Protocol):
     def drop(self, engine: EngineAPI) -> None:
         """Forget ``engine`` for every handle (it is being destroyed)."""
 
+    def closed(self, engine: EngineAPI) -> None:
+        """``engine``'s close() ended (until then, the registry finishes it when this
+        process opens its directory again, or exits)."""
+
 
 class Closable(Protocol):
     """What an engine knows of the server that serves it."""

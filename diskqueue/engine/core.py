@@ -95,6 +95,7 @@ class Core:
         self._synced = Condition(self._lock)
         self._sync_started = self._sync_done = 0  # fsync generations (group commit)
         self._sync_running = False
+        self._store_open = True  # until close() closed it (see _close_store_if_idle)
         self._group = GroupCommit(self._commit_pushes)
         self._compactor = Compactor(self._store, self.path, self._dirty_ranges,
                                     self._compacting, self._compacted)
@@ -414,27 +415,48 @@ class Core:
                     self._sync_running = False
                     self._synced.notify_all()
                     self._idle.notify_all()
+                    if self.closed:
+                        self._close_store_if_idle()
                 self._sync_done = generation
 
     # -- closing ---------------------------------------------------------------
     def close(self) -> None:
         """Wake every waiter (they raise ``Closed``), wait for the calls working outside
         the lock, compact what was consumed, and close the database. Idempotent."""
+        # A signal handler's exception (Ctrl-C) may end this call in any step: every
+        # waiter is told all the same, and the store is closed, here or by the last call
+        # still using it (else LevelDB and the directory's lock stayed held until the
+        # process exited, and its next open of the directory was Locked by itself).
         with self._lock, self._interrupts:
-            if self.closed:
-                return
             self.closed = True
-            self._readable.notify_all()
-            if self._watchers:
-                self._tell(0)
-            self._writable.notify_all()
-            self._all_done.notify_all()
-            self._synced.notify_all()
-            while self._outside or self._sync_running:
-                self._idle.wait()
-            if not self.forked:
-                self._compactor.before_close()
+            try:
+                self._tell_closed()
+                while self._outside or self._sync_running:
+                    self._idle.wait()
+                if self._store_open and not self.forked:
+                    self._compactor.before_close()
+            except BaseException:
+                self._tell_closed()
+                raise
+            finally:
+                self._close_store_if_idle()
+
+    def _tell_closed(self) -> None:
+        """Wake every waiter: they find the engine closed (lock held)."""
+        self._readable.notify_all()
+        if self._watchers:
+            self._tell(0)
+        self._writable.notify_all()
+        self._all_done.notify_all()
+        self._synced.notify_all()
+
+    def _close_store_if_idle(self) -> None:
+        """Close the store of a closed engine once nothing uses it (lock held)."""
+        if self._store_open and not (self.forked or self._outside or self._sync_running):
+            try:
                 self._store.close()
+            finally:
+                self._store_open = False
 
     # -- compaction (see compaction.py) -----------------------------------------
     def _count_deletes(self, sp: Space, lanes: Collection[bytes], n: int,
@@ -469,6 +491,8 @@ class Core:
         with self._lock:
             self._outside -= 1
             self._idle.notify_all()
+            if self.closed:
+                self._close_store_if_idle()
 
     def _dirty_ranges(self) -> list[tuple[bytes, bytes]]:
         """The consumed key ranges of the lanes with deletes; they count as clean after."""

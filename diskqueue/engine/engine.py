@@ -70,9 +70,24 @@ class Engine(Pushes, Takes, Holds, Reservations, Records, Inheritance, Interrupt
     def close(self) -> None:
         """Stop serving other processes, then close the directory (see
         :meth:`Core.close`). Idempotent."""
-        if self._server is not None and not self.forked:
+        try:
+            self._stop_serving()
+        finally:  # even when a signal handler's exception ended that
+            super().close()
+        if self._registrar is not None:
+            self._registrar.closed(self)
+
+    def _stop_serving(self) -> None:
+        if self._server is None or self.forked:
+            return
+        try:
             self._server.close()
-        super().close()
+        except BaseException:
+            # A signal handler's exception ended the wait for the server's thread: wait
+            # again, since it must end before the directory is let go (its last step
+            # removes its socket file, which could by then be the next holder's).
+            self._server.close()
+            raise
 
     def destroy(self) -> None:
         """Close for every handle and delete the directory."""

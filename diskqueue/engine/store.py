@@ -536,10 +536,12 @@ class Store:
         other process can have written the pid file, so the one removed is ours; after
         the lock is let go, a successor may write its own at once."""
         try:
-            os.unlink(os.path.join(self.path, PID_FILE))
-        except OSError:
-            pass
-        _let_go_lock(self._lock_fd)
+            try:
+                os.unlink(os.path.join(self.path, PID_FILE))
+            except OSError:
+                pass
+        finally:  # even when a signal handler's exception ended the unlink
+            _let_go_lock(self._lock_fd)
 
 
 def _take_lock(path: str) -> int:
@@ -548,7 +550,7 @@ def _take_lock(path: str) -> int:
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         st = os.stat(path)
-        if (st.st_dev, st.st_ino) in _locked_here:
+        if _held_here((st.st_dev, st.st_ino), name):
             raise Locked(path, os.getpid(), " (this process)")
         fd = os.open(name, flags, permissions.file_mode(st.st_mode))
     except OSError as exc:
@@ -566,10 +568,26 @@ def _take_lock(path: str) -> int:
     return fd
 
 
+def _held_here(key: tuple[int, int], name: str) -> bool:
+    """Whether this process holds the lock of the directory ``key`` (its LOCK_FILE
+    ``name``). An entry whose descriptor is closed, or open on another file, does not
+    count: a signal handler's exception can end a close between the two steps."""
+    fd = _locked_here.get(key)
+    if fd is None:
+        return False
+    try:
+        held, now = os.fstat(fd), os.stat(name)
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
+
 def _let_go_lock(fd: int) -> None:
-    for key in [key for key, held in _locked_here.items() if held == fd]:
-        del _locked_here[key]
-    os.close(fd)  # closing it releases the lock
+    try:
+        os.close(fd)  # closing it releases the lock
+    finally:
+        for key in [key for key, held in _locked_here.items() if held == fd]:
+            del _locked_here[key]
 
 
 def _log_files(path: str) -> list[str]:

@@ -32,10 +32,15 @@ log = logging.getLogger("diskqueue.engine")
 _registry: dict[str, EngineAPI] = {}
 _registry_lock = threading.Lock()
 
-# Stores inherited across fork(): kept alive forever, because freeing one in the child
-# would run LevelDB's destructor, which waits for a background thread that only the
-# parent has.
-_orphans: list[Store] = []
+# Owners' engines whose last handle went, until their close() ended: a signal handler's
+# exception (Ctrl-C) can end a close() before it let go of the directory, and the next
+# open of that directory in this process, or the exit, finishes it.
+_closing: dict[str, Engine] = {}
+
+# Stores (and engines being closed) inherited across fork(): kept alive forever, because
+# freeing one in the child would run LevelDB's destructor, which waits for a background
+# thread that only the parent has.
+_orphans: list[Store | Engine] = []
 
 
 class Registry:
@@ -50,7 +55,15 @@ class Registry:
                 return False
             if _registry.get(engine.path) is engine:
                 del _registry[engine.path]
+            if isinstance(engine, Engine):
+                _closing[engine.path] = engine
             return True
+
+    def closed(self, engine: EngineAPI) -> None:
+        """``engine``'s close() ended."""
+        with _registry_lock:
+            if _closing.get(engine.path) is engine:
+                del _closing[engine.path]
 
     def drop(self, engine: EngineAPI) -> None:
         """Forget ``engine`` for every handle (it is being destroyed)."""
@@ -114,6 +127,10 @@ def _after_fork_in_child() -> None:
     register for re-pointing; the in-place change reaches them all at once.
     """
     try:
+        for closing in _closing.values():  # never to be touched here
+            closing.forked = True
+            _orphans.append(closing)
+        _closing.clear()
         for engine in _registry.values():
             if isinstance(engine, Engine):
                 orphan(engine)
@@ -143,7 +160,7 @@ def _close_owned_at_exit() -> None:
     clients take over at once.
     """
     with _registry_lock:
-        engines = list(_registry.values())
+        engines = [*_registry.values(), *_closing.values()]
     for engine in engines:
         if engine.pid == os.getpid() and not engine.forked and engine.role == "owner":
             try:
@@ -173,6 +190,13 @@ def acquire(path: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> EngineAPI
     with it the ``connect_timeout`` of the first one opened.
     """
     connect_timeout = check_connect_timeout(connect_timeout)
+    with _registry_lock:
+        leftover = _closing.pop(path, None)
+    if leftover is not None:  # one that an exception ended still holds the directory
+        try:
+            leftover.close()
+        except DiskQueueError as exc:  # the open below says whether it matters
+            log.warning("finishing the close of %s: %s", path, exc)
     with _registry_lock:
         engine = _registry.get(path)
         if engine is None or engine.closed:

@@ -529,13 +529,12 @@ class Server:
     def close(self) -> None:
         """Stop serving: wait (at most :data:`SETTLE_WAIT`) for confirmations of the
         replies sent, then end every connection; clients move to the next holder."""
-        if self._closing:
-            return
-        self._closing = True
-        self._wake()
-        for kick in self._kick.values():
-            kick.set()
-        if threading.current_thread() is not self._thread:
+        if not self._closing:
+            self._closing = True
+            self._wake()
+            for kick in self._kick.values():
+                kick.set()
+        if threading.current_thread() is not self._thread:  # (again, after an interrupt)
             self._thread.join(5)
 
     def _wind_down(self) -> None:

@@ -112,8 +112,10 @@ class Handle(abc.ABC):
         engine = self._engine
         if isinstance(engine, _ClosedEngine):
             return
-        self._engine = _closed_engine(self.path)
-        engine.release()
+        try:
+            engine.release()
+        finally:  # closed, even when a signal handler's exception ends the release
+            self._engine = _closed_engine(self.path)
 
     def drop(self) -> None:
         """Close and delete the directory with everything in it.
