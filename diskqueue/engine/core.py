@@ -70,7 +70,6 @@ class Core:
         self.refs = 0
         self.closed = False
         self.forked = False
-        self._store = Store(path)
         self._lock = new_lock()  # see conditions.py: a signal's exception in a wait
         # ... or after a write: every call runs in `with self._lock, self._interrupts:`
         self._interrupts = Interrupts(self._after_interrupt)
@@ -97,8 +96,6 @@ class Core:
         self._sync_running = False
         self._store_open = True  # until close() closed it (see _close_store_if_idle)
         self._group = GroupCommit(self._commit_pushes)
-        self._compactor = Compactor(self._store, self.path, self._dirty_ranges,
-                                    self._compacting, self._compacted)
         self._spaces: dict[bytes, Space] = {}
         self._leases: list[tuple[float, int, bytes, bytes, int, int]] = []
         self._lease_ids = itertools.count()
@@ -119,7 +116,10 @@ class Core:
         # What dead clients noted they handed out (handed.py), read once each
         self._handed: dict[Holder, frozenset[bytes]] = {}
         self._next_ledger_sweep = 0.0
-        try:
+        self._store = Store(path)
+        try:  # whatever ends the open (a signal handler's exception too) closes the store
+            self._compactor = Compactor(self._store, self.path, self._dirty_ranges,
+                                        self._compacting, self._compacted)
             self._load()
         except BaseException:
             self._store.close()
@@ -453,10 +453,8 @@ class Core:
     def _close_store_if_idle(self) -> None:
         """Close the store of a closed engine once nothing uses it (lock held)."""
         if self._store_open and not (self.forked or self._outside or self._sync_running):
-            try:
-                self._store.close()
-            finally:
-                self._store_open = False
+            self._store.close()  # (when an exception ends it, the next close finishes it)
+            self._store_open = False
 
     # -- compaction (see compaction.py) -----------------------------------------
     def _count_deletes(self, sp: Space, lanes: Collection[bytes], n: int,

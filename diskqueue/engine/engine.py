@@ -39,9 +39,9 @@ class Engine(Pushes, Takes, Holds, Reservations, Records, Inheritance, Interrupt
     """
 
     def __init__(self, path: str) -> None:
-        super().__init__(path)
         self._server: Optional[Closable] = None
         self._registrar: Optional[Registrar] = None
+        super().__init__(path)
 
     role = "owner"
 

@@ -138,21 +138,11 @@ class Store:
         self.pid = os.getpid()
         if not can_own():
             raise Locked(path, read_pid(path), forked_note())
-        self._lock_fd = _take_lock(path)
-        # Named now, before LevelDB's recovery, which may take a while: until then the
-        # file would name the previous owner (maybe dead), or no one.
-        self._write_pid()
-        try:
-            self._db = self._open()
-        except BaseException:
-            self._let_go()
-            raise
-        permissions.set_file_modes(path)
-        # Small batches reuse this one: callers serialize writes (the engine's lock).
-        self._wb = self._db.write_batch()
-        # sync and compact run beside other calls; a recovery waits until none runs.
-        # Entered by the lock's own C code (``with self._gate_lock``), not the condition's
-        # Python one: a signal handler's exception raised as that began could leave it held.
+        # Small batches reuse the write batch: callers serialize writes (the engine's
+        # lock). sync and compact run beside other calls; a recovery waits until none
+        # runs. The gate is entered by the lock's own C code (``with self._gate_lock``),
+        # not the condition's Python one: a signal handler's exception raised as that
+        # began could leave it held.
         self._gate_lock = new_lock()
         self._gate = Condition(self._gate_lock)
         self._beside = 0
@@ -163,6 +153,23 @@ class Store:
         self._synced_logs: set[str] = set()  # sealed log files known to be on disk
         self._current_log = ""  # the newest log when the last sync ran
         self._log_fd: int | None = None  # open on it, for its fsyncs
+        self._lock_fd: int | None = _take_lock(path)
+        # From here on, whatever ends the open (a signal handler's exception too) lets go
+        # of the directory: else this process would hold it until it exits.
+        try:
+            # Named now, before LevelDB's recovery, which may take a while: until then
+            # the file would name the previous owner (maybe dead), or no one.
+            self._write_pid()
+            self._db = self._open()
+            try:
+                permissions.set_file_modes(path)
+                self._wb = self._db.write_batch()
+            except BaseException:
+                self._db.close()
+                raise
+        except BaseException:
+            self._let_go()
+            raise
 
     def _open(self) -> Any:
         global _leveldb_pid
@@ -500,10 +507,10 @@ class Store:
         self._synced_logs.intersection_update(logs)
 
     def _close_log(self) -> None:
-        if self._log_fd is not None:
-            os.close(self._log_fd)
-            self._log_fd = None
+        fd, self._log_fd = self._log_fd, None  # never closed twice (an exception between)
+        if fd is not None:
             self._current_log = ""
+            os.close(fd)
 
     def compact(self, start: bytes | None, stop: bytes | None) -> None:
         """Compact a key range; may run beside other calls (a background thread)."""
@@ -523,7 +530,10 @@ class Store:
                 self._gate.notify_all()
 
     def close(self) -> None:
-        """Close LevelDB and let go of the directory (the pid file and the lock)."""
+        """Close LevelDB and let go of the directory (the pid file and the lock).
+        Idempotent: a close that a signal handler's exception ended is finished so."""
+        if self._lock_fd is None:
+            return
         try:
             self._db.close()
             self._close_log()
@@ -535,13 +545,16 @@ class Store:
         """Remove our pid file, then let go of the directory. While the lock is held no
         other process can have written the pid file, so the one removed is ours; after
         the lock is let go, a successor may write its own at once."""
+        fd, self._lock_fd = self._lock_fd, None  # never let go twice
+        if fd is None:
+            return
         try:
             try:
                 os.unlink(os.path.join(self.path, PID_FILE))
             except OSError:
                 pass
         finally:  # even when a signal handler's exception ended the unlink
-            _let_go_lock(self._lock_fd)
+            _let_go_lock(fd)
 
 
 def _take_lock(path: str) -> int:

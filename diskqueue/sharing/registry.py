@@ -30,7 +30,7 @@ from .server import Server
 log = logging.getLogger("diskqueue.engine")
 
 _registry: dict[str, EngineAPI] = {}
-_registry_lock = threading.Lock()
+_registry_lock = threading.RLock()  # re-entered by an open cut short, which closes (closed())
 
 # Owners' engines whose last handle went, until their close() ended: a signal handler's
 # exception (Ctrl-C) can end a close() before it let go of the directory, and the next
@@ -75,7 +75,14 @@ class Registry:
         """Open ``path`` as its owner, serving it to other processes; ``Locked`` when
         another process holds it."""
         engine = Engine(path)
-        engine.attach(_serve(engine), self)
+        try:
+            server = _serve(engine)
+            engine.attach(server, self)
+            if server is not None:  # once the engine can stop it
+                server.start()
+        except BaseException:  # a signal handler's exception, say: let go of it
+            engine.close()
+            raise
         return engine
 
     def orphan(self, engine: EngineAPI) -> None:
@@ -202,10 +209,14 @@ def acquire(path: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> EngineAPI
         if engine is None or engine.closed:
             try:
                 engine = REGISTRY.open_owner(path)
-                engine.connect_timeout = connect_timeout  # type: ignore[attr-defined]
             except Locked:
                 engine = RemoteEngine(path, registry=REGISTRY,
                                       connect_timeout=connect_timeout)
-            _registry[path] = engine
+            try:
+                engine.connect_timeout = connect_timeout  # type: ignore[union-attr]
+                _registry[path] = engine
+            except BaseException:  # unknown to the registry, nobody would close it
+                engine.close()
+                raise
         engine.refs += 1
         return engine

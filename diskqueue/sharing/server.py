@@ -95,8 +95,8 @@ def _spins() -> int:
 
 class Server:
     """Serves ``engine`` to other processes through the socket in its directory, from
-    the moment it is made until :meth:`close` (or, in a forked child,
-    :meth:`forget_after_fork`)."""
+    :meth:`start` until :meth:`close` (or, in a forked child, :meth:`forget_after_fork`).
+    Its socket is bound when it is made: other processes wait for it from then on."""
 
     def __init__(self, engine: HolderAPI) -> None:
         self._engine = engine
@@ -129,6 +129,10 @@ class Server:
         self._sel.register(self._sock, selectors.EVENT_READ, _LISTENER)
         self._thread = threading.Thread(target=self._run, name="diskqueue-serve",
                                         daemon=True)
+        self._wound_down = threading.Lock()  # held once _wind_down began
+
+    def start(self) -> None:
+        """Serve: start the loop's thread, and those that wait for the engine."""
         self._thread.start()
         for room in (False, True):
             threading.Thread(target=self._wait_engine, args=(room,), daemon=True,
@@ -534,11 +538,19 @@ class Server:
             self._wake()
             for kick in self._kick.values():
                 kick.set()
-        if threading.current_thread() is not self._thread:  # (again, after an interrupt)
-            self._thread.join(5)
+        if threading.current_thread() is self._thread:
+            return
+        try:
+            self._thread.join(5)  # (again, when an exception ended the wait before)
+        except RuntimeError:  # never started: its open was cut short
+            self._wind_down()
 
     def _wind_down(self) -> None:
-        """On the loop's way out: settle what can be settled in a moment, then end."""
+        """On the loop's way out: settle what can be settled in a moment, then end.
+        Once only: a thread whose start an exception cut short may run its loop after
+        close() wound the server down for it."""
+        if not self._wound_down.acquire(blocking=False):
+            return
         try:
             self._sel.unregister(self._sock)
         except (KeyError, ValueError):
