@@ -94,7 +94,6 @@ class Core:
         self._synced = Condition(self._lock)
         self._sync_started = self._sync_done = 0  # fsync generations (group commit)
         self._sync_running = False
-        self._store_open = True  # until close() closed it (see _close_store_if_idle)
         self._group = GroupCommit(self._commit_pushes)
         self._spaces: dict[bytes, Space] = {}
         self._leases: list[tuple[float, int, bytes, bytes, int, int]] = []
@@ -433,7 +432,7 @@ class Core:
                 self._tell_closed()
                 while self._outside or self._sync_running:
                     self._idle.wait()
-                if self._store_open and not self.forked:
+                if not (self._store.closed or self.forked):
                     self._compactor.before_close()
             except BaseException:
                 self._tell_closed()
@@ -452,9 +451,8 @@ class Core:
 
     def _close_store_if_idle(self) -> None:
         """Close the store of a closed engine once nothing uses it (lock held)."""
-        if self._store_open and not (self.forked or self._outside or self._sync_running):
+        if not (self._store.closed or self.forked or self._outside or self._sync_running):
             self._store.close()  # (when an exception ends it, the next close finishes it)
-            self._store_open = False
 
     # -- compaction (see compaction.py) -----------------------------------------
     def _count_deletes(self, sp: Space, lanes: Collection[bytes], n: int,

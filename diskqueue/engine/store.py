@@ -529,10 +529,15 @@ class Store:
                 self._beside -= 1
                 self._gate.notify_all()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` let go of the directory (LevelDB is closed by then)."""
+        return self._lock_fd is None
+
     def close(self) -> None:
         """Close LevelDB and let go of the directory (the pid file and the lock).
         Idempotent: a close that a signal handler's exception ended is finished so."""
-        if self._lock_fd is None:
+        if self.closed:
             return
         try:
             self._db.close()
