@@ -44,6 +44,13 @@ def handler(signum, frame):
         armed = False
         raise KeyboardInterrupt
 
+# The timer's exception, or what CPython's threading made of it: one raised as
+# Condition.wait() takes its lock back leaves the lock unlocked, and the ``with`` around
+# the wait (Thread.start() has one) then fails with RuntimeError("release unlocked lock").
+def interrupt(exc):
+    return isinstance(exc, KeyboardInterrupt) or (
+        isinstance(exc, RuntimeError) and isinstance(exc.__context__, KeyboardInterrupt))
+
 # Run call (the push of n, or a take that returns a list) with the timer armed and
 # account for it; False when the timer's exception ended it. Any other exception
 # (Empty, Corrupted) is the caller's.
@@ -53,16 +60,16 @@ def armed_call(putting, n, call):
         armed = True
         result = call()
         armed = False
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        armed = False
+        if not interrupt(exc):
+            raise
         counts["interrupted"] += 1
         if putting:
             maybe_put.add(n)
         else:
             counts["taken when interrupted"] += 1
         return False
-    except BaseException:
-        armed = False
-        raise
     if putting:
         acked.add(n)
     else:

@@ -7,7 +7,6 @@ package imports plyvel.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
@@ -26,15 +25,10 @@ except ImportError:  # Python 3.12+: the maintained fork takes plyvel's place.
 from ..errors import Corrupted, DiskQueueError, Locked
 from . import logs, permissions
 from .conditions import Condition, new_lock
+from .dirlock import PID_FILE, read_pid, take
 
 log = logging.getLogger("diskqueue.store")
 
-PID_FILE = "diskqueue.pid"
-# Held (an fcntl lock) by the process that owns the directory, for as long as it does.
-# LevelDB's own LOCK is let go whenever LevelDB is closed, which a recovery from a failed
-# write does, and a process that took the directory in that moment changed what the
-# owner still holds in memory. Every opener takes this one first.
-LOCK_FILE = "diskqueue.lock"
 _drain: Any = deque(maxlen=0).extend  # runs an iterator of calls to its end, in C
 _WRITE_BUFFER = 4 * 1024 * 1024
 # A batch with fewer bytes of values than this reuses one WriteBatch (creating one costs
@@ -53,10 +47,6 @@ _leveldb_pid: int | None = None
 # Set in a child forked while that thread may have run: the pid of the process forked.
 _forked_from: int | None = None
 _forking: int | None = None
-# Directories (device, inode) whose LOCK_FILE this process holds. An fcntl lock belongs
-# to the process, and closing any descriptor of the file lets it go: a second open of
-# it here (a repair of a directory this process owns) must not happen.
-_locked_here: dict[tuple[int, int], int] = {}  # -> the descriptor holding the lock
 _FULLFSYNC: int | None = getattr(fcntl, "F_FULLFSYNC", None)
 _datasync = getattr(os, "fdatasync", os.fsync)
 
@@ -93,21 +83,11 @@ def _before_fork() -> None:
 
 def _after_fork_in_child() -> None:
     global _forked_from
-    _locked_here.clear()  # fcntl locks are not inherited
     if _forking is not None and _forked_from is None:
         _forked_from = _forking
 
 
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
-
-
-def read_pid(path: str) -> int | None:
-    """The pid the holder of ``path`` wrote, or None (no holder, or an unreadable file)."""
-    text = permissions.read_file(path, PID_FILE)
-    try:
-        return int((text or "").strip() or 0) or None
-    except ValueError:
-        return None
 
 
 class Store:
@@ -153,9 +133,10 @@ class Store:
         self._synced_logs: set[str] = set()  # sealed log files known to be on disk
         self._current_log = ""  # the newest log when the last sync ran
         self._log_fd: int | None = None  # open on it, for its fsyncs
-        self._lock_fd: int | None = _take_lock(path)
+        self._lock = take(path, self)
         # From here on, whatever ends the open (a signal handler's exception too) lets go
-        # of the directory: else this process would hold it until it exits.
+        # of the directory: else this process would hold it until it exits (or opens it
+        # again, when the lock's owner is gone; see dirlock).
         try:
             # Named now, before LevelDB's recovery, which may take a while: until then
             # the file would name the previous owner (maybe dead), or no one.
@@ -168,7 +149,7 @@ class Store:
                 self._db.close()
                 raise
         except BaseException:
-            self._let_go()
+            self._lock.let_go()
             raise
 
     def _open(self) -> Any:
@@ -532,7 +513,7 @@ class Store:
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` let go of the directory (LevelDB is closed by then)."""
-        return self._lock_fd is None
+        return self._lock.released
 
     def close(self) -> None:
         """Close LevelDB and let go of the directory (the pid file and the lock).
@@ -544,68 +525,7 @@ class Store:
             self._close_log()
             permissions.set_file_modes(self.path)  # what LevelDB created since the open
         finally:
-            self._let_go()
-
-    def _let_go(self) -> None:
-        """Remove our pid file, then let go of the directory. While the lock is held no
-        other process can have written the pid file, so the one removed is ours; after
-        the lock is let go, a successor may write its own at once."""
-        fd, self._lock_fd = self._lock_fd, None  # never let go twice
-        if fd is None:
-            return
-        try:
-            try:
-                os.unlink(os.path.join(self.path, PID_FILE))
-            except OSError:
-                pass
-        finally:  # even when a signal handler's exception ended the unlink
-            _let_go_lock(fd)
-
-
-def _take_lock(path: str) -> int:
-    """Lock the directory's :data:`LOCK_FILE` for this process, or raise ``Locked``."""
-    name = os.path.join(path, LOCK_FILE)
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        st = os.stat(path)
-        if _held_here((st.st_dev, st.st_ino), name):
-            raise Locked(path, os.getpid(), " (this process)")
-        fd = os.open(name, flags, permissions.file_mode(st.st_mode))
-    except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise permissions.denied(path, f"cannot open {LOCK_FILE}: {exc.strerror}") from exc
-        raise DiskQueueError(f"{path}: cannot open {LOCK_FILE}: {exc.strerror}") from exc
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EACCES, errno.EAGAIN):
-            raise Locked(path, read_pid(path)) from exc
-        raise DiskQueueError(f"{path}: cannot lock {LOCK_FILE}: {exc.strerror}") from exc
-    _locked_here[(st.st_dev, st.st_ino)] = fd
-    return fd
-
-
-def _held_here(key: tuple[int, int], name: str) -> bool:
-    """Whether this process holds the lock of the directory ``key`` (its LOCK_FILE
-    ``name``). An entry whose descriptor is closed, or open on another file, does not
-    count: a signal handler's exception can end a close between the two steps."""
-    fd = _locked_here.get(key)
-    if fd is None:
-        return False
-    try:
-        held, now = os.fstat(fd), os.stat(name)
-    except OSError:
-        return False
-    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
-
-
-def _let_go_lock(fd: int) -> None:
-    try:
-        os.close(fd)  # closing it releases the lock
-    finally:
-        for key in [key for key, held in _locked_here.items() if held == fd]:
-            del _locked_here[key]
+            self._lock.let_go()
 
 
 def _log_files(path: str) -> list[str]:
@@ -655,6 +575,10 @@ def _damaged_file(text: str) -> bool:
     )
 
 
+class _Repairing:
+    """The owner of the lock a repair takes (see dirlock.take)."""
+
+
 def repair(path: str) -> None:
     """Run LevelDB's repair on a directory; it salvages what the files still hold."""
     if not os.path.isdir(path):
@@ -663,7 +587,8 @@ def repair(path: str) -> None:
         name.endswith((".ldb", ".sst", ".log")) for name in os.listdir(path)
     ):
         raise DiskQueueError(f"{path} holds no LevelDB database to repair")
-    lock_fd = _take_lock(path)  # an owner may hold it while LevelDB's LOCK is let go
+    owner = _Repairing()
+    lock = take(path, owner)  # an owner may hold it while LevelDB's LOCK is let go
     try:
         plyvel.repair_db(path, paranoid_checks=True)
     except plyvel.Error as exc:
@@ -676,5 +601,5 @@ def repair(path: str) -> None:
             raise permissions.denied(path, str(text)) from exc
         raise DiskQueueError(f"repair of {path} failed: {text}") from exc
     finally:
-        _let_go_lock(lock_fd)
+        lock.let_go()
 
