@@ -1,8 +1,8 @@
 """The one module that talks to LevelDB.
 
-It opens and locks a directory, writes atomic batches, reads and iterates, compacts,
-repairs, and translates every plyvel error into a diskqueue error. Nothing else in the
-package imports plyvel.
+It opens a directory (under the lock of :mod:`.dirlock`), writes atomic batches, reads
+and iterates, compacts, repairs, and translates every plyvel error into a diskqueue
+error. Nothing else in the package imports plyvel.
 """
 
 from __future__ import annotations
