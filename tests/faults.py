@@ -54,14 +54,18 @@ def interrupt(exc):
 # Run call (the push of n, or a take that returns a list) with the timer armed and
 # account for it; False when the timer's exception ended it. Any other exception
 # (Empty, Corrupted) is the caller's.
+# The timer can fire as the call's own exception (a full disk) leaves it and before any
+# handler here has begun (CPython 3.10 runs signal handlers there): the inner ``try``
+# has ended by then, and the outer one catches the timer's exception.
 def armed_call(putting, n, call):
     global armed
     try:
-        armed = True
-        result = call()
-        armed = False
+        try:
+            armed = True
+            result = call()
+        finally:
+            armed = False
     except BaseException as exc:
-        armed = False
         if not interrupt(exc):
             raise
         counts["interrupted"] += 1

@@ -77,13 +77,15 @@ signal.signal(signal.SIGALRM, handler)
 signal.setitimer(signal.ITIMER_REAL, 0.00005, 0.00005)
 outcomes = {}
 for i in range(int(sys.argv[2])):
-    armed = True
     try:
-        q.dequeue(block=True, timeout=0.05)
+        try:  # (inner try: a Stop as Empty leaves the call still lands in the outer one)
+            armed = True
+            q.dequeue(block=True, timeout=0.05)
+        finally:
+            armed = False
     except BaseException as exc:
         name = type(exc).__name__ + ("" if isinstance(exc, Stop) else ": " + str(exc))
         outcomes[name] = outcomes.get(name, 0) + 1
-    armed = False
 signal.setitimer(signal.ITIMER_REAL, 0)
 done.set()
 mover.join(30)
