@@ -30,6 +30,9 @@ RecordOps = Iterable[tuple[bytes, bytes, Optional[bytes]]]
 items."""
 Held = tuple[bytes, bytes, int, int]
 """``(ns, lane, seq, attempts)`` of a held or reserved item."""
+Take = tuple[bytes, bytes, int, int]
+"""``(ns, lane, seq, crc32 of the data)`` of a dequeue or pop as its client got it: a Stack
+pushes where it pops, so a later take from the same seq is told apart by its data."""
 Ack = tuple[bytes, bytes, int, Optional[int], RecordOps]
 """``(ns, lane, seq, attempts, records)``: a reserved item to delete, with its records."""
 Guarded = tuple[bytes, bytes, Optional[bytes], RecordOps]
@@ -179,8 +182,7 @@ class WireAPI(Protocol):
     def info(self) -> dict[str, Any]:
         """Counts of ready and reserved items and of lanes, per namespace."""
 
-    def confirm(self, takes: list[tuple[bytes, bytes, int]],
-                keep: list[tuple[bytes, bytes, int]], *, delivered: bool,
+    def confirm(self, takes: list[Take], keep: list[Take], *, delivered: bool,
                 holder: Optional[Holder] = None) -> bool:
         """Settle what the last holder held for a client's process (see
         :mod:`diskqueue.engine.inherited`)."""

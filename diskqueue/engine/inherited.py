@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
+import zlib
 from collections.abc import Iterable
 from typing import Optional
 
@@ -24,6 +25,7 @@ import msgpack
 
 from ..errors import DiskQueueError
 from . import handed, holders
+from .api import Take
 from .core import Core
 from .holders import Holder
 from .holds import held_data, held_key
@@ -129,11 +131,12 @@ class Inheritance(Core):
             self._next_ledger_sweep = now + LEDGER_SWEEP_EVERY
             handed.sweep(self.path, keep)
 
-    def confirm(self, takes: list[tuple[bytes, bytes, int]],
-                keep: list[tuple[bytes, bytes, int]], *, delivered: bool,
+    def confirm(self, takes: list[Take], keep: list[Take], *, delivered: bool,
                 holder: Optional[Holder] = None) -> bool:
         """A client's word, after its holder changed, on takes the last holder held for
-        it (``holder``: the client process; in the holder itself, this process).
+        it (``holder``: the client process; in the holder itself, this process). A take
+        is named by its key and the crc32 of its data: a Stack pops and pushes at one
+        seq, so the held pop there may be a later one whose reply never arrived.
 
         ``delivered``: the client handed ``takes`` out; those still held are deleted,
         and its other held takes, except ``keep`` (replies it is reading now), go back
@@ -147,16 +150,18 @@ class Inheritance(Core):
             heads: list[Key] = []
             tops: list[int] = []
             missing = False
-            for ns, lane, seq in takes:
+            for ns, lane, seq, digest in takes:
                 key = (ns, lane, seq)
                 got = self._inherited.get(key)
                 if (got is not None and got[0] == holder and got[1] is None
-                        and self._space(ns).reserved.get((lane, seq)) == got[2]):
+                        and self._space(ns).reserved.get((lane, seq)) == got[2]
+                        and self._digest(key) == digest):
                     heads.append(key)
                     continue
                 hold = next((hold for hold, top in self._inherited_tops.items()
                              if top == (holder, key) and hold in self._tops
-                             and hold not in tops), None)
+                             and hold not in tops and self._digest(key, hold) == digest),
+                            None)
                 if hold is not None:
                     tops.append(hold)
                     continue
@@ -169,11 +174,11 @@ class Inheritance(Core):
                 # The rest goes back, but what the client noted it handed out (before
                 # it closed and opened the directory again, say): its own word, kept
                 # in a file for the next holders.
-                kept = {(ns, lane, seq) for ns, lane, seq in keep}
+                kept = {(ns, lane, seq, digest) for ns, lane, seq, digest in keep}
                 heads = [k for k, (h, end, _) in self._inherited.items()
-                         if h == holder and end is None and k not in kept]
+                         if h == holder and end is None and (*k, self._digest(k)) not in kept]
                 tops = [hold for hold, (h, k) in self._inherited_tops.items()
-                        if h == holder and k not in kept]
+                        if h == holder and (*k, self._digest(k, hold)) not in kept]
                 self._handed.pop(holder, None)
                 if (heads or tops) and self._notes_of(holder) is None:
                     raise DiskQueueError(
@@ -190,17 +195,27 @@ class Inheritance(Core):
                                 [hold for hold in tops if hold not in noted_tops])
             return not missing
 
+    def _data(self, key: Key, hold: Optional[int] = None) -> Optional[bytes]:
+        """The data of an inherited take at ``key`` (``hold``: a pop from the top, held
+        so); None when it is gone (lock held)."""
+        ns, lane, seq = key
+        sp = self._spaces[ns]
+        if hold is None:
+            return self._store.get(sp.item_key(lane, seq))
+        value = self._store.get(held_key(sp, lane, hold))
+        return None if value is None else held_data(value)
+
+    def _digest(self, key: Key, hold: Optional[int] = None) -> Optional[int]:
+        """The crc32 of an inherited take's data, as its client names it (None: gone)."""
+        data = self._data(key, hold)
+        return None if data is None else zlib.crc32(data)
+
     def _noted(self, holder: Holder, key: Key, hold: Optional[int] = None
                ) -> Optional[bool]:
         """Whether client ``holder`` noted that it handed out the take at ``key`` that
         this holder inherited for it (``hold``: a pop from the top, held so); None when
         its notes cannot be read now (lock held)."""
-        ns, lane, seq = key
-        sp = self._spaces[ns]
-        if hold is None:
-            return self._handed_out(holder, key, self._store.get(sp.item_key(lane, seq)))
-        value = self._store.get(held_key(sp, lane, hold))
-        return self._handed_out(holder, key, None if value is None else held_data(value))
+        return self._handed_out(holder, key, self._data(key, hold))
 
     def _settle_inherited(self, heads: Iterable[Key], tops: Iterable[int]) -> None:
         """Delete inherited held takes (``tops``: pops by hold id): their client has

@@ -28,11 +28,12 @@ import socket
 import stat
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn, Optional, Protocol
 
 from ..engine import handed, holders, store
-from ..engine.api import Ack, Check, EngineAPI, Entry, Guarded, Held, Receipt, RecordOps
+from ..engine.api import Ack, Check, EngineAPI, Entry, Guarded, Held, Receipt, RecordOps, Take
 from ..engine.holders import running
 from ..errors import Closed, DiskQueueError, Empty, Full, Locked, OutcomeUnknown
 from . import peercred, protocol, receipts
@@ -130,12 +131,12 @@ class RemoteEngine:
         self._open: set[Connection] = set()  # every connection, idle or in a call
         # The owner's engine once this process took the directory over.
         self._local: Optional[EngineAPI] = None
-        # Takes whose "got it" the owner may not have read (see _resettle_now): the keys
+        # Takes whose "got it" the owner may not have read (see _resettle_now): those
         # of each connection's last reply, until that connection's next reply.
-        self._unsettled: dict[Any, list[Key]] = {}
+        self._unsettled: dict[Any, list[Take]] = {}
         # ... and the takes handed out, noted in a file for the next holders (handed.py)
         self._ledger = handed.ledger(self.path)
-        self._receiving: dict[object, list[Key]] = {}  # replies being settled now
+        self._receiving: dict[object, list[Take]] = {}  # replies being settled now
         self._resettle = False  # a connection broke: settle with the next owner
         self._gen = 0  # resettles so far
         self._slots: list[int] = []  # free receipt slots (see receipts)
@@ -401,14 +402,16 @@ class RemoteEngine:
         ``taken``: the keys of the items a dequeue or pop took (a reservation's are not
         needed: it stays this process's until its lease ends, whoever holds the
         directory). The owner may go before reading "got it": the next one keeps the
-        items for this process, which confirms them with it (:meth:`_resettle_now`).
+        items for this process, which confirms them with it (:meth:`_resettle_now`),
+        naming each by its key and the crc32 of its data.
         ``gen``: the resettles before the request was sent; one since may have given
         these items back, so they are confirmed before they are handed out.
         """
         refused: Optional[BaseException] = None
+        datas = _taken_data(method, result)
         if check is not None:
             try:
-                check(_taken_data(method, result))
+                check(datas)
             except BaseException as exc:
                 refused = exc
         why = self._ledger.refusal() if refused is None and taken else None
@@ -418,11 +421,13 @@ class RemoteEngine:
             refused = DiskQueueError(
                 f"{self.path}: {why} (no room for this process's notes of what it takes); "
                 "nothing was taken. Free some space (or file descriptors) and try again")
+        takes: list[Take] = [(*key, zlib.crc32(data)) for key, data in
+                             zip(taken, datas, strict=True)] if taken else []
         token = object()
         with self._lock:
             changed = self._gen != gen
-            if taken and not changed:
-                self._receiving[token] = taken
+            if takes and not changed:
+                self._receiving[token] = takes
         try:
             conn.sock.sendall(PUT_BACK if refused is not None or changed and taken else GOT_IT)
         except OSError:
@@ -433,26 +438,26 @@ class RemoteEngine:
                 self._receiving.pop(token, None)
             if refused is not None:
                 raise refused from None
-            return not taken or self._confirm_first(taken)
+            return not takes or self._confirm_first(takes)
         if refused is not None:
             self._put_back(conn)
             raise refused
-        if changed and taken:
+        if changed and takes:
             self._put_back(conn)
-            return self._confirm_first(taken)
+            return self._confirm_first(takes)
         with self._lock:
             self._receiving.pop(token, None)
             if self._gen != gen:
                 self._resettle = True  # one went by while we read: it kept these
         if taken:  # handed out from here on, whoever dies next
-            self._ledger.note(taken, _taken_data(method, result))
-        self._put_back(conn, taken)
+            self._ledger.note(taken, datas)
+        self._put_back(conn, takes)
         return True
 
-    def _confirm_first(self, taken: list[Key]) -> bool:
+    def _confirm_first(self, takes: list[Take]) -> bool:
         """Whether takes the last owner held for this process are still its (and then
         they are let go), asked of the owner now before handing them out."""
-        return bool(self._call("confirm", [taken, []], {"delivered": False}, 0.0, None))
+        return bool(self._call("confirm", [takes, []], {"delivered": False}, 0.0, None))
 
     def _resettle_now(self, conn: Optional[Connection], until: Optional[float] = None
                       ) -> None:
@@ -464,30 +469,30 @@ class RemoteEngine:
             if not self._resettle:
                 return
             here = conn.pid if conn is not None else os.getpid()
-            taken: list[Key] = []
+            taken: list[Take] = []
             for other in [c for c in self._unsettled if c.pid != here or c.pid is None]:
                 taken += self._unsettled.pop(other)
-            keep = [key for keys in self._receiving.values() for key in keys]
+            keep = [take for takes in self._receiving.values() for take in takes]
             self._gen += 1
             self._resettle = False
         try:
             if conn is None:
                 if self._local is not None:
                     self._local.confirm(taken, keep, delivered=True)
-                    self._ledger.drop(taken)
+                    self._ledger.drop(take[:3] for take in taken)
                 return
             reply = self._exchange(conn, "confirm", [taken, keep], {"delivered": True}, 0.0,
                                    until=until)
             if reply[0] != 0:  # kept for the next owner, or for this one once it takes it
                 raise _Refused(reply)
-            self._ledger.drop(taken)
+            self._ledger.drop(take[:3] for take in taken)
         except BaseException:
             with self._lock:
                 self._unsettled[_Lost()] = taken
                 self._resettle = True
             raise
 
-    def _put_back(self, conn: Connection, unsettled: Optional[list[Key]] = None) -> None:
+    def _put_back(self, conn: Connection, unsettled: Optional[list[Take]] = None) -> None:
         """An idle connection again, for the next call (a reply on it also says the
         owner read the "got it" before: ``unsettled`` are the takes of the last)."""
         with self._lock:
@@ -767,8 +772,7 @@ class RemoteEngine:
         """See :meth:`EngineAPI.info`."""
         return self.call("info", [], {})  # type: ignore[no-any-return]
 
-    def confirm(self, takes: list[tuple[bytes, bytes, int]],
-                keep: list[tuple[bytes, bytes, int]], *, delivered: bool,
+    def confirm(self, takes: list[Take], keep: list[Take], *, delivered: bool,
                 holder: Any = None) -> bool:
         """See :meth:`EngineAPI.confirm` (``holder`` is the holder's own: never sent)."""
         return self.call("confirm", [takes, keep],  # type: ignore[no-any-return]

@@ -463,14 +463,15 @@ class Server:
 
     def _run_call(self, client: Client, method: str, kwargs: dict[str, Any]) -> list[Any]:
         try:
-            if method in _HEAD_TAKES:
-                return [0, serve_take(self._engine, client, method, kwargs)]
             if method == "confirm":
                 if client.holder is None:
                     raise DiskQueueError("confirm(): this platform does not say which "
                                          "process the client is")
                 return [0, self._engine.confirm(**kwargs, holder=client.holder)]
-            result = getattr(self._engine, method)(**kwargs)
+            if method in _HEAD_TAKES:
+                result = serve_take(self._engine, client, method, kwargs)
+            else:
+                result = getattr(self._engine, method)(**kwargs)
             if method == _KILL_BEFORE_REPLY:
                 os.kill(os.getpid(), signal.SIGKILL)
             return [0, result]
