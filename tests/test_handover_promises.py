@@ -246,7 +246,7 @@ def test_confirm_is_checked_like_every_request(tmp_path):
                 engine.call("confirm", [["not a key"], [], True], {})
             with pytest.raises(TypeError, match="holder"):
                 engine.call("confirm", [[], [], True], {"holder": [1, 2]})
-            assert engine.call("confirm", [[[b"", b"", 1, 0]], [], False], {}) is False
+            assert engine.call("confirm", [[[b"", b"", 1, 0, -1]], [], False], {}) is False
             assert [q.dequeue().value, q.dequeue().value] == [0, 1]  # nothing changed
         finally:
             q.close()

@@ -30,9 +30,10 @@ RecordOps = Iterable[tuple[bytes, bytes, Optional[bytes]]]
 items."""
 Held = tuple[bytes, bytes, int, int]
 """``(ns, lane, seq, attempts)`` of a held or reserved item."""
-Take = tuple[bytes, bytes, int, int]
-"""``(ns, lane, seq, crc32 of the data)`` of a dequeue or pop as its client got it: a Stack
-pushes where it pops, so a later take from the same seq is told apart by its data."""
+Take = tuple[bytes, bytes, int, int, int]
+"""``(ns, lane, seq, crc32 of the data, hold)`` of a dequeue or pop as its client got it;
+``hold``: the id of the held record of a pop from the top, else -1. A Stack pushes
+where it pops, so a later pop from the same seq is told apart by its hold id."""
 Ack = tuple[bytes, bytes, int, Optional[int], RecordOps]
 """``(ns, lane, seq, attempts, records)``: a reserved item to delete, with its records."""
 Guarded = tuple[bytes, bytes, Optional[bytes], RecordOps]

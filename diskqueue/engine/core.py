@@ -695,13 +695,14 @@ class Core:
                            exc_info=True)
 
     def _handed_out(self, holder: Holder, key: tuple[bytes, bytes, int],
-                    data: Optional[bytes]) -> Optional[bool]:
+                    data: Optional[bytes], hold: int = -1) -> Optional[bool]:
         """Whether client ``holder`` noted that it handed out its take of ``data`` at
-        ``key`` (handed.py); None when its notes cannot be read now (ask again later)."""
+        ``key`` (``hold``: a pop from the top, held so; see handed.py); None when its
+        notes cannot be read now (ask again later)."""
         if data is None:
             return False
         notes = self._notes_of(holder)
-        return None if notes is None else handed.note(key, data) in notes
+        return None if notes is None else handed.note(key, data, hold) in notes
 
     def _notes_of(self, holder: Holder) -> Optional[frozenset[bytes]]:
         """Client ``holder``'s notes, read once (None, not kept, when unreadable now)."""

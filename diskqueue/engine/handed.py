@@ -15,16 +15,16 @@ not name it when it settled after a handover, reads the client's file first: a n
 take was handed out and is deleted; any other goes back to the front (its reply never
 arrived, or was never read).
 
-A note is ``(seq, crc32 of ns and lane, crc32 of the data)``, so an old note matches a
-later item at the same key (a Stack pushes where it popped) only if that item holds the
-same bytes. The file's blocks are allocated when it is made, so a store into the map
-never needs room on a full disk. A client with no room for its file (a full disk, or
-no file descriptor left) hands no take out: the take raises ``DiskQueueError`` and its
-items go back, as an owner's own take fails on a full disk. One that may not make it
-(no permission) notes nothing: what it held goes back as before. Either tries again
-at its next take. The holder deletes the files of processes that ended
-(:func:`sweep`), but those of clients whose confirmations it still has to write (a full
-disk).
+A note is ``(seq, crc32 of ns and lane, crc32 of the data)``, that crc32 carried on over
+the id of the held record of a pop from the top: a Stack pushes where it popped, and an
+old note must not match a later pop at the same key, even of the same bytes. The file's
+blocks are allocated when it is made, so a store into the map never needs room on a full
+disk. A client with no room for its file (a full disk, or no file descriptor left) hands
+no take out: the take raises ``DiskQueueError`` and its items go back, as an owner's own
+take fails on a full disk. One that may not make it (no permission) notes nothing: what
+it held goes back as before. Either tries again at its next take. The holder deletes the
+files of processes that ended (:func:`sweep`), but those of clients whose confirmations
+it still has to write (a full disk).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from typing import Optional
 
 from . import holders
+from .api import Take
 from .holders import Holder
 from .permissions import file_mode
 
@@ -54,11 +55,15 @@ _FOR_A_MOMENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EINTR
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of a take
 
 
-def note(key: Key, data: bytes) -> bytes:
-    """The note of the take of ``data`` at ``key``."""
+def note(key: Key, data: bytes, hold: int = -1) -> bytes:
+    """The note of the take of ``data`` at ``key`` (``hold``: the id of the record that
+    holds a pop from the top; -1 for a take from the head)."""
     ns, lane, seq = key
+    digest = zlib.crc32(data)
+    if hold >= 0:
+        digest = zlib.crc32(hold.to_bytes(8, "big"), digest)
     return _NOTE.pack(seq, zlib.crc32(lane, zlib.crc32(len(ns).to_bytes(4, "big") + ns)),
-                      zlib.crc32(data))
+                      digest)
 
 
 def file_of(path: str, holder: Holder) -> str:
@@ -154,8 +159,8 @@ class Ledger:
         self._lock = threading.Lock()
         self._map: Optional[mmap.mmap] = None
         self._pid = 0  # the process that mapped it
-        self._slots: dict[Key, int] = {}
-        self._keys: list[Optional[Key]] = []  # by slot
+        self._slots: dict[Take, int] = {}
+        self._keys: list[Optional[Take]] = []  # by slot
         self._next = 0  # the slot of the next note (the oldest one's, once all are used)
         # why the file could not be made last time, when that may pass (a full disk,
         # no descriptor left); None otherwise
@@ -168,13 +173,13 @@ class Ledger:
         with self._lock:
             return None if self._mapped() is not None else self._not_now
 
-    def note(self, keys: list[Key], datas: list[bytes]) -> None:
-        """Note takes (their keys and data) about to be handed out."""
+    def note(self, takes: list[Take], datas: list[bytes]) -> None:
+        """Note takes (and their data) about to be handed out."""
         with self._lock:
             mm = self._mapped()
             if mm is None:
                 return
-            for key, data in zip(keys, datas, strict=True):
+            for key, data in zip(takes, datas, strict=True):
                 old = self._slots.pop(key, None)
                 if old is not None:
                     self._keys[old] = None
@@ -188,9 +193,9 @@ class Ledger:
                 else:
                     self._keys.append(key)
                 self._slots[key] = slot
-                mm[slot * _NOTE.size:(slot + 1) * _NOTE.size] = note(key, data)
+                mm[slot * _NOTE.size:(slot + 1) * _NOTE.size] = note(key[:3], data, key[4])
 
-    def drop(self, keys: Iterable[Key]) -> None:
+    def drop(self, keys: Iterable[Take]) -> None:
         """Drop the notes of takes a holder settled with this process (deleted)."""
         with self._lock:
             if self._map is None or self._pid != os.getpid():

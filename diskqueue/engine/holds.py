@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import struct
+import time
 from collections.abc import Iterable
 from typing import Any, Optional
 
@@ -169,12 +170,14 @@ class Holds(Core):
                     living[holder] = holders.alive(holder)
                 # (a dead client's that it handed out, or may have: settled by a check)
                 if living[holder] or self._handed_out(holder, (sp.ns, lane, seq),
-                                                      held_data(value)) is not False:
+                                                      held_data(value), hold) is not False:
                     self._tops[hold] = (sp.ns, lane)
                     self._inherited_tops[hold] = (holder, (sp.ns, lane, seq))
                     continue
             held.append((sp.ns, lane, hold))
-        self._top_ids = itertools.count(last + 1)  # kept records keep their ids
+        # Kept records keep their ids; a client names its pops by them (inherited.py),
+        # so new ones start past any a holder before may have given (microseconds).
+        self._top_ids = itertools.count(max(last + 1, time.time_ns() // 1000))
         if held:
             before = {sp.ns: sp.ready for sp in self._spaces.values()}
             self._push_back(sorted(held, key=lambda h: -h[2]))

@@ -135,8 +135,9 @@ class Inheritance(Core):
                 holder: Optional[Holder] = None) -> bool:
         """A client's word, after its holder changed, on takes the last holder held for
         it (``holder``: the client process; in the holder itself, this process). A take
-        is named by its key and the crc32 of its data: a Stack pops and pushes at one
-        seq, so the held pop there may be a later one whose reply never arrived.
+        is named by its key, the crc32 of its data and, a pop from the top, the id of
+        its held record: a Stack pops and pushes at one seq, so the held pop there may
+        be a later one whose reply never arrived.
 
         ``delivered``: the client handed ``takes`` out; those still held are deleted,
         and its other held takes, except ``keep`` (replies it is reading now), go back
@@ -150,19 +151,17 @@ class Inheritance(Core):
             heads: list[Key] = []
             tops: list[int] = []
             missing = False
-            for ns, lane, seq, digest in takes:
+            for ns, lane, seq, digest, hold in takes:
                 key = (ns, lane, seq)
                 got = self._inherited.get(key)
-                if (got is not None and got[0] == holder and got[1] is None
-                        and self._space(ns).reserved.get((lane, seq)) == got[2]
-                        and self._digest(key) == digest):
-                    heads.append(key)
-                    continue
-                hold = next((hold for hold, top in self._inherited_tops.items()
-                             if top == (holder, key) and hold in self._tops
-                             and hold not in tops and self._digest(key, hold) == digest),
-                            None)
-                if hold is not None:
+                if hold < 0:
+                    if (got is not None and got[0] == holder and got[1] is None
+                            and self._space(ns).reserved.get((lane, seq)) == got[2]
+                            and self._digest(key) == digest):
+                        heads.append(key)
+                        continue
+                elif (self._inherited_tops.get(hold) == (holder, key) and hold in self._tops
+                        and hold not in tops and self._digest(key, hold) == digest):
                     tops.append(hold)
                     continue
                 missing = True
@@ -174,11 +173,12 @@ class Inheritance(Core):
                 # The rest goes back, but what the client noted it handed out (before
                 # it closed and opened the directory again, say): its own word, kept
                 # in a file for the next holders.
-                kept = {(ns, lane, seq, digest) for ns, lane, seq, digest in keep}
+                kept = {tuple(take) for take in keep}
                 heads = [k for k, (h, end, _) in self._inherited.items()
-                         if h == holder and end is None and (*k, self._digest(k)) not in kept]
+                         if h == holder and end is None
+                         and (*k, self._digest(k), -1) not in kept]
                 tops = [hold for hold, (h, k) in self._inherited_tops.items()
-                        if h == holder and (*k, self._digest(k, hold)) not in kept]
+                        if h == holder and (*k, self._digest(k, hold), hold) not in kept]
                 self._handed.pop(holder, None)
                 if (heads or tops) and self._notes_of(holder) is None:
                     raise DiskQueueError(
@@ -215,7 +215,8 @@ class Inheritance(Core):
         """Whether client ``holder`` noted that it handed out the take at ``key`` that
         this holder inherited for it (``hold``: a pop from the top, held so); None when
         its notes cannot be read now (lock held)."""
-        return self._handed_out(holder, key, self._data(key, hold))
+        return self._handed_out(holder, key, self._data(key, hold),
+                                -1 if hold is None else hold)
 
     def _settle_inherited(self, heads: Iterable[Key], tops: Iterable[int]) -> None:
         """Delete inherited held takes (``tops``: pops by hold id): their client has

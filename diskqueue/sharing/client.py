@@ -327,7 +327,8 @@ class RemoteEngine:
                 self._raise(conn, reply)
             result = reply[1]
             if method in _TAKES and not self._settle(
-                    conn, method, result, check, _taken(method, args, kwargs, result), gen):
+                    conn, method, result, check, _taken(method, args, kwargs, result), gen,
+                    reply[2] if len(reply) > 2 else None):
                 # The items were not this process's any more when it asked (see
                 # _settle): handing them out would deliver them twice; take again.
                 deadline = deadline or self._search_end(ends)
@@ -394,7 +395,7 @@ class RemoteEngine:
             raise
 
     def _settle(self, conn: Connection, method: str, result: Any, check: Check,
-                taken: list[Key], gen: int) -> bool:
+                taken: list[Key], gen: int, holds: Optional[list[int]]) -> bool:
         """Tell the owner at once whether a take's items arrived, so it lets them go
         (or puts them back when ``check`` refuses them, whose error is raised). False
         when the items turned out not to be this process's any more (take again).
@@ -403,7 +404,8 @@ class RemoteEngine:
         needed: it stays this process's until its lease ends, whoever holds the
         directory). The owner may go before reading "got it": the next one keeps the
         items for this process, which confirms them with it (:meth:`_resettle_now`),
-        naming each by its key and the crc32 of its data.
+        naming each by its key, the crc32 of its data and ``holds``: the ids of the
+        records holding pops from the top (None: the take was from the head).
         ``gen``: the resettles before the request was sent; one since may have given
         these items back, so they are confirmed before they are handed out.
         """
@@ -421,8 +423,9 @@ class RemoteEngine:
             refused = DiskQueueError(
                 f"{self.path}: {why} (no room for this process's notes of what it takes); "
                 "nothing was taken. Free some space (or file descriptors) and try again")
-        takes: list[Take] = [(*key, zlib.crc32(data)) for key, data in
-                             zip(taken, datas, strict=True)] if taken else []
+        takes: list[Take] = [
+            (*key, zlib.crc32(data), hold) for key, data, hold in
+            zip(taken, datas, holds or [-1] * len(taken), strict=True)] if taken else []
         token = object()
         with self._lock:
             changed = self._gen != gen
@@ -450,7 +453,7 @@ class RemoteEngine:
             if self._gen != gen:
                 self._resettle = True  # one went by while we read: it kept these
         if taken:  # handed out from here on, whoever dies next
-            self._ledger.note(taken, datas)
+            self._ledger.note(takes, datas)
         self._put_back(conn, takes)
         return True
 
@@ -479,13 +482,13 @@ class RemoteEngine:
             if conn is None:
                 if self._local is not None:
                     self._local.confirm(taken, keep, delivered=True)
-                    self._ledger.drop(take[:3] for take in taken)
+                    self._ledger.drop(taken)
                 return
             reply = self._exchange(conn, "confirm", [taken, keep], {"delivered": True}, 0.0,
                                    until=until)
             if reply[0] != 0:  # kept for the next owner, or for this one once it takes it
                 raise _Refused(reply)
-            self._ledger.drop(take[:3] for take in taken)
+            self._ledger.drop(taken)
         except BaseException:
             with self._lock:
                 self._unsettled[_Lost()] = taken

@@ -474,6 +474,8 @@ class Server:
                 result = getattr(self._engine, method)(**kwargs)
             if method == _KILL_BEFORE_REPLY:
                 os.kill(os.getpid(), signal.SIGKILL)
+            if client.tops and method in _HEAD_TAKES:
+                return [0, result, client.tops]  # the client names its pops by these
             return [0, result]
         except Exception as exc:  # a reply, never a dropped connection
             if not isinstance(exc, (DiskQueueError, TypeError, ValueError, KeyError)):
