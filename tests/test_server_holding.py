@@ -126,8 +126,8 @@ def test_a_stack_pop_put_back_returns_to_the_top(tmp_path):
         s.push_many(["a", "b", "c"])
         raw = Raw(path)
         try:
-            ok, (lane, seq, key, data, _) = raw.call("pop_one", b"", b"", False, True)
-            assert ok == 0 and len(s) == 2
+            ok, (lane, seq, key, data, _), holds = raw.call("pop_one", b"", b"", False, True)
+            assert ok == 0 and len(s) == 2 and len(holds) == 1  # the id of its held record
             raw.say(server.PUT_BACK)
             deadline = time.monotonic() + 10
             while len(s) != 3 and time.monotonic() < deadline:
@@ -142,8 +142,8 @@ def test_a_stack_pop_of_a_client_that_left_without_a_word_goes_back_on_top(tmp_p
     with holding(path, "Stack"), dq.Stack(path) as s:
         s.push_many(["a", "b", "c"])
         raw = Raw(path)
-        ok, _ = raw.call("take_run", b"", b"", 2, True)
-        assert ok == 0 and len(s) == 1
+        ok, _, holds = raw.call("take_run", b"", b"", 2, True)
+        assert ok == 0 and len(s) == 1 and len(holds) == 2
         raw.close()
         deadline = time.monotonic() + 10
         while len(s) != 3 and time.monotonic() < deadline:
