@@ -410,7 +410,7 @@ class RemoteEngine:
         these items back, so they are confirmed before they are handed out.
         """
         refused: Optional[BaseException] = None
-        datas = _taken_data(method, result)
+        datas = _taken_data(method, result) if check is not None or taken else []
         if check is not None:
             try:
                 check(datas)

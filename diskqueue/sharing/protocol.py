@@ -11,8 +11,9 @@ dropped, and :class:`TooLarge` says so, leaving the connection usable) and charg
 partly received messages to a :class:`Budget` shared by all its connections.
 
 A request is ``[method, args, kwargs]`` or ``[method, args, kwargs, deadline]``; a
-reply is ``[0, result]`` or ``[1, error class name, message]``; control words (``"got
-it"``, ``"put back"``, ``"bye"``) are plain strings. A malformed chunk ends that
+reply is ``[0, result]`` (a pop from the top: ``[0, result, ids of the records holding
+it]``) or ``[1, error class name, message]``; control words (``"got it"``, ``"put
+back"``, ``"bye"``) are plain strings. A malformed chunk ends that
 connection only.
 """
 
