@@ -20,7 +20,7 @@ from faults import Child
 from test_confirm_on_full_disk import HOLDER as FULL_DISK_HOLDER
 
 import diskqueue as dq
-from diskqueue.engine import inherited
+from diskqueue.engine import handed, holders, inherited
 
 HOLDER = """
 import sys, time, diskqueue as dq
@@ -105,6 +105,87 @@ def test_a_handed_out_take_stays_taken_when_holder_then_client_die(tmp_path, kin
         assert sorted(left + got) == ["first", "second", "third"]
     finally:
         _end(holder, client)
+
+
+# More items in one take than a ring of the last 1,024 notes holds: the notes of a
+# take whose "got it" may be unread are never overwritten, whatever follows them.
+MANY = 1500
+MANY_HOLDER = HOLDER.replace('["first", "second", "third"]', f"[str(n) for n in range({MANY})]")
+MANY_CLIENT = CLIENT.replace(TAKE, BATCH.replace("_many(2)", f"_many({MANY})"))
+assert MANY_HOLDER != HOLDER and MANY_CLIENT != CLIENT
+
+
+@pytest.mark.parametrize("kind", ["Queue", "Stack"])
+def test_a_handed_out_take_of_many_items_stays_taken_when_holder_then_client_die(
+        tmp_path, kind):
+    path = str(tmp_path / "q")
+    holder = Child(MANY_HOLDER, path, kind)
+    client = None
+    try:
+        holder.wait_lines(1, timeout=60)
+        client = Child(MANY_CLIENT, path, kind)
+        got = client.wait_lines(1, timeout=60)[0].split(" ", 2)[2].split(",")
+        assert len(got) == MANY
+        holder.kill()
+        client.kill()
+        with getattr(dq, kind)(path, codec="json") as q:
+            assert q.role == "owner"
+            _settled(q)
+            assert [item.value for item in q] == []  # not one came back
+    finally:
+        _end(holder, client)
+
+
+NO_ROOM_TO_GROW = """
+import resource, signal, sys, diskqueue as dq
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+q = dq.Queue(sys.argv[1], codec="json")
+assert q.role == "client"
+q.dequeue()  # the file of notes is made, with room for 1,024 notes
+resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))  # so it cannot grow
+try:
+    q.dequeue_many(1200)
+except dq.DiskQueueError as exc:
+    print("refused", "no room for this process's notes" in str(exc), flush=True)
+print("left", len(q), flush=True)
+print("took", len(q.dequeue_many(1000)), flush=True)
+"""
+
+
+def test_a_take_with_no_room_for_its_notes_is_not_handed_out(tmp_path):
+    """A take of more items than the file of notes has room for grows it first; when it
+    cannot (a full disk), the take raises and its items stay queued."""
+    path = str(tmp_path / "q")
+    with dq.Queue(path, codec="json") as q:
+        q.enqueue_many([str(n) for n in range(1201)])
+        rc, lines = Child(NO_ROOM_TO_GROW, path).finish()
+        assert (rc, lines) == (0, ["refused True", "left 1200", "took 1000"])
+        assert len(q) == 200
+        assert [item.value for item in q] == [str(n) for n in range(1001, 1201)]
+
+
+def test_a_note_whose_got_it_may_be_unread_outlives_any_number_of_later_takes(tmp_path):
+    """One thread's take is still unsettled while others take thousands more: its note
+    stays; notes settled are kept as a ring of the last ones and then overwritten."""
+    path = str(tmp_path)
+    ledger = handed.Ledger(path)
+    pending = (b"ns", b"", 7, 1, -1)
+    assert ledger.reserve(1) is None
+    ledger.note([pending], [b"pending"])
+    for n in range(3 * handed.SLOTS):
+        take = (b"ns", b"", 100 + n, 1, -1)
+        assert ledger.reserve(1) is None
+        ledger.note([take], [b"x%d" % n])
+        ledger.settled([take])
+    notes = handed.read(path, holders.me())
+    assert notes is not None
+    assert handed.note((b"ns", b"", 7), b"pending") in notes
+    last = 3 * handed.SLOTS - 1
+    assert handed.note((b"ns", b"", 100 + last), b"x%d" % last) in notes
+    assert handed.note((b"ns", b"", 100), b"x0") not in notes  # settled long ago
+    assert len(notes) <= handed.SLOTS + 1
+    ledger.drop([pending])
+    assert handed.note((b"ns", b"", 7), b"pending") not in handed.read(path, holders.me())
 
 
 def test_a_take_whose_reply_never_arrived_comes_back_when_holder_then_client_die(tmp_path):

@@ -6,10 +6,13 @@ the take for the client, which settles it at its next call. A client that dies b
 that call cannot say any more whether it had the item, so each client process notes,
 before it hands a take out, a note of it in a small file of its own in the directory
 (``diskqueue.handed.<pid>.<start time>``), mapped into its memory: the note is one store
-into the page cache, and it outlives the process, however it dies. The notes are a
-ring: the last :data:`SLOTS` takes, dropped early only once a holder settled them with
-the client after a handover. (A reply to the client's next request says that its holder
-read the "got it", not that it could write it down: on a full disk it could not.) A
+into the page cache, and it outlives the process, however it dies. A note is kept while
+the "got it" of its take may be unread (until a reply to the next request on the same
+connection), however many takes follow: the file grows when they are more than it has
+room for. After that the notes are a ring, the oldest overwritten first when room is
+wanted, and dropped once a holder settled them with the client after a handover. (A
+reply to the client's next request says that its holder read the "got it", not that it
+could write it down: on a full disk it could not.) A
 holder about to put back a take it holds for a client, because the client died or did
 not name it when it settled after a handover, reads the client's file first: a noted
 take was handed out and is deleted; any other goes back to the front (its reply never
@@ -18,11 +21,12 @@ arrived, or was never read).
 A note is ``(seq, crc32 of ns and lane, crc32 of the data)``, that crc32 carried on over
 the id of the held record of a pop from the top: a Stack pushes where it popped, and an
 old note must not match a later pop at the same key, even of the same bytes. The file's
-blocks are allocated when it is made, so a store into the map never needs room on a full
-disk. A client with no room for its file (a full disk, or no file descriptor left) hands
-no take out: the take raises ``DiskQueueError`` and its items go back, as an owner's own
-take fails on a full disk. One that may not make it (no permission) notes nothing: what
-it held goes back as before. Either tries again at its next take. The holder deletes the
+blocks are allocated when it is made or grown, before a take is handed out, so a store
+into the map never needs room on a full disk. A client with no room for its file or
+for the notes of a take (a full disk, or no file descriptor left) hands no take out:
+the take raises ``DiskQueueError`` and its items go back, as an owner's own take fails
+on a full disk. One that may not make it (no permission) notes nothing: what it held
+goes back as before. Either tries again at its next take. The holder deletes the
 files of processes that ended (:func:`sweep`), but those of clients whose confirmations
 it still has to write (a full disk).
 """
@@ -30,11 +34,13 @@ it still has to write (a full disk).
 from __future__ import annotations
 
 import errno
+import logging
 import mmap
 import os
 import struct
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Optional
 
@@ -44,15 +50,16 @@ from .holders import Holder
 from .permissions import file_mode
 
 PREFIX = "diskqueue.handed."
-SLOTS = 1024  # the takes a process noted last
+SLOTS = 1024  # the notes a file has room for when made (it grows when they are pending)
 _NOTE = struct.Struct(">QII")  # seq, crc32 of ns and lane, crc32 of data (empty: zeros)
-SIZE = SLOTS * _NOTE.size
 _EMPTY = bytes(_NOTE.size)
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})  # a full disk, as errors say
 # Errors of a read that may work a moment later: the notes are not known to be missing
 _FOR_A_MOMENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EINTR,
                            errno.EAGAIN, errno.EIO})
 Key = tuple[bytes, bytes, int]  # (ns, lane, seq) of a take
+
+_log = logging.getLogger(__name__)
 
 
 def note(key: Key, data: bytes, hold: int = -1) -> bytes:
@@ -80,7 +87,7 @@ def read(path: str, holder: Holder) -> Optional[frozenset[bytes]]:
     except OSError as exc:
         return None if exc.errno in _FOR_A_MOMENT else frozenset()
     try:
-        data = os.pread(fd, SIZE, 0)
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
     except OSError as exc:
         return None if exc.errno in _FOR_A_MOMENT else frozenset()
     finally:
@@ -150,8 +157,13 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class Ledger:
     """This process's file of notes in one directory, made at its first note.
 
-    Thread-safe. After fork() a child makes one of its own (its takes are its own); a
-    ledger that cannot be made notes nothing.
+    A note is *pending* from the moment its take is handed out until a later reply on the
+    same connection says the holder read the "got it" (:meth:`settled`), and is never
+    overwritten while pending: the file grows instead, room for which is set aside
+    before the take is handed out (:meth:`reserve`). Settled notes are kept as a ring,
+    the oldest overwritten first, for a holder that read a "got it" and could not write
+    it down. Thread-safe. After fork() a child makes one of its own (its takes are its
+    own); a ledger that cannot be made notes nothing.
     """
 
     def __init__(self, path: str) -> None:
@@ -159,41 +171,64 @@ class Ledger:
         self._lock = threading.Lock()
         self._map: Optional[mmap.mmap] = None
         self._pid = 0  # the process that mapped it
-        self._slots: dict[Take, int] = {}
-        self._keys: list[Optional[Take]] = []  # by slot
-        self._next = 0  # the slot of the next note (the oldest one's, once all are used)
+        self._pending: dict[Take, int] = {}  # note: slot
+        self._settled: OrderedDict[Take, int] = OrderedDict()  # oldest first
+        self._free: list[int] = []
+        self._reserved = 0  # slots set aside for takes about to be handed out
         # why the file could not be made last time, when that may pass (a full disk,
         # no descriptor left); None otherwise
         self._not_now: Optional[str] = None
 
-    def refusal(self) -> Optional[str]:
-        """Why takes cannot be noted now (None: they can): the file cannot be made for
-        want of room (a full disk) or of a descriptor, and then a take must not be handed
-        out. Where it may not be made at all (no permission), takes go unnoted (None)."""
-        with self._lock:
-            return None if self._mapped() is not None else self._not_now
-
-    def note(self, takes: list[Take], datas: list[bytes]) -> None:
-        """Note takes (and their data) about to be handed out."""
+    def reserve(self, count: int) -> Optional[str]:
+        """Set room aside for the notes of ``count`` takes about to be handed out (given
+        back by :meth:`note` or :meth:`unreserve`); why it cannot be now (None: it is):
+        the file cannot be made or grown for want of room (a full disk) or of a
+        descriptor, and then the takes must not be handed out. Where it may not be made
+        at all (no permission), takes go unnoted (None)."""
         with self._lock:
             mm = self._mapped()
             if mm is None:
+                if self._not_now is None:  # never noted here (no permission)
+                    self._reserved += count
+                return self._not_now
+            need = len(self._pending) + self._reserved + count
+            if need > len(mm) // _NOTE.size:
+                why = self._grow(need)
+                if why is not None:
+                    return why
+            self._reserved += count
+            return None
+
+    def unreserve(self, count: int) -> None:
+        """Give back room set aside for takes that were not handed out."""
+        with self._lock:
+            self._reserved = max(0, self._reserved - count)
+
+    def note(self, takes: list[Take], datas: list[bytes]) -> None:
+        """Note takes (and their data) being handed out, in the room set aside for them;
+        pending until :meth:`settled`."""
+        with self._lock:
+            self._reserved = max(0, self._reserved - len(takes))
+            if self._map is None or self._pid != os.getpid():
                 return
             for key, data in zip(takes, datas, strict=True):
-                old = self._slots.pop(key, None)
-                if old is not None:
-                    self._keys[old] = None
-                slot = self._next
-                self._next = (slot + 1) % SLOTS
-                if slot < len(self._keys):
-                    gone = self._keys[slot]
-                    if gone is not None:
-                        del self._slots[gone]
-                    self._keys[slot] = key
-                else:
-                    self._keys.append(key)
-                self._slots[key] = slot
-                mm[slot * _NOTE.size:(slot + 1) * _NOTE.size] = note(key[:3], data, key[4])
+                slot = self._pending.pop(key, None)
+                if slot is None:
+                    slot = self._settled.pop(key, None)
+                if slot is None:
+                    slot = self._slot()
+                self._pending[key] = slot
+                self._map[slot * _NOTE.size:(slot + 1) * _NOTE.size] = \
+                    note(key[:3], data, key[4])
+
+    def settled(self, keys: Iterable[Take]) -> None:
+        """A reply after these takes said the holder read their "got it": their notes
+        may be overwritten, the oldest first, once room is wanted."""
+        with self._lock:
+            for key in keys:
+                slot = self._pending.pop(key, None)
+                if slot is not None:
+                    self._settled[key] = slot
 
     def drop(self, keys: Iterable[Take]) -> None:
         """Drop the notes of takes a holder settled with this process (deleted)."""
@@ -201,16 +236,48 @@ class Ledger:
             if self._map is None or self._pid != os.getpid():
                 return
             for key in keys:
-                slot = self._slots.pop(key, None)
+                slot = self._pending.pop(key, None)
+                if slot is None:
+                    slot = self._settled.pop(key, None)
                 if slot is not None:
                     self._map[slot * _NOTE.size:(slot + 1) * _NOTE.size] = _EMPTY
-                    self._keys[slot] = None
+                    self._free.append(slot)
+
+    def _slot(self) -> int:
+        if self._free:
+            return self._free.pop()
+        if self._settled:
+            return self._settled.popitem(last=False)[1]
+        # Not set aside (every caller reserves first): grow, or as a last resort
+        # overwrite the oldest pending note rather than not hand out a take already sent
+        assert self._map is not None
+        if self._grow(len(self._map) // _NOTE.size + 1) is None:
+            return self._free.pop()
+        _log.warning("%s: no room to note a take; overwrote the oldest pending note",
+                     self.path)
+        return self._pending.pop(next(iter(self._pending)))
+
+    def _grow(self, need: int) -> Optional[str]:
+        """Make room for ``need`` notes (at least twice as many as now); why not."""
+        assert self._map is not None
+        have = len(self._map) // _NOTE.size
+        size = max(2 * have, need) * _NOTE.size
+        try:
+            grown = _map(file_of(self.path, holders.me()), size)
+        except (OSError, ValueError) as exc:
+            code = getattr(exc, "errno", None)
+            return ("the disk is full" if code in _NO_ROOM else
+                    os.strerror(code) if code is not None else str(exc))
+        self._map.close()
+        self._map = grown
+        self._free.extend(range(size // _NOTE.size - 1, have - 1, -1))
+        return None
 
     def _mapped(self) -> Optional[mmap.mmap]:
         if self._pid != os.getpid():
             # First note in this process (a child's map is its parent's file: not its own)
             self._pid, self._map = os.getpid(), None
-            self._slots, self._keys, self._next = {}, [], 0
+            self._pending, self._settled, self._reserved = {}, OrderedDict(), 0
         if self._map is None:
             # Made at the first note, and tried again at each later one while it cannot
             # be made: a disk full at that moment must not leave the process without
@@ -218,11 +285,24 @@ class Ledger:
             try:
                 self._map = _make(file_of(self.path, holders.me()), self.path)
                 self._not_now = None
+                self._free = list(range(SLOTS - 1, -1, -1))
             except (OSError, ValueError) as exc:
                 code = getattr(exc, "errno", None)
                 self._not_now = ("the disk is full" if code in _NO_ROOM else
                                  os.strerror(code) if code in _FOR_A_MOMENT else None)
         return self._map
+
+
+def _map(name: str, size: int) -> mmap.mmap:
+    """The existing file of notes ``name``, grown to ``size`` bytes with its blocks,
+    mapped; ``OSError`` when it cannot be grown now (its size is then unchanged but for
+    blocks of zeros, which read as no notes)."""
+    fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return mmap.mmap(fd, size)
+    finally:
+        os.close(fd)
 
 
 def _make(name: str, path: str) -> mmap.mmap:
@@ -232,8 +312,9 @@ def _make(name: str, path: str) -> mmap.mmap:
                  0o600)
     try:
         os.fchmod(fd, file_mode(os.stat(path).st_mode))  # a group's holder reads it
-        os.posix_fallocate(fd, 0, SIZE)  # the blocks now: a store never faults later
-        return mmap.mmap(fd, SIZE)
+        size = SLOTS * _NOTE.size
+        os.posix_fallocate(fd, 0, size)  # the blocks now: a store never faults later
+        return mmap.mmap(fd, size)
     except BaseException:
         try:
             os.unlink(name)

@@ -416,7 +416,8 @@ class RemoteEngine:
                 check(datas)
             except BaseException as exc:
                 refused = exc
-        why = self._ledger.refusal() if refused is None and taken else None
+        why = self._ledger.reserve(len(taken)) if refused is None and taken else None
+        reserved = len(taken) if refused is None and why is None else 0
         if why is not None:
             # No room for the note that keeps a take taken should its holder and then
             # this process die: a full disk, where an owner's own take fails too.
@@ -432,30 +433,36 @@ class RemoteEngine:
             if takes and not changed:
                 self._receiving[token] = takes
         try:
-            conn.sock.sendall(PUT_BACK if refused is not None or changed and taken else GOT_IT)
-        except OSError:
-            self._resettle = True  # what the owner held for us is settled with the next
-            self._discard(conn)
-            self._drop_idle()  # the owner went away: its other connections are dead
+            try:
+                conn.sock.sendall(PUT_BACK if refused is not None or changed and taken
+                                  else GOT_IT)
+            except OSError:
+                self._resettle = True  # what the owner held for us is settled with the next
+                self._discard(conn)
+                self._drop_idle()  # the owner went away: its other connections are dead
+                with self._lock:
+                    self._receiving.pop(token, None)
+                if refused is not None:
+                    raise refused from None
+                return not takes or self._confirm_first(takes)
+            if refused is not None:
+                self._put_back(conn)
+                raise refused
+            if changed and takes:
+                self._put_back(conn)
+                return self._confirm_first(takes)
             with self._lock:
                 self._receiving.pop(token, None)
-            if refused is not None:
-                raise refused from None
-            return not takes or self._confirm_first(takes)
-        if refused is not None:
-            self._put_back(conn)
-            raise refused
-        if changed and takes:
-            self._put_back(conn)
-            return self._confirm_first(takes)
-        with self._lock:
-            self._receiving.pop(token, None)
-            if self._gen != gen:
-                self._resettle = True  # one went by while we read: it kept these
-        if taken:  # handed out from here on, whoever dies next
-            self._ledger.note(takes, datas)
-        self._put_back(conn, takes)
-        return True
+                if self._gen != gen:
+                    self._resettle = True  # one went by while we read: it kept these
+            if taken:  # handed out from here on, whoever dies next
+                self._ledger.note(takes, datas)  # in the room set aside
+                reserved = 0
+            self._put_back(conn, takes)
+            return True
+        finally:
+            if reserved:
+                self._ledger.unreserve(reserved)
 
     def _confirm_first(self, takes: list[Take]) -> bool:
         """Whether takes the last owner held for this process are still its (and then
@@ -499,14 +506,16 @@ class RemoteEngine:
         """An idle connection again, for the next call (a reply on it also says the
         owner read the "got it" before: ``unsettled`` are the takes of the last)."""
         with self._lock:
+            read = self._unsettled.pop(conn, None) if self._unsettled else None
             if unsettled:
                 self._unsettled[conn] = unsettled
-            elif self._unsettled:
-                self._unsettled.pop(conn, None)
-            if not self.closed and self.pid == os.getpid():
+            idle = not self.closed and self.pid == os.getpid()
+            if idle:
                 self._idle.append(conn)
-                return
-        self._discard(conn, goodbye=self.pid == os.getpid())
+        if read:
+            self._ledger.settled(read)
+        if not idle:
+            self._discard(conn, goodbye=self.pid == os.getpid())
 
     def _discard(self, conn: Connection, goodbye: bool = False) -> None:
         with self._lock:
