@@ -164,6 +164,22 @@ def test_a_take_with_no_room_for_its_notes_is_not_handed_out(tmp_path):
         assert [item.value for item in q] == [str(n) for n in range(1001, 1201)]
 
 
+def test_a_file_of_notes_deleted_under_its_client_is_made_again_when_it_grows(tmp_path):
+    """A cleaner of old files deletes a live client's notes: the next take that needs
+    more room than the file had makes it again, with every note it held."""
+    path = str(tmp_path)
+    ledger = handed.Ledger(path)
+    first = [(b"ns", b"", n, 1, -1) for n in range(10)]
+    assert ledger.reserve(len(first)) is None
+    ledger.note(first, [b"%d" % n for n in range(10)])
+    os.unlink(handed.file_of(path, holders.me()))
+    more = [(b"ns", b"", n, 1, -1) for n in range(10, 10 + handed.SLOTS)]
+    assert ledger.reserve(len(more)) is None
+    ledger.note(more, [b"%d" % n for n in range(10, 10 + handed.SLOTS)])
+    notes = handed.read(path, holders.me())
+    assert notes == {handed.note(take[:3], b"%d" % take[2]) for take in first + more}
+
+
 def test_a_note_whose_got_it_may_be_unread_outlives_any_number_of_later_takes(tmp_path):
     """One thread's take is still unsettled while others take thousands more: its note
     stays; notes settled are kept as a ring of the last ones and then overwritten."""

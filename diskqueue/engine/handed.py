@@ -262,8 +262,13 @@ class Ledger:
         assert self._map is not None
         have = len(self._map) // _NOTE.size
         size = max(2 * have, need) * _NOTE.size
+        name = file_of(self.path, holders.me())
         try:
-            grown = _map(file_of(self.path, holders.me()), size)
+            try:
+                grown = _map(name, size)
+            except FileNotFoundError:  # deleted under us (a tmp cleaner): made again
+                grown = _make(name, self.path, size)
+                grown[:len(self._map)] = self._map[:]
         except (OSError, ValueError) as exc:
             code = getattr(exc, "errno", None)
             return ("the disk is full" if code in _NO_ROOM else
@@ -283,7 +288,8 @@ class Ledger:
             # be made: a disk full at that moment must not leave the process without
             # notes once it has room.
             try:
-                self._map = _make(file_of(self.path, holders.me()), self.path)
+                self._map = _make(file_of(self.path, holders.me()), self.path,
+                                  SLOTS * _NOTE.size)
                 self._not_now = None
                 self._free = list(range(SLOTS - 1, -1, -1))
             except (OSError, ValueError) as exc:
@@ -305,14 +311,14 @@ def _map(name: str, size: int) -> mmap.mmap:
         os.close(fd)
 
 
-def _make(name: str, path: str) -> mmap.mmap:
-    """The file of notes ``name`` in directory ``path``, made with its blocks, mapped;
-    ``OSError`` (and no file) when it cannot be made now (no room, no permission)."""
+def _make(name: str, path: str, size: int) -> mmap.mmap:
+    """The file of notes ``name`` in directory ``path``, made with ``size`` bytes of
+    blocks, mapped; ``OSError`` (and no file) when it cannot be made now (no room, no
+    permission)."""
     fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
     try:
         os.fchmod(fd, file_mode(os.stat(path).st_mode))  # a group's holder reads it
-        size = SLOTS * _NOTE.size
         os.posix_fallocate(fd, 0, size)  # the blocks now: a store never faults later
         return mmap.mmap(fd, size)
     except BaseException:
