@@ -212,14 +212,9 @@ class Ledger:
             if self._map is None or self._pid != os.getpid():
                 return
             for key, data in zip(takes, datas, strict=True):
-                slot = self._pending.pop(key, None)
-                if slot is None:
-                    slot = self._settled.pop(key, None)
-                if slot is None:
-                    slot = self._slot()
-                self._pending[key] = slot
-                self._map[slot * _NOTE.size:(slot + 1) * _NOTE.size] = \
-                    note(key[:3], data, key[4])
+                slot = self._forget(key)
+                self._pending[key] = self._slot() if slot is None else slot
+                self._store(self._pending[key], note(key[:3], data, key[4]))
 
     def settled(self, keys: Iterable[Take]) -> None:
         """A reply after these takes said the holder read their "got it": their notes
@@ -236,12 +231,19 @@ class Ledger:
             if self._map is None or self._pid != os.getpid():
                 return
             for key in keys:
-                slot = self._pending.pop(key, None)
-                if slot is None:
-                    slot = self._settled.pop(key, None)
+                slot = self._forget(key)
                 if slot is not None:
-                    self._map[slot * _NOTE.size:(slot + 1) * _NOTE.size] = _EMPTY
+                    self._store(slot, _EMPTY)
                     self._free.append(slot)
+
+    def _forget(self, key: Take) -> Optional[int]:
+        """The slot of ``key``'s note, no longer counted as pending or settled."""
+        slot = self._pending.pop(key, None)
+        return self._settled.pop(key, None) if slot is None else slot
+
+    def _store(self, slot: int, value: bytes) -> None:
+        assert self._map is not None
+        self._map[slot * _NOTE.size:(slot + 1) * _NOTE.size] = value
 
     def _slot(self) -> int:
         if self._free:
@@ -270,9 +272,7 @@ class Ledger:
                 grown = _make(name, self.path, size)
                 grown[:len(self._map)] = self._map[:]
         except (OSError, ValueError) as exc:
-            code = getattr(exc, "errno", None)
-            return ("the disk is full" if code in _NO_ROOM else
-                    os.strerror(code) if code is not None else str(exc))
+            return _passing(exc) or str(exc)
         self._map.close()
         self._map = grown
         self._free.extend(range(size // _NOTE.size - 1, have - 1, -1))
@@ -293,10 +293,16 @@ class Ledger:
                 self._not_now = None
                 self._free = list(range(SLOTS - 1, -1, -1))
             except (OSError, ValueError) as exc:
-                code = getattr(exc, "errno", None)
-                self._not_now = ("the disk is full" if code in _NO_ROOM else
-                                 os.strerror(code) if code in _FOR_A_MOMENT else None)
+                self._not_now = _passing(exc)
         return self._map
+
+
+def _passing(exc: BaseException) -> Optional[str]:
+    """Why a file of notes cannot be made or grown now when that may pass (a full disk,
+    no descriptor left); None when it may not be made at all (no permission)."""
+    code = getattr(exc, "errno", None)
+    return ("the disk is full" if code in _NO_ROOM else
+            os.strerror(code) if code in _FOR_A_MOMENT else None)
 
 
 def _map(name: str, size: int) -> mmap.mmap:
